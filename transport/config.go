@@ -1,0 +1,122 @@
+package transport
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Config tunes one side of a session. The zero value of a field means its
+// default; Fill applies the defaults and Validate checks the result.
+type Config struct {
+	// K is the most data shards one block is cut into (default 8). Small
+	// blocks use fewer: one shard per MinShard bytes.
+	K int
+	// M is the parity shards added to a full block of K data shards
+	// (default 0). A smaller block gets ceil(M*k/K) parity shards, at least
+	// one when M > 0.
+	M int
+	// BlockSize is the most flow bytes one block carries (default 64 KiB).
+	BlockSize int
+	// FlowWindow is the receive window granted to each flow (default 4 MiB).
+	FlowWindow int
+	// SessionWindow is the receive window granted to the whole session
+	// (default 32 MiB). It bounds what a peer can make this side buffer.
+	SessionWindow int
+	// MaxFlows bounds concurrent flows in a session (default 1024).
+	MaxFlows int
+	// StreamsPerConn is the number of data streams each side opens on each
+	// QUIC connection (default 4), so one lost packet stalls only the shards
+	// behind it on one stream.
+	StreamsPerConn int
+	// ProbeInterval is how often each connection is pinged (default 100 ms).
+	ProbeInterval time.Duration
+	// DownAfter is the least silence after which a connection counts as down
+	// (default 300 ms); the effective limit is max(DownAfter, 3*SRTT+100ms).
+	DownAfter time.Duration
+	// UpAfter is how long a connection that went down must answer every
+	// probe before it carries data again (default 1 s): a flapping link does
+	// not whipsaw the traffic.
+	UpAfter time.Duration
+	// Grace is how long a session and its flows wait with no live path
+	// before they fail (default 30 s).
+	Grace time.Duration
+	// Logger receives diagnostics; nil discards them.
+	Logger *slog.Logger
+}
+
+// MinShard is the smallest shard a block is cut into, so tiny writes are
+// not split into tiny shards.
+const MinShard = 1024
+
+// maxBlocksInFlight bounds a flow's unacknowledged blocks, and so the state
+// a receiver keeps for blocks that wait on an earlier one.
+const maxBlocksInFlight = 4096
+
+// Fill sets the defaults of zero fields.
+func (c *Config) Fill() {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.K, 8)
+	def(&c.BlockSize, 64<<10)
+	def(&c.FlowWindow, 4<<20)
+	def(&c.SessionWindow, 32<<20)
+	def(&c.MaxFlows, 1024)
+	def(&c.StreamsPerConn, 4)
+	defDur(&c.ProbeInterval, 100*time.Millisecond)
+	defDur(&c.DownAfter, 300*time.Millisecond)
+	defDur(&c.UpAfter, time.Second)
+	defDur(&c.Grace, 30*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// ConfigError names the field of a Config that is wrong and why.
+type ConfigError struct {
+	Field, Reason string
+}
+
+func (e *ConfigError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Reason) }
+
+// Validate checks a filled Config.
+func (c *Config) Validate() error {
+	switch {
+	case c.K < 1 || c.K > MaxShards:
+		return &ConfigError{"k", fmt.Sprintf("%d is outside 1..%d", c.K, MaxShards)}
+	case c.M < 0 || c.K+c.M > MaxShards:
+		return &ConfigError{"m", fmt.Sprintf("%d: k+m must be at most %d", c.M, MaxShards)}
+	case c.BlockSize < MinShard || c.BlockSize > c.K*MaxShardSize:
+		return &ConfigError{"block-size", fmt.Sprintf("%d is outside %d..%d", c.BlockSize, MinShard, c.K*MaxShardSize)}
+	case c.FlowWindow < c.BlockSize:
+		return &ConfigError{"flow-window", fmt.Sprintf("%d is smaller than the block size %d", c.FlowWindow, c.BlockSize)}
+	case c.SessionWindow < c.FlowWindow:
+		return &ConfigError{"session-window", fmt.Sprintf("%d is smaller than the flow window %d", c.SessionWindow, c.FlowWindow)}
+	case c.MaxFlows < 1:
+		return &ConfigError{"max-flows", "must be at least 1"}
+	case c.StreamsPerConn < 1 || c.StreamsPerConn > 64:
+		return &ConfigError{"streams-per-conn", fmt.Sprintf("%d is outside 1..64", c.StreamsPerConn)}
+	case c.ProbeInterval < time.Millisecond:
+		return &ConfigError{"probe-interval", "must be at least 1ms"}
+	case c.Grace < 0:
+		return &ConfigError{"grace", "must not be negative"}
+	}
+	return nil
+}
+
+// coding returns k and m for a block of n bytes under the built-in policy.
+func (c *Config) coding(n int) (k, m int) {
+	k = min(max(1, (n+MinShard-1)/MinShard), c.K)
+	if c.M > 0 && n > 0 { // an empty block (a bare FIN) has nothing to code
+		m = max(1, (c.M*k+c.K-1)/c.K)
+	}
+	return k, m
+}

@@ -1,0 +1,907 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"braid/internal/bufpool"
+)
+
+// Flow is one proxied connection: an ordered, reliable byte stream each
+// way. One goroutine may read and one may write at a time; Reset and Close
+// may be called from any goroutine.
+type Flow struct {
+	s  *Session
+	id uint32
+
+	writeMu sync.Mutex // serializes senders; they own the tx sequence
+
+	mu sync.Mutex
+	// Sending side.
+	txNext     uint64 // next block number
+	txOffset   uint64 // next data offset
+	txLimit    uint64 // flow credit the peer granted
+	txBlocks   []*txBlock
+	txFin      bool // FIN block queued
+	txFinAcked bool
+	// Receiving side.
+	rxNext     uint64
+	rxPending  map[uint64]*rxBlock
+	rxSegs     [][]byte
+	rxSegOff   int
+	rxFin      bool // FIN delivered into rxSegs' order
+	rxHigh     uint64
+	rxConsumed uint64
+	rxLimit    uint64
+	rxFinal    uint64 // final offset once known
+	// End.
+	err       error // set once the flow is reset or its session fails
+	resetSent bool
+	removed   bool
+
+	dest     []byte // concentrator: the destination the client asked for
+	reply    chan byte
+	answered atomic.Bool
+
+	readable chan struct{}
+	writable chan struct{}
+	dead     chan struct{}
+	deadline atomic.Pointer[time.Time]
+}
+
+// newFlow makes a flow; the caller holds s.mu.
+func newFlow(s *Session, id uint32) *Flow {
+	return &Flow{
+		s:         s,
+		id:        id,
+		txLimit:   s.peerFlow,
+		rxLimit:   uint64(s.cfg.FlowWindow),
+		rxPending: make(map[uint64]*rxBlock),
+		readable:  make(chan struct{}, 1),
+		writable:  make(chan struct{}, 1),
+		dead:      make(chan struct{}),
+	}
+}
+
+// ID returns the flow's identifier within its session.
+func (f *Flow) ID() uint32 { return f.id }
+
+// Dest returns the destination the client asked for, in SOCKS5 address
+// encoding (concentrator side).
+func (f *Flow) Dest() []byte { return f.dest }
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// txBlock is a block kept until the peer acknowledges it. Its buffer holds
+// k+m shards of shardLen bytes; refs counts the retention reference plus
+// each queued shard, and the last release returns the buffer to the pool.
+type txBlock struct {
+	f      *Flow
+	hdr    ShardHeader // Index is set per shard
+	buf    []byte
+	refs   atomic.Int32
+	acked  atomic.Bool
+	sentAt time.Time // last (re)send; under f.mu
+	tries  int       // overdue re-sends; under f.mu
+	path   [MaxShards]atomic.Pointer[Path]
+	conn   [MaxShards]atomic.Pointer[pconn]
+}
+
+func (b *txBlock) n() int { return int(b.hdr.K) + int(b.hdr.M) }
+
+func (b *txBlock) shard(i int) []byte {
+	l := int(b.hdr.ShardLen)
+	return b.buf[i*l : (i+1)*l]
+}
+
+func (b *txBlock) release() {
+	if b.refs.Add(-1) == 0 {
+		bufpool.Put(b.buf)
+		b.buf = nil
+	}
+}
+
+// live reports whether shard i sits on a live connection or in the queue
+// of a live path.
+func (b *txBlock) live(i int) bool {
+	if c := b.conn[i].Load(); c != nil {
+		return c.up.Load()
+	}
+	p := b.path[i].Load()
+	return p != nil && p.Up()
+}
+
+// rxBlock gathers the shards of one block.
+type rxBlock struct {
+	hdr    ShardHeader
+	have   uint32
+	count  int
+	shards [MaxShards][]byte
+	done   bool
+}
+
+// Write sends p as one or more blocks, waiting for credit.
+func (f *Flow) Write(p []byte) (int, error) {
+	f.writeMu.Lock()
+	defer f.writeMu.Unlock()
+	n := 0
+	for len(p) > 0 {
+		take, err := f.waitCredit(len(p))
+		if err != nil {
+			return n, err
+		}
+		buf := f.blockBuf(take)
+		copy(buf, p[:take])
+		if err := f.sendOwned(context.Background(), buf, take, 0); err != nil {
+			return n, err
+		}
+		p = p[take:]
+		n += take
+	}
+	return n, nil
+}
+
+// ReadFrom reads r into blocks until EOF, without an intermediate copy.
+// It does not close the flow's sending side.
+func (f *Flow) ReadFrom(r io.Reader) (int64, error) {
+	f.writeMu.Lock()
+	defer f.writeMu.Unlock()
+	var total int64
+	for {
+		take, err := f.waitCredit(f.s.cfg.BlockSize)
+		if err != nil {
+			return total, err
+		}
+		buf := f.blockBuf(take)
+		n, rerr := r.Read(buf[:take])
+		if n > 0 {
+			if err := f.sendOwned(context.Background(), buf, n, 0); err != nil {
+				return total, err
+			}
+			total += int64(n)
+		} else {
+			bufpool.Put(buf)
+		}
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
+}
+
+// blockBuf returns a pooled buffer big enough for a block of up to n data
+// bytes with its padding and parity.
+func (f *Flow) blockBuf(n int) []byte {
+	k, m := f.s.cfg.coding(n)
+	return bufpool.Get((k + m) * shardLenFor(n, k))
+}
+
+// waitCredit waits until the peer grants flow and session credit and
+// reserves up to want bytes of it (at most a block).
+func (f *Flow) waitCredit(want int) (int, error) {
+	want = min(want, f.s.cfg.BlockSize)
+	for {
+		f.mu.Lock()
+		if f.err != nil {
+			err := f.err
+			f.mu.Unlock()
+			return 0, err
+		}
+		if f.txFin {
+			f.mu.Unlock()
+			return 0, errors.New("write after close")
+		}
+		avail := int64(f.txLimit) - int64(f.txOffset)
+		if avail > 0 && len(f.txBlocks) < maxBlocksInFlight {
+			f.mu.Unlock()
+			take := int(min(int64(want), avail))
+			if err := f.s.takeSessionCredit(context.Background(), uint64(take), f.dead); err != nil {
+				return 0, err
+			}
+			return take, nil
+		}
+		f.mu.Unlock()
+		if err := f.wait(f.writable, nil); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// wait blocks until ch is signalled, the flow dies or the deadline passes.
+func (f *Flow) wait(ch chan struct{}, deadline *time.Time) error {
+	var timeout <-chan time.Time
+	if deadline != nil && !deadline.IsZero() {
+		d := time.Until(*deadline)
+		if d <= 0 {
+			return errTimeout
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-f.dead:
+		return nil // the caller sees f.err
+	case <-timeout:
+		return errTimeout
+	}
+}
+
+var errTimeout = fmt.Errorf("flow: %w", errDeadline{})
+
+type errDeadline struct{}
+
+func (errDeadline) Error() string   { return "i/o timeout" }
+func (errDeadline) Timeout() bool   { return true }
+func (errDeadline) Temporary() bool { return true }
+
+var _ net.Error = errDeadline{}
+
+// sendBlock sends a small control block (open, reply, fin) that carries
+// data: it needs no credit.
+func (f *Flow) sendBlock(ctx context.Context, data []byte, flags uint8) error {
+	f.writeMu.Lock()
+	defer f.writeMu.Unlock()
+	buf := f.blockBuf(len(data))
+	copy(buf, data)
+	return f.sendOwned(ctx, buf, len(data), flags)
+}
+
+// sendOwned codes the n bytes at the start of buf (a pooled buffer it now
+// owns) into a block and dispatches its shards. Caller holds writeMu.
+func (f *Flow) sendOwned(ctx context.Context, buf []byte, n int, flags uint8) error {
+	k, m := f.s.cfg.coding(n)
+	sl := shardLenFor(n, k)
+	if need := (k + m) * sl; cap(buf) < need {
+		nb := bufpool.Get(need)
+		copy(nb, buf[:n])
+		bufpool.Put(buf)
+		buf = nb
+	}
+	buf = buf[:(k+m)*sl]
+	clear(buf[n : k*sl])
+	var arr [MaxShards][]byte
+	shards := arr[:k+m]
+	for i := range shards {
+		shards[i] = buf[i*sl : (i+1)*sl]
+	}
+	if err := encodeParity(shards, k, m); err != nil {
+		bufpool.Put(buf)
+		return err
+	}
+	b := &txBlock{f: f, buf: buf}
+	b.refs.Store(int32(1 + k + m))
+	f.mu.Lock()
+	if f.err != nil {
+		err := f.err
+		f.mu.Unlock()
+		bufpool.Put(buf)
+		return err
+	}
+	b.hdr = ShardHeader{Flags: flags, K: uint8(k), M: uint8(m), ShardLen: uint32(sl),
+		Flow: f.id, Block: f.txNext, Offset: f.txOffset, BlockLen: uint32(n)}
+	f.txNext++
+	if flags&(FlagOpen|FlagReply) == 0 {
+		f.txOffset += uint64(n)
+	}
+	if flags&FlagFin != 0 {
+		f.txFin = true
+	}
+	b.sentAt = time.Now()
+	f.txBlocks = append(f.txBlocks, b)
+	f.mu.Unlock()
+	f.s.stats.BlocksSent.Add(1)
+	for i := range k + m {
+		if err := f.s.dispatch(ctx, b, i, f.dead); err != nil {
+			// The flow died or the caller gave up: drop what was not queued.
+			for range k + m - i {
+				b.release()
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// CloseWrite sends FIN: the peer reads EOF after the bytes written so far.
+func (f *Flow) CloseWrite() error {
+	f.mu.Lock()
+	done := f.txFin || f.err != nil
+	f.mu.Unlock()
+	if done {
+		return nil
+	}
+	return f.sendBlock(context.Background(), nil, FlagFin)
+}
+
+// Read reads the flow's next bytes; io.EOF after the peer's FIN.
+func (f *Flow) Read(p []byte) (int, error) {
+	for {
+		f.mu.Lock()
+		if len(f.rxSegs) > 0 {
+			n := 0
+			for n < len(p) && len(f.rxSegs) > 0 {
+				seg := f.rxSegs[0]
+				c := copy(p[n:], seg[f.rxSegOff:])
+				n += c
+				f.rxSegOff += c
+				if f.rxSegOff == len(seg) {
+					putShard(seg[:cap(seg)])
+					f.rxSegs[0] = nil
+					f.rxSegs = f.rxSegs[1:]
+					f.rxSegOff = 0
+				}
+			}
+			f.consumedLocked(n)
+			return n, nil
+		}
+		if f.err != nil {
+			err := f.err
+			f.mu.Unlock()
+			return 0, err
+		}
+		if f.rxFin {
+			f.mu.Unlock()
+			return 0, io.EOF
+		}
+		f.mu.Unlock()
+		if err := f.wait(f.readable, f.deadline.Load()); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// WriteTo writes the flow's bytes to w until EOF, straight from the
+// received shard buffers.
+func (f *Flow) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	var bufs net.Buffers
+	var owned [][]byte
+	for {
+		f.mu.Lock()
+		if len(f.rxSegs) > 0 {
+			bufs, owned = bufs[:0], owned[:0]
+			n := 0
+			for i, seg := range f.rxSegs {
+				if i == 0 {
+					seg = seg[f.rxSegOff:]
+				}
+				bufs = append(bufs, seg)
+				owned = append(owned, f.rxSegs[i])
+				n += len(seg)
+				f.rxSegs[i] = nil
+			}
+			f.rxSegs = f.rxSegs[:0]
+			f.rxSegOff = 0
+			f.mu.Unlock()
+			_, err := bufs.WriteTo(w)
+			for _, b := range owned {
+				putShard(b[:cap(b)])
+			}
+			f.mu.Lock()
+			f.consumedLocked(n)
+			total += int64(n)
+			if err != nil {
+				return total, err
+			}
+			continue
+		}
+		if f.err != nil {
+			err := f.err
+			f.mu.Unlock()
+			return total, err
+		}
+		if f.rxFin {
+			f.mu.Unlock()
+			return total, nil
+		}
+		f.mu.Unlock()
+		if err := f.wait(f.readable, f.deadline.Load()); err != nil {
+			return total, err
+		}
+	}
+}
+
+// consumedLocked records that the reader took n bytes, grants flow credit
+// once a quarter of the window is free, and unlocks f.mu.
+func (f *Flow) consumedLocked(n int) {
+	f.rxConsumed += uint64(n)
+	var grant uint64
+	w := uint64(f.s.cfg.FlowWindow)
+	if !f.rxFin && f.rxConsumed+w-f.rxLimit >= w/4 {
+		f.rxLimit = f.rxConsumed + w
+		grant = f.rxLimit
+	}
+	f.mu.Unlock()
+	if grant != 0 {
+		f.s.sendControl(&Msg{Type: MsgCredit, Flow: f.id, Value: grant})
+	}
+	f.s.consumed(uint64(n))
+}
+
+// SetReadDeadline bounds Read and WriteTo; the zero time means none.
+func (f *Flow) SetReadDeadline(t time.Time) error {
+	f.deadline.Store(&t)
+	signal(f.readable)
+	return nil
+}
+
+// Accept answers an opened flow with success (concentrator side).
+func (f *Flow) Accept() error {
+	if !f.answered.CompareAndSwap(false, true) {
+		return errors.New("flow already answered")
+	}
+	return f.sendBlock(context.Background(), []byte{0}, FlagReply)
+}
+
+// Refuse answers an opened flow with a SOCKS5 reply code and ends it.
+func (f *Flow) Refuse(code byte) error {
+	if !f.answered.CompareAndSwap(false, true) {
+		return errors.New("flow already answered")
+	}
+	return f.sendBlock(context.Background(), []byte{code}, FlagReply|FlagFin)
+}
+
+// Close ends the flow: a graceful FIN when the peer has finished sending
+// too, otherwise a reset, as TCP does when unread data would be lost.
+func (f *Flow) Close() error {
+	f.mu.Lock()
+	rxDone := f.rxFin
+	f.mu.Unlock()
+	if !rxDone {
+		f.Reset()
+		return nil
+	}
+	err := f.CloseWrite()
+	f.mu.Lock()
+	n := len(f.rxSegs)
+	unread := 0
+	for i, seg := range f.rxSegs {
+		if i == 0 {
+			unread -= f.rxSegOff
+		}
+		unread += len(seg)
+		putShard(seg[:cap(seg)])
+	}
+	f.rxSegs = nil
+	f.rxSegOff = 0
+	f.mu.Unlock()
+	if n > 0 {
+		f.s.consumed(uint64(unread))
+	}
+	return err
+}
+
+// Reset aborts the flow in both directions.
+func (f *Flow) Reset() {
+	f.mu.Lock()
+	if f.err != nil {
+		f.mu.Unlock()
+		return
+	}
+	f.err = ErrFlowReset
+	final := f.txOffset
+	f.resetSent = true
+	f.mu.Unlock()
+	f.abort()
+	f.s.sendReset(f.id, final, 0)
+	f.maybeRemove()
+}
+
+// onReset handles the peer's reset, whose final offset settles the
+// session credit of bytes this side will never read.
+func (f *Flow) onReset(final uint64) {
+	f.mu.Lock()
+	first := f.err == nil
+	if first {
+		f.err = fmt.Errorf("%w by peer", ErrFlowReset)
+	}
+	mine := f.txOffset
+	answer := !f.resetSent
+	f.resetSent = true
+	f.rxFinal = max(final, f.rxHigh)
+	grow := f.rxFinal - f.rxHigh
+	f.rxHigh = f.rxFinal
+	unread := f.rxFinal - f.rxConsumed
+	f.rxConsumed = f.rxFinal
+	f.rxFin = true
+	f.mu.Unlock()
+	if first {
+		f.abort()
+	}
+	f.s.rxAccount(grow)
+	f.s.consumed(unread)
+	if answer {
+		f.s.sendReset(f.id, mine, 0)
+	}
+	f.maybeRemove()
+}
+
+// fail ends the flow because its session ended.
+func (f *Flow) fail(err error) {
+	f.mu.Lock()
+	if f.err == nil {
+		f.err = err
+	}
+	f.mu.Unlock()
+	f.abort()
+}
+
+// abort releases the flow's buffers and wakes its waiters; f.err is set.
+func (f *Flow) abort() {
+	f.mu.Lock()
+	blocks := f.txBlocks
+	f.txBlocks = nil
+	pending := f.rxPending
+	f.rxPending = map[uint64]*rxBlock{}
+	segs := f.rxSegs
+	f.rxSegs = nil
+	f.rxSegOff = 0
+	f.mu.Unlock()
+	for _, b := range blocks {
+		b.acked.Store(true)
+		b.release()
+	}
+	for _, rb := range pending {
+		f.dropRx(rb)
+	}
+	for _, seg := range segs {
+		putShard(seg[:cap(seg)])
+	}
+	select {
+	case <-f.dead:
+	default:
+		close(f.dead)
+	}
+}
+
+func (f *Flow) dropRx(rb *rxBlock) {
+	for i, sh := range rb.shards {
+		if sh != nil {
+			f.s.rxHeld.Add(-int64(cap(sh)))
+			putShard(sh[:cap(sh)])
+			rb.shards[i] = nil
+		}
+	}
+}
+
+func (f *Flow) deadErr() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
+	return ErrFlowReset
+}
+
+// maybeRemove drops the flow from its session once both directions are
+// over: FIN sent and acknowledged (or reset) and FIN received (or reset).
+func (f *Flow) maybeRemove() {
+	f.mu.Lock()
+	done := !f.removed && f.rxFin && (f.txFinAcked || f.err != nil)
+	if done {
+		f.removed = true
+	}
+	f.mu.Unlock()
+	if done {
+		f.s.removeFlow(f)
+	}
+}
+
+// onCredit raises the flow's send limit.
+func (f *Flow) onCredit(limit uint64) {
+	f.mu.Lock()
+	if limit > f.txLimit {
+		f.txLimit = limit
+	}
+	f.mu.Unlock()
+	signal(f.writable)
+}
+
+// onAck releases every block before next.
+func (f *Flow) onAck(next uint64) error {
+	f.mu.Lock()
+	if next > f.txNext {
+		f.mu.Unlock()
+		return malformed("ack of flow %d block %d, only %d sent", f.id, next, f.txNext)
+	}
+	i := 0
+	for ; i < len(f.txBlocks) && f.txBlocks[i].hdr.Block < next; i++ {
+		b := f.txBlocks[i]
+		if b.hdr.Flags&FlagFin != 0 {
+			f.txFinAcked = true
+		}
+		b.acked.Store(true)
+		b.release()
+		f.txBlocks[i] = nil
+	}
+	f.txBlocks = f.txBlocks[i:]
+	f.mu.Unlock()
+	if i > 0 {
+		signal(f.writable)
+		f.maybeRemove()
+	}
+	return nil
+}
+
+// onShard files a received shard (it owns buf) and delivers every block
+// that is now complete and next in order.
+func (f *Flow) onShard(h *ShardHeader, buf []byte) error {
+	f.mu.Lock()
+	if f.err != nil || h.Block < f.rxNext {
+		next := f.rxNext
+		dead := f.err != nil
+		f.mu.Unlock()
+		putShard(buf)
+		f.s.stats.ShardsDuplicate.Add(1)
+		if !dead {
+			f.s.sendControl(&Msg{Type: MsgAck, Flow: f.id, Value: next})
+		}
+		return nil
+	}
+	if h.Block >= f.rxNext+maxBlocksInFlight {
+		f.mu.Unlock()
+		putShard(buf)
+		return malformed("flow %d block %d is beyond the %d blocks in flight after %d", f.id, h.Block, maxBlocksInFlight, f.rxNext)
+	}
+	isData := h.Flags&(FlagOpen|FlagReply) == 0
+	if isData && h.Offset+uint64(h.BlockLen) > f.rxLimit {
+		f.mu.Unlock()
+		putShard(buf)
+		return malformed("flow %d overran its window: %d > %d", f.id, h.Offset+uint64(h.BlockLen), f.rxLimit)
+	}
+	if (h.Flags&FlagOpen != 0 && f.s.client) || (h.Flags&FlagReply != 0 && !f.s.client) {
+		f.mu.Unlock()
+		putShard(buf)
+		return malformed("flow %d: block flags %#x from the wrong side", f.id, h.Flags)
+	}
+	rb := f.rxPending[h.Block]
+	if rb == nil {
+		rb = &rxBlock{hdr: *h}
+		f.rxPending[h.Block] = rb
+	} else if !rb.hdr.sameBlock(h) {
+		f.mu.Unlock()
+		putShard(buf)
+		return malformed("flow %d block %d: shard headers disagree", f.id, h.Block)
+	}
+	bit := uint32(1) << h.Index
+	if rb.done || rb.have&bit != 0 {
+		f.mu.Unlock()
+		putShard(buf)
+		f.s.stats.ShardsDuplicate.Add(1)
+		return nil
+	}
+	if held := f.s.rxHeld.Add(int64(cap(buf))); held > int64(2*f.s.cfg.SessionWindow)+int64(MaxShards*MaxShardSize) {
+		// Over budget: drop; the sender re-sends overdue blocks.
+		f.s.rxHeld.Add(-int64(cap(buf)))
+		f.mu.Unlock()
+		putShard(buf)
+		f.s.stats.ShardsDropped.Add(1)
+		return nil
+	}
+	rb.have |= bit
+	rb.count++
+	rb.shards[h.Index] = buf
+	if isData {
+		if end := h.Offset + uint64(h.BlockLen); end > f.rxHigh {
+			grow := end - f.rxHigh
+			f.rxHigh = end
+			if err := f.s.rxAccount(grow); err != nil {
+				f.mu.Unlock()
+				return malformed("%v", err)
+			}
+		}
+	}
+	if rb.count < int(rb.hdr.K) {
+		f.mu.Unlock()
+		return nil
+	}
+	if err := f.complete(rb); err != nil {
+		f.mu.Unlock()
+		return err
+	}
+	return f.deliverLocked()
+}
+
+// complete rebuilds a block's data shards once k shards are in, keeping
+// only the data shards. Called with f.mu held.
+func (f *Flow) complete(rb *rxBlock) error {
+	k, m := int(rb.hdr.K), int(rb.hdr.M)
+	dataMask := uint32(1)<<k - 1
+	if rb.have&dataMask != dataMask {
+		var arr [MaxShards][]byte
+		shards := arr[:k+m]
+		sl := int(rb.hdr.ShardLen)
+		for i := range shards {
+			if rb.shards[i] != nil {
+				shards[i] = rb.shards[i]
+			} else if i < k {
+				b := getShard(sl)
+				f.s.rxHeld.Add(int64(cap(b)))
+				shards[i] = b[:0]
+			}
+		}
+		if err := reconstructData(shards, k, m); err != nil {
+			for i := range k {
+				if rb.shards[i] == nil && shards[i] != nil {
+					f.s.rxHeld.Add(-int64(cap(shards[i])))
+					putShard(shards[i][:cap(shards[i])])
+				}
+			}
+			return fmt.Errorf("flow %d block %d: %w", f.id, rb.hdr.Block, err)
+		}
+		for i := range k {
+			rb.shards[i] = shards[i]
+		}
+		f.s.stats.BlocksDecoded.Add(1)
+	}
+	for i := k; i < k+m; i++ {
+		if sh := rb.shards[i]; sh != nil {
+			f.s.rxHeld.Add(-int64(cap(sh)))
+			putShard(sh[:cap(sh)])
+			rb.shards[i] = nil
+		}
+	}
+	rb.done = true
+	return nil
+}
+
+// deliverLocked moves complete blocks, in order, to the reader and acks
+// them. Called with f.mu held; returns with it released.
+func (f *Flow) deliverLocked() error {
+	delivered := false
+	var accept, fin bool
+	var reply = -1
+	for {
+		rb := f.rxPending[f.rxNext]
+		if rb == nil || !rb.done {
+			break
+		}
+		delete(f.rxPending, f.rxNext)
+		f.rxNext++
+		delivered = true
+		f.s.stats.BlocksReceived.Add(1)
+		h := &rb.hdr
+		left := int(h.BlockLen)
+		for i := range int(h.K) {
+			sh := rb.shards[i]
+			f.s.rxHeld.Add(-int64(cap(sh)))
+			take := min(left, len(sh))
+			left -= take
+			switch {
+			case h.Flags&FlagOpen != 0:
+				if take > 0 {
+					f.dest = append(f.dest, sh[:take]...)
+				}
+				putShard(sh[:cap(sh)])
+			case h.Flags&FlagReply != 0:
+				if take > 0 && reply < 0 {
+					reply = int(sh[0])
+				}
+				putShard(sh[:cap(sh)])
+			case take > 0:
+				f.rxSegs = append(f.rxSegs, sh[:take])
+			default:
+				putShard(sh[:cap(sh)])
+			}
+		}
+		if h.Flags&FlagOpen != 0 {
+			accept = true
+		}
+		if h.Flags&FlagFin != 0 {
+			f.rxFin = true
+			f.rxFinal = h.Offset + uint64(h.BlockLen)
+			fin = true
+			break
+		}
+	}
+	next := f.rxNext
+	f.mu.Unlock()
+	if !delivered {
+		return nil
+	}
+	f.s.sendControl(&Msg{Type: MsgAck, Flow: f.id, Value: next})
+	signal(f.readable)
+	if reply >= 0 && f.reply != nil {
+		select {
+		case f.reply <- byte(reply):
+		default:
+		}
+	}
+	if accept {
+		select {
+		case f.s.accept <- f:
+		default:
+			f.Refuse(1) // general failure: the acceptor is not keeping up
+		}
+	}
+	if fin {
+		f.maybeRemove()
+	}
+	return nil
+}
+
+// checkOverdue re-sends the shards of the flow's oldest unacknowledged
+// block when it has waited longer than rto: a path may be stalled without
+// being down yet.
+func (f *Flow) checkOverdue(rto time.Duration) {
+	f.mu.Lock()
+	if len(f.txBlocks) == 0 || f.err != nil {
+		f.mu.Unlock()
+		return
+	}
+	b := f.txBlocks[0]
+	now := time.Now()
+	if now.Sub(b.sentAt) < rto<<min(b.tries, 4) {
+		f.mu.Unlock()
+		return
+	}
+	b.sentAt = now
+	b.tries++
+	f.mu.Unlock()
+	best := f.s.bestConn()
+	if best == nil {
+		return
+	}
+	// Send k shards again on the best path, preferring those that are not
+	// already on it.
+	var order [MaxShards]int
+	n := 0
+	for i := range b.n() {
+		if c := b.conn[i].Load(); c == nil || c.p != best.p {
+			order[n] = i
+			n++
+		}
+	}
+	for i := range b.n() {
+		if c := b.conn[i].Load(); c != nil && c.p == best.p {
+			order[n] = i
+			n++
+		}
+	}
+	for _, i := range order[:int(b.hdr.K)] {
+		f.s.resend(b, i, best.p)
+	}
+}
+
+// resendLost re-sends shards of blocks that can no longer complete from
+// the shards on live connections.
+func (f *Flow) resendLost() {
+	f.mu.Lock()
+	blocks := append([]*txBlock(nil), f.txBlocks...)
+	f.mu.Unlock()
+	for _, b := range blocks {
+		if b.acked.Load() {
+			continue
+		}
+		live := 0
+		for i := range b.n() {
+			if b.live(i) {
+				live++
+			}
+		}
+		for i := 0; i < b.n() && live < int(b.hdr.K); i++ {
+			if !b.live(i) {
+				if p := f.s.pickPath(int(b.hdr.ShardLen), true); p != nil {
+					f.s.resend(b, i, p)
+					live++
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,302 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// Joining a session. Every QUIC connection starts with the client opening
+// the control stream and sending Join: the user's token, the path it
+// belongs to, and, for every connection after the first, the session's id
+// and secret. The concentrator answers JoinOK (with the id and secret of a
+// new session) or refuses with JoinErr and closes the connection with the
+// same code.
+
+// JoinError is a refused join.
+type JoinError struct {
+	Code   uint8
+	Reason string
+}
+
+func (e *JoinError) Error() string {
+	return fmt.Sprintf("concentrator refused the join (code %d): %s", e.Code, e.Reason)
+}
+
+// joinErrBase offsets join error codes in QUIC application close codes.
+const joinErrBase = 0x100
+
+const joinTimeout = 5 * time.Second
+
+// minPeerWindow is the smallest window a peer may grant.
+const minPeerWindow = 16 << 10
+
+func readMsg(r io.Reader, m *Msg) error {
+	var hdr [3]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return err
+	}
+	t, n, err := ParseMsgHeader(hdr[:])
+	if err != nil {
+		return err
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return err
+	}
+	return ParseMsgBody(t, body, m)
+}
+
+// PathDialer describes one client path and how to open its connections.
+type PathDialer struct {
+	Info PathInfo
+	// Conns is the number of QUIC connections the path keeps (default 1).
+	Conns int
+	// Dial opens one QUIC connection over this path to the concentrator.
+	Dial func(ctx context.Context) (*quic.Conn, error)
+}
+
+// Client is the client end of a session: it keeps every path's
+// connections dialed and joined for as long as the session lives.
+type Client struct {
+	*Session
+	token string
+}
+
+// Dial starts a client session: it joins over the first path that answers
+// and then keeps every path's connections up, redialing those that fail.
+// A refused token or pin fails Dial at once.
+func Dial(ctx context.Context, cfg Config, token string, paths []PathDialer) (*Client, error) {
+	if len(paths) == 0 {
+		return nil, errors.New("no paths")
+	}
+	s, err := newSession(cfg, true)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{Session: s, token: token}
+	var first error
+	joined := -1
+	var qc *quic.Conn
+	var ctrl *quic.Stream
+	var ok Msg
+	for i, pd := range paths {
+		qc, ctrl, err = c.join(ctx, pd, 0, &ok, true)
+		if err == nil {
+			joined = i
+			break
+		}
+		var je *JoinError
+		if errors.As(err, &je) || ctx.Err() != nil {
+			s.Close()
+			return nil, err
+		}
+		if first == nil {
+			first = fmt.Errorf("path %s: %w", pd.Info.Name, err)
+		}
+	}
+	if joined < 0 {
+		s.Close()
+		return nil, first
+	}
+	s.mu.Lock()
+	s.id, s.secret = ok.SessionID, ok.Secret
+	s.peerFlow = uint64(ok.FlowWindow)
+	s.txLimit = ok.SessionWindow
+	s.mu.Unlock()
+	for i, pd := range paths {
+		p, err := s.path(pd.Info)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		for slot := range max(pd.Conns, 1) {
+			var pre *pconn
+			if i == joined && slot == 0 {
+				pre = s.attach(p, qc, ctrl)
+			}
+			s.wg.Add(1)
+			go c.keep(p, pd, slot, pre)
+		}
+	}
+	return c, nil
+}
+
+// join dials one connection of a path and joins it to the session.
+func (c *Client) join(ctx context.Context, pd PathDialer, slot int, ok *Msg, first bool) (*quic.Conn, *quic.Stream, error) {
+	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
+	defer cancel()
+	qc, err := pd.Dial(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	fail := func(err error) (*quic.Conn, *quic.Stream, error) {
+		var ae *quic.ApplicationError
+		if errors.As(err, &ae) && ae.Remote && ae.ErrorCode >= joinErrBase {
+			err = &JoinError{Code: uint8(ae.ErrorCode - joinErrBase), Reason: ae.ErrorMessage}
+		}
+		qc.CloseWithError(0, "")
+		return nil, nil, err
+	}
+	ctrl, err := qc.OpenStreamSync(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	s := c.Session
+	m := Msg{Type: MsgJoin, Version: Version, Token: c.token, Path: pd.Info, ConnIndex: uint8(slot),
+		FlowWindow: uint32(s.cfg.FlowWindow), SessionWindow: uint64(s.cfg.SessionWindow)}
+	if !first {
+		m.SessionID, m.Secret = s.id, s.secret
+	}
+	if _, err := ctrl.Write(AppendMsg(nil, &m)); err != nil {
+		return fail(err)
+	}
+	ctrl.SetReadDeadline(time.Now().Add(joinTimeout))
+	if err := readMsg(ctrl, ok); err != nil {
+		return fail(err)
+	}
+	ctrl.SetReadDeadline(time.Time{})
+	switch ok.Type {
+	case MsgJoinOK:
+	case MsgJoinErr:
+		return fail(&JoinError{Code: ok.Code, Reason: ok.Reason})
+	default:
+		return fail(malformed("%v in answer to join", ok.Type))
+	}
+	if ok.FlowWindow < minPeerWindow || ok.SessionWindow < uint64(ok.FlowWindow) {
+		return fail(malformed("join-ok: windows %d/%d too small", ok.FlowWindow, ok.SessionWindow))
+	}
+	return qc, ctrl, nil
+}
+
+// keep holds one connection slot of a path: it runs the connection and
+// redials when it ends, with backoff, until the session ends.
+func (c *Client) keep(p *Path, pd PathDialer, slot int, pc *pconn) {
+	s := c.Session
+	defer s.wg.Done()
+	backoff := 100 * time.Millisecond
+	for {
+		if pc != nil {
+			select {
+			case <-pc.done:
+			case <-s.done:
+				return
+			}
+			pc = nil
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-s.done:
+			case <-ctx.Done():
+			}
+			cancel()
+		}()
+		var ok Msg
+		qc, ctrl, err := c.join(ctx, pd, slot, &ok, false)
+		cancel()
+		if err == nil {
+			pc = s.attach(p, qc, ctrl)
+			backoff = 100 * time.Millisecond
+			continue
+		}
+		var je *JoinError
+		if errors.As(err, &je) && je.Code == JoinErrSession {
+			s.closeWith(fmt.Errorf("rejoin over path %s: %w", p.info.Name, err), false)
+			return
+		}
+		s.log.Debug("redial path", "path", p.info.Name, "err", err)
+		select {
+		case <-s.done:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// Join is a join request read from a new connection at the concentrator.
+type Join struct {
+	Msg  Msg
+	conn *quic.Conn
+	ctrl *quic.Stream
+}
+
+// AcceptJoin reads the join request of a new connection.
+func AcceptJoin(ctx context.Context, qc *quic.Conn) (*Join, error) {
+	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
+	defer cancel()
+	ctrl, err := qc.AcceptStream(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("accept control stream: %w", err)
+	}
+	ctrl.SetReadDeadline(time.Now().Add(joinTimeout))
+	j := &Join{conn: qc, ctrl: ctrl}
+	if err := readMsg(ctrl, &j.Msg); err != nil {
+		j.Refuse(JoinErrMalformed, "malformed join")
+		return nil, fmt.Errorf("read join: %w", err)
+	}
+	ctrl.SetReadDeadline(time.Time{})
+	if j.Msg.Type != MsgJoin {
+		j.Refuse(JoinErrMalformed, "expected join")
+		return nil, malformed("%v instead of join", j.Msg.Type)
+	}
+	if j.Msg.Version != Version {
+		j.Refuse(JoinErrVersion, fmt.Sprintf("version %d not supported", j.Msg.Version))
+		return nil, fmt.Errorf("join with version %d", j.Msg.Version)
+	}
+	if j.Msg.FlowWindow < minPeerWindow || j.Msg.SessionWindow < uint64(j.Msg.FlowWindow) {
+		j.Refuse(JoinErrMalformed, "windows too small")
+		return nil, malformed("join: windows %d/%d too small", j.Msg.FlowWindow, j.Msg.SessionWindow)
+	}
+	return j, nil
+}
+
+// RemoteAddr returns the joining connection's remote address.
+func (j *Join) RemoteAddr() string { return j.conn.RemoteAddr().String() }
+
+// Refuse answers the join with an error and closes the connection.
+func (j *Join) Refuse(code uint8, reason string) {
+	j.ctrl.Write(AppendMsg(nil, &Msg{Type: MsgJoinErr, Code: code, Reason: reason}))
+	j.conn.CloseWithError(quic.ApplicationErrorCode(joinErrBase+int(code)), reason)
+}
+
+// NewServerSession creates a session for a first join and attaches its
+// connection.
+func NewServerSession(cfg Config, j *Join) (*Session, error) {
+	s, err := newSession(cfg, false)
+	if err != nil {
+		return nil, err
+	}
+	s.id, s.secret = newSecret()
+	s.peerFlow = uint64(j.Msg.FlowWindow)
+	s.txLimit = j.Msg.SessionWindow
+	if err := s.Attach(j); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Attach adds a joined connection to the session (the caller has checked
+// the token and, for a session that exists, the secret) and answers it.
+func (s *Session) Attach(j *Join) error {
+	p, err := s.path(j.Msg.Path)
+	if err != nil {
+		j.Refuse(JoinErrLimit, err.Error())
+		return err
+	}
+	ok := Msg{Type: MsgJoinOK, Version: Version, SessionID: s.id, Secret: s.secret,
+		Path: j.Msg.Path, ConnIndex: j.Msg.ConnIndex,
+		FlowWindow: uint32(s.cfg.FlowWindow), SessionWindow: uint64(s.cfg.SessionWindow)}
+	if _, err := j.ctrl.Write(AppendMsg(nil, &ok)); err != nil {
+		j.conn.CloseWithError(0, "")
+		return fmt.Errorf("answer join: %w", err)
+	}
+	s.attach(p, j.conn, j.ctrl)
+	return nil
+}

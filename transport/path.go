@@ -1,0 +1,557 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"braid/internal/bufpool"
+)
+
+// QUICConfig returns the quic-go settings braid uses on both ends. Path
+// death is detected by braid's own probes within a few RTTs; the idle
+// timeout only reaps connections that never come back.
+func QUICConfig() *quic.Config {
+	return &quic.Config{
+		HandshakeIdleTimeout:           3 * time.Second,
+		MaxIdleTimeout:                 15 * time.Second,
+		InitialStreamReceiveWindow:     1 << 20,
+		MaxStreamReceiveWindow:         8 << 20,
+		InitialConnectionReceiveWindow: 2 << 20,
+		MaxConnectionReceiveWindow:     24 << 20,
+		MaxIncomingStreams:             4,
+		MaxIncomingUniStreams:          64,
+		KeepAlivePeriod:                0, // braid's probes keep connections busy
+	}
+}
+
+// Path is one provider route: a pool of QUIC connections. Shards queued
+// on a path go out on whichever of its live connections is free first.
+type Path struct {
+	s    *Session
+	info PathInfo
+
+	queue  chan shardJob // new shards
+	urgent chan shardJob // shards sent again; served first
+	queued atomic.Int64  // bytes waiting in queue and urgent
+
+	mu    sync.Mutex
+	conns []*pconn
+
+	up     atomic.Bool
+	rate   atomic.Uint64 // bytes/s estimate, float64 bits
+	srtt   atomic.Int64  // ns, best live connection
+	closed atomic.Bool
+
+	// BytesSent and BytesReceived count shard bytes (headers included).
+	BytesSent, BytesReceived atomic.Uint64
+}
+
+type shardJob struct {
+	b   *txBlock
+	idx uint8
+}
+
+func newPath(s *Session, info PathInfo) *Path {
+	p := &Path{
+		s:      s,
+		info:   info,
+		queue:  make(chan shardJob, 1024),
+		urgent: make(chan shardJob, 2048),
+	}
+	p.rate.Store(math.Float64bits(1 << 20))
+	return p
+}
+
+// Info returns what the path says about itself.
+func (p *Path) Info() PathInfo { return p.info }
+
+// Name returns the path's name.
+func (p *Path) Name() string { return p.info.Name }
+
+// Up reports whether the path has a live connection.
+func (p *Path) Up() bool { return p.up.Load() }
+
+// SRTT returns the smoothed RTT of the path's best live connection.
+func (p *Path) SRTT() time.Duration { return time.Duration(p.srtt.Load()) }
+
+// Rate returns the path's estimated sending rate in bytes/s.
+func (p *Path) Rate() float64 { return math.Float64frombits(p.rate.Load()) }
+
+// queueDelay is how long a shard queued now waits before it is sent.
+func (p *Path) queueDelay() time.Duration {
+	return time.Duration(float64(p.queued.Load()) / p.Rate() * float64(time.Second))
+}
+
+// queueLimit is how many bytes may wait on the path: about 20 ms of its
+// rate, so dispatch decisions stay fresh, within fixed bounds.
+func (p *Path) queueLimit() int64 {
+	return min(max(int64(p.Rate()*0.02), 256<<10), 4<<20)
+}
+
+// liveConn returns one live connection of the path, or nil.
+func (p *Path) liveConn() *pconn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		if c.up.Load() {
+			return c
+		}
+	}
+	return nil
+}
+
+// refresh recomputes the path's state from its connections and reports
+// whether up changed.
+func (p *Path) refresh() (changed bool) {
+	p.mu.Lock()
+	up := false
+	var rate float64
+	best := time.Duration(math.MaxInt64)
+	for _, c := range p.conns {
+		if !c.up.Load() {
+			continue
+		}
+		up = true
+		st := c.qc.ConnectionStats()
+		srtt := max(st.SmoothedRTT, 50*time.Microsecond)
+		best = min(best, srtt)
+		rate += float64(st.CongestionWindow) / srtt.Seconds()
+	}
+	p.mu.Unlock()
+	if up {
+		p.srtt.Store(int64(best))
+		p.rate.Store(math.Float64bits(max(rate, 64<<10)))
+	}
+	return p.up.Swap(up) != up
+}
+
+func (p *Path) addConn(c *pconn) {
+	p.mu.Lock()
+	p.conns = append(p.conns, c)
+	p.mu.Unlock()
+	if p.refresh() {
+		p.s.pathsChanged()
+	}
+}
+
+func (p *Path) removeConn(c *pconn) {
+	p.mu.Lock()
+	for i, x := range p.conns {
+		if x == c {
+			p.conns = append(p.conns[:i], p.conns[i+1:]...)
+			break
+		}
+	}
+	p.mu.Unlock()
+}
+
+// connStateChanged reacts to a connection going up or down.
+func (p *Path) connStateChanged(c *pconn, up bool) {
+	pathChanged := p.refresh()
+	if !up {
+		if !p.Up() {
+			p.drain()
+		}
+		p.s.resendLost()
+		p.s.resync()
+	}
+	if pathChanged {
+		p.s.log.Info("path state", "path", p.info.Name, "up", p.Up())
+		p.s.pathsChanged()
+	}
+}
+
+// drain empties the queues of a dead path; the shards are re-dispatched
+// by resendLost from the blocks' own records.
+func (p *Path) drain() {
+	for {
+		select {
+		case j := <-p.queue:
+			p.queued.Add(-int64(j.b.hdr.ShardLen))
+			j.b.release()
+		case j := <-p.urgent:
+			p.queued.Add(-int64(j.b.hdr.ShardLen))
+			j.b.release()
+		default:
+			return
+		}
+	}
+}
+
+// close ends every connection of the path.
+func (p *Path) close(tellPeer bool) {
+	p.closed.Store(true)
+	p.mu.Lock()
+	conns := append([]*pconn(nil), p.conns...)
+	p.mu.Unlock()
+	for _, c := range conns {
+		if tellPeer {
+			c.sendControl(&Msg{Type: MsgClose, Reason: "session closed"})
+			c.flushControl()
+		}
+		c.close(nil)
+	}
+	p.drain()
+}
+
+// pconn is one QUIC connection of a path.
+type pconn struct {
+	id   uint32
+	p    *Path
+	s    *Session
+	qc   *quic.Conn
+	ctrl *quic.Stream
+
+	up        atomic.Bool
+	lastHeard atomic.Int64 // session clock, ns
+	goodSince time.Duration
+
+	wmu     sync.Mutex
+	wbuf    []byte
+	wsig    chan struct{}
+	flushed chan struct{}
+
+	done      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+// attach starts a joined connection on path p.
+func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream) *pconn {
+	c := &pconn{
+		id:      s.nextConnID.Add(1),
+		p:       p,
+		s:       s,
+		qc:      qc,
+		ctrl:    ctrl,
+		wsig:    make(chan struct{}, 1),
+		flushed: make(chan struct{}, 1),
+		done:    make(chan struct{}),
+	}
+	c.lastHeard.Store(int64(s.now()))
+	c.up.Store(true)
+	p.addConn(c)
+	c.wg.Add(4 + s.cfg.StreamsPerConn)
+	go c.controlReader()
+	go c.controlWriter()
+	go c.acceptStreams()
+	go c.prober()
+	for range s.cfg.StreamsPerConn {
+		go c.streamWriter()
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-qc.Context().Done():
+			c.close(context.Cause(qc.Context()))
+		case <-c.done:
+		}
+		c.wg.Wait()
+	}()
+	return c
+}
+
+// close ends the connection; err nil means a clean close.
+func (c *pconn) close(err error) {
+	c.closeOnce.Do(func() {
+		close(c.done)
+		if err != nil {
+			c.s.log.Info("path connection ended", "path", c.p.info.Name, "err", err)
+			var code quic.ApplicationErrorCode
+			if errors.Is(err, ErrMalformed) {
+				code = 1
+			}
+			c.qc.CloseWithError(code, truncate(err.Error(), 200))
+		} else {
+			c.qc.CloseWithError(0, "")
+		}
+		c.p.removeConn(c)
+		wasUp := c.up.Swap(false)
+		if wasUp {
+			c.p.connStateChanged(c, false)
+		} else if c.p.refresh() {
+			c.s.pathsChanged()
+		}
+	})
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// Done is closed when the connection has ended.
+func (c *pconn) Done() <-chan struct{} { return c.done }
+
+func (c *pconn) heard() { c.lastHeard.Store(int64(c.s.now())) }
+
+// sendControl queues a control message; a writer goroutine batches them.
+func (c *pconn) sendControl(m *Msg) {
+	c.wmu.Lock()
+	c.wbuf = AppendMsg(c.wbuf, m)
+	c.wmu.Unlock()
+	select {
+	case c.wsig <- struct{}{}:
+	default:
+	}
+}
+
+// flushControl waits briefly for queued control messages to be written.
+func (c *pconn) flushControl() {
+	select {
+	case <-c.flushed:
+	default:
+	}
+	select {
+	case c.wsig <- struct{}{}:
+	default:
+	}
+	select {
+	case <-c.flushed:
+	case <-c.done:
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+func (c *pconn) controlWriter() {
+	defer c.wg.Done()
+	var out []byte
+	for {
+		select {
+		case <-c.wsig:
+		case <-c.done:
+			return
+		}
+		c.wmu.Lock()
+		out, c.wbuf = c.wbuf, out[:0]
+		c.wmu.Unlock()
+		if len(out) > 0 {
+			if _, err := c.ctrl.Write(out); err != nil {
+				c.close(fmt.Errorf("write control stream: %w", err))
+				return
+			}
+		}
+		select {
+		case c.flushed <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (c *pconn) controlReader() {
+	defer c.wg.Done()
+	r := bufio.NewReaderSize(c.ctrl, 4096)
+	var hdr [3]byte
+	body := make([]byte, MaxControlBody)
+	var m Msg
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			c.close(readErr("control stream", err))
+			return
+		}
+		t, n, err := ParseMsgHeader(hdr[:])
+		if err == nil {
+			if _, err = io.ReadFull(r, body[:n]); err != nil {
+				c.close(readErr("control stream", err))
+				return
+			}
+			err = ParseMsgBody(t, body[:n], &m)
+		}
+		if err == nil {
+			c.heard()
+			err = c.onControl(&m)
+		}
+		if err != nil {
+			c.close(fmt.Errorf("control stream: %w", err))
+			return
+		}
+	}
+}
+
+func readErr(what string, err error) error {
+	if err == io.EOF {
+		return fmt.Errorf("%s closed by peer", what)
+	}
+	return fmt.Errorf("read %s: %w", what, err)
+}
+
+func (c *pconn) onControl(m *Msg) error {
+	switch m.Type {
+	case MsgPing:
+		c.sendControl(&Msg{Type: MsgPong, Seq: m.Seq, Time: m.Time})
+		return nil
+	case MsgPong:
+		return nil // heard() already noted it
+	case MsgJoin, MsgJoinOK, MsgJoinErr:
+		return malformed("%v after join", m.Type)
+	}
+	return c.s.onControl(m)
+}
+
+// prober pings the peer and decides whether the connection is up: down
+// after a silence of max(DownAfter, 3*SRTT+100ms), up again only after
+// UpAfter of answered probes.
+func (c *pconn) prober() {
+	defer c.wg.Done()
+	cfg := &c.s.cfg
+	t := time.NewTicker(cfg.ProbeInterval)
+	defer t.Stop()
+	var seq uint32
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+		}
+		seq++
+		now := c.s.now()
+		c.sendControl(&Msg{Type: MsgPing, Seq: seq, Time: int64(now)})
+		silence := now - time.Duration(c.lastHeard.Load())
+		limit := max(cfg.DownAfter, 3*c.qc.ConnectionStats().SmoothedRTT+100*time.Millisecond)
+		if c.up.Load() {
+			if silence > limit {
+				c.up.Store(false)
+				c.goodSince = 0
+				c.s.log.Info("path connection down", "path", c.p.info.Name, "silence", silence.Round(time.Millisecond))
+				c.p.connStateChanged(c, false)
+			} else if c.p.refresh() {
+				c.s.pathsChanged()
+			}
+			continue
+		}
+		if silence > 2*cfg.ProbeInterval+c.qc.ConnectionStats().SmoothedRTT {
+			c.goodSince = 0
+			continue
+		}
+		if c.goodSince == 0 {
+			c.goodSince = now
+		}
+		if now-c.goodSince >= cfg.UpAfter {
+			c.up.Store(true)
+			c.s.log.Info("path connection up", "path", c.p.info.Name)
+			c.p.connStateChanged(c, true)
+		}
+	}
+}
+
+// streamWriter owns one data stream and sends queued shards on it while
+// the connection is up.
+func (c *pconn) streamWriter() {
+	defer c.wg.Done()
+	st, err := c.qc.OpenUniStreamSync(c.qc.Context())
+	if err != nil {
+		c.close(fmt.Errorf("open data stream: %w", err))
+		return
+	}
+	defer st.CancelWrite(0)
+	p := c.p
+	hdr := make([]byte, 0, ShardHeaderLen)
+	idle := time.NewTimer(time.Hour)
+	defer idle.Stop()
+	for {
+		if !c.up.Load() {
+			idle.Reset(c.s.cfg.ProbeInterval)
+			select {
+			case <-c.done:
+				return
+			case <-idle.C:
+			}
+			continue
+		}
+		var j shardJob
+		select {
+		case j = <-p.urgent:
+		default:
+			select {
+			case j = <-p.urgent:
+			case j = <-p.queue:
+			case <-c.done:
+				return
+			}
+		}
+		size := int64(j.b.hdr.ShardLen)
+		p.queued.Add(-size)
+		select {
+		case c.s.space <- struct{}{}:
+		default:
+		}
+		if !j.b.acked.Load() {
+			h := j.b.hdr
+			h.Index = j.idx
+			hdr = AppendShardHeader(hdr[:0], &h)
+			_, err := st.Write(hdr)
+			if err == nil {
+				_, err = st.Write(j.b.shard(int(j.idx)))
+			}
+			if err != nil {
+				// The shard may not have left: send it elsewhere.
+				j.b.conn[j.idx].Store(nil)
+				c.s.redispatch(j)
+				c.close(fmt.Errorf("write data stream: %w", err))
+				return
+			}
+			j.b.conn[j.idx].Store(c)
+			p.BytesSent.Add(uint64(size + ShardHeaderLen))
+			c.s.stats.ShardsSent.Add(1)
+		}
+		j.b.release()
+	}
+}
+
+func (c *pconn) acceptStreams() {
+	defer c.wg.Done()
+	for {
+		st, err := c.qc.AcceptUniStream(c.qc.Context())
+		if err != nil {
+			return // the connection ended; its context says why
+		}
+		c.wg.Add(1)
+		go c.streamReader(st)
+	}
+}
+
+func (c *pconn) streamReader(st *quic.ReceiveStream) {
+	defer c.wg.Done()
+	r := bufio.NewReaderSize(st, 32<<10)
+	var hb [ShardHeaderLen]byte
+	var h ShardHeader
+	for {
+		if _, err := io.ReadFull(r, hb[:]); err != nil {
+			if err != io.EOF {
+				c.close(readErr("data stream", err))
+			}
+			return
+		}
+		if err := ParseShardHeader(hb[:], &h); err != nil {
+			c.close(fmt.Errorf("data stream: %w", err))
+			return
+		}
+		buf := getShard(int(h.ShardLen))
+		if _, err := io.ReadFull(r, buf); err != nil {
+			putShard(buf)
+			c.close(readErr("data stream", err))
+			return
+		}
+		c.heard()
+		c.p.BytesReceived.Add(uint64(h.ShardLen) + ShardHeaderLen)
+		if err := c.s.onShard(&h, buf); err != nil {
+			c.close(fmt.Errorf("data stream: %w", err))
+			return
+		}
+	}
+}
+
+func getShard(n int) []byte { return bufpool.Get(n) }
+func putShard(b []byte)     { bufpool.Put(b) }

@@ -1,0 +1,600 @@
+package transport
+
+// A Session is one client device with one concentrator. Both ends run the
+// same code: a flow's bytes are cut into blocks (flow.go), each block is
+// coded into shards, the dispatcher (dispatch.go) spreads the shards over
+// the paths' QUIC connections (path.go), and the far side rebuilds each
+// block from any k shards and delivers the flow's bytes in order.
+//
+//   Flow.Write -> txBlock (pooled buffer, k data + m parity shards)
+//     -> dispatch: pick a path per shard (earliest expected arrival)
+//     -> Path.queue -> stream writer goroutines of each pconn -> QUIC
+//   QUIC -> stream reader goroutine -> Session.onShard -> Flow.onShard
+//     -> rxBlock (decode when k shards are in) -> in-order segments
+//     -> Flow.Read; ACK and CREDIT go back on a control stream.
+//
+// Lock order: Session.mu before Flow.mu; no lock is held while a channel
+// send may block.
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Errors a flow or session reports.
+var (
+	ErrSessionClosed = errors.New("session closed")
+	ErrFlowReset     = errors.New("flow reset")
+	ErrNoPath        = errors.New("no live path within the grace period")
+	ErrTooManyFlows  = errors.New("too many flows in session")
+)
+
+// Session carries flows between a client and a concentrator over paths.
+type Session struct {
+	cfg    Config
+	log    *slog.Logger
+	client bool
+	id     [16]byte
+	secret [32]byte
+	epoch  time.Time
+
+	mu        sync.Mutex
+	paths     []*Path
+	flows     map[uint32]*Flow
+	nextFlow  uint32
+	opened    replayWindow // flow ids the peer has opened (concentrator)
+	accept    chan *Flow
+	closeErr  error
+	downSince time.Time // zero while some connection is up
+
+	// Session-level credit, in flow data bytes summed over flows.
+	txLimit    uint64 // the peer lets us send up to this total
+	txTotal    uint64
+	rxLimit    uint64 // what we granted
+	rxTotal    uint64 // sum over flows of the highest offset received
+	rxConsumed uint64 // bytes the application has taken (or dropped)
+	txCredit   chan struct{}
+
+	rxHeld atomic.Int64 // shard bytes held in reassembly
+
+	space   chan struct{} // a path queue drained: dispatch may go on
+	changed chan struct{} // a path went up or down
+	done    chan struct{}
+	wg      sync.WaitGroup
+
+	peerFlow   uint64 // flow credit the peer grants each new flow
+	nextConnID atomic.Uint32
+	stats      SessionStats
+}
+
+// SessionStats counts what a session did; fields are updated atomically.
+type SessionStats struct {
+	BlocksSent, BlocksReceived     atomic.Uint64
+	ShardsSent, ShardsReceived     atomic.Uint64
+	ShardsDuplicate, ShardsDropped atomic.Uint64
+	ShardsResent, BlocksDecoded    atomic.Uint64
+}
+
+func newSession(cfg Config, client bool) (*Session, error) {
+	cfg.Fill()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Session{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		client:   client,
+		epoch:    time.Now(),
+		flows:    make(map[uint32]*Flow),
+		accept:   make(chan *Flow, 64),
+		rxLimit:  uint64(cfg.SessionWindow),
+		txCredit: make(chan struct{}),
+		space:    make(chan struct{}, 1),
+		changed:  make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	s.downSince = s.epoch
+	s.wg.Add(1)
+	go s.maintain()
+	return s, nil
+}
+
+func newSecret() (id [16]byte, secret [32]byte) {
+	rand.Read(id[:])
+	rand.Read(secret[:])
+	return id, secret
+}
+
+// ID returns the session's identifier.
+func (s *Session) ID() [16]byte { return s.id }
+
+// CheckSecret reports, in constant time, whether secret is the session's.
+func (s *Session) CheckSecret(secret [32]byte) bool {
+	return subtle.ConstantTimeCompare(secret[:], s.secret[:]) == 1
+}
+
+// Stats returns the session's counters.
+func (s *Session) Stats() *SessionStats { return &s.stats }
+
+// Done is closed when the session has ended.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Err returns why the session ended, or nil while it runs.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closeErr
+}
+
+func (s *Session) now() time.Duration { return time.Since(s.epoch) }
+
+// Close ends the session: the peer is told, every flow fails with
+// ErrSessionClosed, and Close returns once every goroutine has stopped.
+func (s *Session) Close() error {
+	s.closeWith(ErrSessionClosed, true)
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Session) closeWith(err error, tellPeer bool) {
+	s.mu.Lock()
+	if s.closeErr != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.closeErr = err
+	flows := make([]*Flow, 0, len(s.flows))
+	for _, f := range s.flows {
+		flows = append(flows, f)
+	}
+	paths := append([]*Path(nil), s.paths...)
+	close(s.done)
+	s.mu.Unlock()
+	if err != ErrSessionClosed {
+		s.log.Warn("session ended", "err", err)
+	}
+	for _, f := range flows {
+		f.fail(err)
+	}
+	for _, p := range paths {
+		p.close(tellPeer)
+	}
+}
+
+// Paths returns the session's paths.
+func (s *Session) Paths() []*Path {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*Path(nil), s.paths...)
+}
+
+// path returns the path named name, creating it.
+func (s *Session) path(info PathInfo) (*Path, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closeErr != nil {
+		return nil, s.closeErr
+	}
+	for _, p := range s.paths {
+		if p.info.Name == info.Name {
+			return p, nil
+		}
+	}
+	if len(s.paths) >= maxPaths {
+		return nil, fmt.Errorf("session has %d paths already", maxPaths)
+	}
+	p := newPath(s, info)
+	s.paths = append(s.paths, p)
+	return p, nil
+}
+
+const maxPaths = 16
+
+// maintain runs the session's timers: overdue blocks, the grace period.
+func (s *Session) maintain() {
+	defer s.wg.Done()
+	t := time.NewTicker(25 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		down := s.downSince
+		flows := make([]*Flow, 0, len(s.flows))
+		for _, f := range s.flows {
+			flows = append(flows, f)
+		}
+		s.mu.Unlock()
+		if !down.IsZero() && time.Since(down) > s.cfg.Grace {
+			s.closeWith(ErrNoPath, false)
+			return
+		}
+		if down.IsZero() {
+			rto := s.rto()
+			for _, f := range flows {
+				f.checkOverdue(rto)
+			}
+		}
+	}
+}
+
+// rto is how long a block may stay unacknowledged before its shards are
+// sent again: twice the slowest live path's smoothed RTT plus its queue,
+// and a floor for timer and scheduling noise.
+func (s *Session) rto() time.Duration {
+	var worst time.Duration
+	for _, p := range s.Paths() {
+		if !p.Up() {
+			continue
+		}
+		if d := 2*p.SRTT() + p.queueDelay(); d > worst {
+			worst = d
+		}
+	}
+	return worst + 200*time.Millisecond
+}
+
+// connUp and connDown track whether any connection is up, for the grace
+// period, and wake dispatchers waiting for a path.
+func (s *Session) pathsChanged() {
+	anyUp := false
+	for _, p := range s.Paths() {
+		if p.Up() {
+			anyUp = true
+			break
+		}
+	}
+	s.mu.Lock()
+	if anyUp {
+		s.downSince = time.Time{}
+	} else if s.downSince.IsZero() {
+		s.downSince = time.Now()
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *Session) changedCh() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// resendLost re-dispatches the shards of every unacknowledged block that
+// can no longer complete from shards on live connections.
+func (s *Session) resendLost() {
+	s.mu.Lock()
+	flows := make([]*Flow, 0, len(s.flows))
+	for _, f := range s.flows {
+		flows = append(flows, f)
+	}
+	s.mu.Unlock()
+	for _, f := range flows {
+		f.resendLost()
+	}
+}
+
+// OpenFlow opens a flow to dest (SOCKS5 address encoding) and waits for the
+// concentrator's reply. A refusal is returned as a *RefusedError.
+func (s *Session) OpenFlow(ctx context.Context, dest []byte) (*Flow, error) {
+	if !s.client {
+		return nil, errors.New("only the client opens flows")
+	}
+	if len(dest) > MaxShardSize {
+		return nil, errors.New("destination too long")
+	}
+	s.mu.Lock()
+	if s.closeErr != nil {
+		s.mu.Unlock()
+		return nil, s.closeErr
+	}
+	if len(s.flows) >= s.cfg.MaxFlows {
+		s.mu.Unlock()
+		return nil, ErrTooManyFlows
+	}
+	s.nextFlow++
+	f := newFlow(s, s.nextFlow)
+	f.reply = make(chan byte, 1)
+	s.flows[f.id] = f
+	s.mu.Unlock()
+
+	if err := f.sendBlock(ctx, dest, FlagOpen); err != nil {
+		f.Reset()
+		return nil, err
+	}
+	select {
+	case code := <-f.reply:
+		if code != 0 {
+			f.Close() // the refusal carried FIN: finish our side too
+			return nil, &RefusedError{Code: code}
+		}
+		return f, nil
+	case <-f.dead:
+		return nil, f.deadErr()
+	case <-ctx.Done():
+		f.Reset()
+		return nil, ctx.Err()
+	}
+}
+
+// RefusedError is the concentrator's refusal of a flow; Code is a SOCKS5
+// reply code.
+type RefusedError struct{ Code byte }
+
+func (e *RefusedError) Error() string { return fmt.Sprintf("flow refused with code %d", e.Code) }
+
+// AcceptFlow returns the next flow the client opened (concentrator side).
+// The caller answers it with Flow.Accept or Flow.Refuse.
+func (s *Session) AcceptFlow(ctx context.Context) (*Flow, error) {
+	select {
+	case f := <-s.accept:
+		return f, nil
+	case <-s.done:
+		return nil, s.Err()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// onShard files one received shard. It owns buf. A non-nil error means the
+// peer broke the protocol; the caller ends the connection.
+func (s *Session) onShard(h *ShardHeader, buf []byte) error {
+	s.stats.ShardsReceived.Add(1)
+	s.mu.Lock()
+	f := s.flows[h.Flow]
+	if f == nil {
+		if s.client || h.Flags&FlagOpen == 0 || !s.opened.fresh(h.Flow) {
+			// A shard of a flow that has ended (or never was): its
+			// block was delivered before the flow ended, so repeat the
+			// ack in case the last one was lost with a path.
+			known := s.client || s.opened.seen(h.Flow)
+			s.mu.Unlock()
+			putShard(buf)
+			s.stats.ShardsDuplicate.Add(1)
+			if known {
+				s.sendControl(&Msg{Type: MsgAck, Flow: h.Flow, Value: h.Block + 1})
+			}
+			return nil
+		}
+		s.opened.mark(h.Flow)
+		if len(s.flows) >= s.cfg.MaxFlows || s.closeErr != nil {
+			s.mu.Unlock()
+			putShard(buf)
+			s.sendReset(h.Flow, 0, resetCodeLimit)
+			return nil
+		}
+		f = newFlow(s, h.Flow)
+		s.flows[f.id] = f
+	}
+	s.mu.Unlock()
+	return f.onShard(h, buf)
+}
+
+// removeFlow forgets a flow that has finished in both directions.
+func (s *Session) removeFlow(f *Flow) {
+	s.mu.Lock()
+	if s.flows[f.id] == f {
+		delete(s.flows, f.id)
+	}
+	s.mu.Unlock()
+}
+
+// NumFlows returns the number of live flows.
+func (s *Session) NumFlows() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.flows)
+}
+
+// onControl handles a session-level control message from the peer.
+func (s *Session) onControl(m *Msg) error {
+	switch m.Type {
+	case MsgAck, MsgCredit, MsgReset:
+		s.mu.Lock()
+		f := s.flows[m.Flow]
+		s.mu.Unlock()
+		if f == nil {
+			return nil // a flow that has ended: nothing to do
+		}
+		switch m.Type {
+		case MsgAck:
+			return f.onAck(m.Value)
+		case MsgCredit:
+			f.onCredit(m.Value)
+		case MsgReset:
+			f.onReset(m.Value)
+		}
+	case MsgSessionCredit:
+		s.mu.Lock()
+		if m.Value > s.txLimit {
+			s.txLimit = m.Value
+			close(s.txCredit)
+			s.txCredit = make(chan struct{})
+		}
+		s.mu.Unlock()
+	case MsgClose:
+		s.closeWith(fmt.Errorf("%w by peer: %s", ErrSessionClosed, m.Reason), false)
+	default:
+		return malformed("unexpected %v on an established connection", m.Type)
+	}
+	return nil
+}
+
+// takeSessionCredit reserves n bytes of session credit, waiting for it.
+func (s *Session) takeSessionCredit(ctx context.Context, n uint64, dead <-chan struct{}) error {
+	for {
+		s.mu.Lock()
+		if s.closeErr != nil {
+			err := s.closeErr
+			s.mu.Unlock()
+			return err
+		}
+		if s.txTotal+n <= s.txLimit {
+			s.txTotal += n
+			s.mu.Unlock()
+			return nil
+		}
+		ch := s.txCredit
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-dead:
+			return ErrFlowReset
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// rxAccount records that a flow's highest received offset grew by n bytes;
+// it fails when the peer overruns the session window.
+func (s *Session) rxAccount(n uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rxTotal += n
+	if s.rxTotal > s.rxLimit {
+		return fmt.Errorf("peer overran the session window: %d > %d", s.rxTotal, s.rxLimit)
+	}
+	return nil
+}
+
+// consumed records that n received bytes have left the session, and grants
+// more session credit once a quarter of the window is free.
+func (s *Session) consumed(n uint64) {
+	if n == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.rxConsumed += n
+	var grant uint64
+	if s.rxConsumed+uint64(s.cfg.SessionWindow)-s.rxLimit >= uint64(s.cfg.SessionWindow)/4 {
+		s.rxLimit = s.rxConsumed + uint64(s.cfg.SessionWindow)
+		grant = s.rxLimit
+	}
+	s.mu.Unlock()
+	if grant != 0 {
+		s.sendControl(&Msg{Type: MsgSessionCredit, Value: grant})
+	}
+}
+
+// sendControl sends a message on the best live connection. Losing it with
+// that connection is repaired: acks are repeated for late shards, credit
+// and state are re-sent when a connection goes down (resync).
+func (s *Session) sendControl(m *Msg) {
+	if c := s.bestConn(); c != nil {
+		c.sendControl(m)
+	}
+}
+
+// sendEverywhere sends a message on one live connection of every path, for
+// messages whose loss would not be repaired otherwise.
+func (s *Session) sendEverywhere(m *Msg) {
+	for _, p := range s.Paths() {
+		if c := p.liveConn(); c != nil {
+			c.sendControl(m)
+		}
+	}
+}
+
+func (s *Session) sendReset(flow uint32, final uint64, code uint8) {
+	s.sendEverywhere(&Msg{Type: MsgReset, Flow: flow, Code: code, Value: final})
+}
+
+const resetCodeLimit = 2
+
+// bestConn is the live connection with the lowest smoothed RTT.
+func (s *Session) bestConn() *pconn {
+	var best *pconn
+	var bestRTT time.Duration
+	for _, p := range s.Paths() {
+		c := p.liveConn()
+		if c == nil {
+			continue
+		}
+		if r := p.SRTT(); best == nil || r < bestRTT {
+			best, bestRTT = c, r
+		}
+	}
+	return best
+}
+
+// resync re-sends every flow's ack and credit and the session credit, after
+// a connection that may have carried the last ones went down.
+func (s *Session) resync() {
+	s.mu.Lock()
+	flows := make([]*Flow, 0, len(s.flows))
+	for _, f := range s.flows {
+		flows = append(flows, f)
+	}
+	limit := s.rxLimit
+	s.mu.Unlock()
+	c := s.bestConn()
+	if c == nil {
+		return
+	}
+	c.sendControl(&Msg{Type: MsgSessionCredit, Value: limit})
+	for _, f := range flows {
+		f.mu.Lock()
+		next, lim := f.rxNext, f.rxLimit
+		f.mu.Unlock()
+		c.sendControl(&Msg{Type: MsgAck, Flow: f.id, Value: next})
+		c.sendControl(&Msg{Type: MsgCredit, Flow: f.id, Value: lim})
+	}
+}
+
+// replayWindow remembers which flow ids the peer has opened, so a late
+// duplicate of an open cannot reopen a flow that has ended. Ids are opened
+// in increasing order but may arrive out of order across paths; an id more
+// than the window below the highest seen counts as seen.
+type replayWindow struct {
+	top  uint32 // highest id marked
+	bits [replayWords]uint64
+}
+
+const (
+	replayWords = 64
+	replayBits  = replayWords * 64
+)
+
+func (w *replayWindow) fresh(id uint32) bool { return id != 0 && !w.seen(id) }
+
+func (w *replayWindow) seen(id uint32) bool {
+	switch {
+	case id == 0:
+		return true
+	case id > w.top:
+		return false
+	case w.top-id >= replayBits-64:
+		// The oldest word is shared with the newest: count it as seen.
+		return true
+	}
+	return w.bits[(id/64)%replayWords]&(1<<(id%64)) != 0
+}
+
+func (w *replayWindow) mark(id uint32) {
+	if id > w.top {
+		if id-w.top >= replayBits {
+			w.bits = [replayWords]uint64{}
+		} else {
+			// Clear each word as the window slides onto it.
+			for t := w.top + 1; t <= id; t++ {
+				if t%64 == 0 {
+					w.bits[(t/64)%replayWords] = 0
+				}
+			}
+		}
+		w.top = id
+	}
+	w.bits[(id/64)%replayWords] |= 1 << (id % 64)
+}

@@ -1,0 +1,409 @@
+package transport
+
+// Wire format. docs/PROTOCOL.md is the reference; keep the two in step.
+//
+// Every QUIC connection of a path carries:
+//   - one bidirectional control stream, opened by the client first, holding
+//     length-prefixed control messages (join, ping/pong, ack, credit, reset);
+//   - unidirectional data streams, opened by whichever side sends, each a
+//     plain sequence of shard frames: a fixed 34-byte header and its payload.
+//
+// Encoding is append-style (AppendX(b, ...) []byte) and parsing never
+// allocates more than the bytes it was handed, so every parser can be fuzzed.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// ALPN is the TLS application protocol braid speaks over QUIC.
+const ALPN = "braid/1"
+
+// Version is the protocol version carried in Join.
+const Version = 1
+
+// Limits of the shard format.
+const (
+	// MaxShards bounds k+m: the receiver tracks shards of a block in a
+	// 32-bit set.
+	MaxShards = 32
+	// MaxShardSize bounds one shard's payload.
+	MaxShardSize = 64 << 10
+	// ShardHeaderLen is the fixed size of a shard header.
+	ShardHeaderLen = 34
+	shardFrameType = 0x42
+)
+
+// Block flags.
+const (
+	// FlagFin marks the last block of a flow direction.
+	FlagFin = 1 << 0
+	// FlagOpen marks block 0 of the client-to-concentrator direction: its
+	// payload is the destination (SOCKS5 address encoding), not flow data.
+	FlagOpen = 1 << 1
+	// FlagReply marks block 0 of the concentrator-to-client direction: its
+	// payload is one reply code (SOCKS5 REP values), not flow data.
+	FlagReply  = 1 << 2
+	knownFlags = FlagFin | FlagOpen | FlagReply
+)
+
+// ErrMalformed is wrapped by every parse error: the peer sent bytes that
+// are not braid protocol.
+var ErrMalformed = errors.New("malformed message")
+
+func malformed(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, a...)...)
+}
+
+// ShardHeader describes one shard of one block of one flow direction.
+type ShardHeader struct {
+	Flags    uint8
+	K, M     uint8  // data and parity shards of the block
+	Index    uint8  // this shard's index, 0..K+M-1; < K is data
+	ShardLen uint32 // payload bytes that follow the header
+	Flow     uint32
+	Block    uint64 // block sequence number within the flow direction
+	Offset   uint64 // flow data offset of the block's first byte
+	BlockLen uint32 // bytes of the block before padding
+}
+
+// shardLenFor is the shard size for a block of n bytes cut into k shards.
+func shardLenFor(n, k int) int { return (n + k - 1) / k }
+
+// AppendShardHeader appends the encoding of h to b.
+func AppendShardHeader(b []byte, h *ShardHeader) []byte {
+	b = append(b, shardFrameType, h.Flags, h.K, h.M, h.Index, 0)
+	b = binary.BigEndian.AppendUint32(b, h.ShardLen)
+	b = binary.BigEndian.AppendUint32(b, h.Flow)
+	b = binary.BigEndian.AppendUint64(b, h.Block)
+	b = binary.BigEndian.AppendUint64(b, h.Offset)
+	b = binary.BigEndian.AppendUint32(b, h.BlockLen)
+	return b
+}
+
+// ParseShardHeader parses and validates a header from the first
+// ShardHeaderLen bytes of b.
+func ParseShardHeader(b []byte, h *ShardHeader) error {
+	if len(b) < ShardHeaderLen {
+		return malformed("shard header: %d bytes, want %d", len(b), ShardHeaderLen)
+	}
+	if b[0] != shardFrameType {
+		return malformed("shard header: frame type %#x", b[0])
+	}
+	*h = ShardHeader{
+		Flags:    b[1],
+		K:        b[2],
+		M:        b[3],
+		Index:    b[4],
+		ShardLen: binary.BigEndian.Uint32(b[6:]),
+		Flow:     binary.BigEndian.Uint32(b[10:]),
+		Block:    binary.BigEndian.Uint64(b[14:]),
+		Offset:   binary.BigEndian.Uint64(b[22:]),
+		BlockLen: binary.BigEndian.Uint32(b[30:]),
+	}
+	return h.validate(b[5])
+}
+
+func (h *ShardHeader) validate(reserved byte) error {
+	switch {
+	case reserved != 0:
+		return malformed("shard header: reserved byte %#x", reserved)
+	case h.Flags&^knownFlags != 0:
+		return malformed("shard header: unknown flags %#x", h.Flags)
+	case h.Flags&FlagOpen != 0 && h.Flags&FlagReply != 0:
+		return malformed("shard header: open and reply both set")
+	case h.Flags&(FlagOpen|FlagReply) != 0 && h.Block != 0:
+		return malformed("shard header: open/reply on block %d", h.Block)
+	case h.K == 0:
+		return malformed("shard header: k = 0")
+	case int(h.K)+int(h.M) > MaxShards:
+		return malformed("shard header: k+m = %d > %d", int(h.K)+int(h.M), MaxShards)
+	case h.Index >= h.K+h.M:
+		return malformed("shard header: index %d >= k+m %d", h.Index, h.K+h.M)
+	case h.ShardLen > MaxShardSize:
+		return malformed("shard header: shard length %d > %d", h.ShardLen, MaxShardSize)
+	case int(h.ShardLen) != shardLenFor(int(h.BlockLen), int(h.K)):
+		return malformed("shard header: shard length %d does not fit block length %d in %d shards", h.ShardLen, h.BlockLen, h.K)
+	case h.Offset > math.MaxInt64-uint64(h.BlockLen):
+		return malformed("shard header: offset %d out of range", h.Offset)
+	}
+	return nil
+}
+
+// sameBlock reports whether two shards' headers agree on everything that
+// describes their block.
+func (h *ShardHeader) sameBlock(o *ShardHeader) bool {
+	return h.Flags == o.Flags && h.K == o.K && h.M == o.M && h.ShardLen == o.ShardLen &&
+		h.Offset == o.Offset && h.BlockLen == o.BlockLen
+}
+
+// MsgType identifies a control message.
+type MsgType uint8
+
+// Control message types.
+const (
+	MsgJoin          MsgType = 0x01
+	MsgJoinOK        MsgType = 0x02
+	MsgJoinErr       MsgType = 0x03
+	MsgPing          MsgType = 0x10
+	MsgPong          MsgType = 0x11
+	MsgAck           MsgType = 0x20
+	MsgCredit        MsgType = 0x21
+	MsgSessionCredit MsgType = 0x22
+	MsgReset         MsgType = 0x23
+	MsgClose         MsgType = 0x30
+)
+
+func (t MsgType) String() string {
+	switch t {
+	case MsgJoin:
+		return "join"
+	case MsgJoinOK:
+		return "join-ok"
+	case MsgJoinErr:
+		return "join-err"
+	case MsgPing:
+		return "ping"
+	case MsgPong:
+		return "pong"
+	case MsgAck:
+		return "ack"
+	case MsgCredit:
+		return "credit"
+	case MsgSessionCredit:
+		return "session-credit"
+	case MsgReset:
+		return "reset"
+	case MsgClose:
+		return "close"
+	}
+	return fmt.Sprintf("msg(%#x)", uint8(t))
+}
+
+// MaxControlBody bounds a control message body.
+const MaxControlBody = 1024
+
+// Join error codes.
+const (
+	JoinErrVersion    = 1 // protocol version not supported
+	JoinErrAuth       = 2 // token refused
+	JoinErrSession    = 3 // unknown session or wrong secret
+	JoinErrLimit      = 4 // too many sessions or paths
+	JoinErrMalformed  = 5 // join message malformed
+	JoinErrShutdown   = 6 // concentrator shutting down
+	resetCodeProtocol = 1 // peer broke the protocol on this flow
+)
+
+// PathInfo is what a path tells the far side about itself.
+type PathInfo struct {
+	Name     string
+	Medium   uint8   // MediumX
+	Operator uint8   // OperatorOwn or OperatorPartner
+	PriceGB  float64 // USD per GB carried
+}
+
+// Path media and operators.
+const (
+	MediumOther     = 0
+	MediumEthernet  = 1
+	MediumWiFi      = 2
+	MediumCellular  = 3
+	MediumSatellite = 4
+	OperatorOwn     = 0
+	OperatorPartner = 1
+)
+
+// Msg is one control message; which fields mean something depends on Type.
+type Msg struct {
+	Type MsgType
+
+	// Join and JoinOK.
+	Version       uint8
+	Token         string
+	SessionID     [16]byte
+	Secret        [32]byte
+	Path          PathInfo
+	ConnIndex     uint8
+	FlowWindow    uint32 // receive window the sender grants each flow
+	SessionWindow uint64 // receive window the sender grants the session
+
+	// JoinErr, Reset and Close.
+	Code   uint8
+	Reason string
+
+	// Ping and Pong.
+	Seq  uint32
+	Time int64 // sender's clock in ns for Ping; echoed in Pong
+
+	// Ack, Credit, SessionCredit, Reset.
+	Flow  uint32
+	Value uint64 // Ack: next block expected; Credit/SessionCredit: max offset; Reset: final offset sent
+}
+
+// AppendMsg appends the framed encoding of m: type, 2-byte body length,
+// body.
+func AppendMsg(b []byte, m *Msg) []byte {
+	start := len(b)
+	b = append(b, byte(m.Type), 0, 0)
+	switch m.Type {
+	case MsgJoin, MsgJoinOK:
+		b = append(b, m.Version)
+		b = appendStr(b, m.Token)
+		b = append(b, m.SessionID[:]...)
+		b = append(b, m.Secret[:]...)
+		b = appendStr(b, m.Path.Name)
+		b = append(b, m.Path.Medium, m.Path.Operator)
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(m.Path.PriceGB))
+		b = append(b, m.ConnIndex)
+		b = binary.BigEndian.AppendUint32(b, m.FlowWindow)
+		b = binary.BigEndian.AppendUint64(b, m.SessionWindow)
+	case MsgJoinErr, MsgClose:
+		b = append(b, m.Code)
+		b = appendStr(b, m.Reason)
+	case MsgPing, MsgPong:
+		b = binary.BigEndian.AppendUint32(b, m.Seq)
+		b = binary.BigEndian.AppendUint64(b, uint64(m.Time))
+	case MsgAck, MsgCredit:
+		b = binary.BigEndian.AppendUint32(b, m.Flow)
+		b = binary.BigEndian.AppendUint64(b, m.Value)
+	case MsgSessionCredit:
+		b = binary.BigEndian.AppendUint64(b, m.Value)
+	case MsgReset:
+		b = binary.BigEndian.AppendUint32(b, m.Flow)
+		b = append(b, m.Code)
+		b = binary.BigEndian.AppendUint64(b, m.Value)
+	}
+	binary.BigEndian.PutUint16(b[start+1:], uint16(len(b)-start-3))
+	return b
+}
+
+func appendStr(b []byte, s string) []byte {
+	if len(s) > 255 {
+		s = s[:255]
+	}
+	b = append(b, byte(len(s)))
+	return append(b, s...)
+}
+
+// ParseMsgHeader returns the type and body length of a framed control
+// message from its first 3 bytes.
+func ParseMsgHeader(b []byte) (MsgType, int, error) {
+	if len(b) < 3 {
+		return 0, 0, malformed("control header: %d bytes", len(b))
+	}
+	n := int(binary.BigEndian.Uint16(b[1:]))
+	if n > MaxControlBody {
+		return 0, 0, malformed("control %v: body %d bytes > %d", MsgType(b[0]), n, MaxControlBody)
+	}
+	return MsgType(b[0]), n, nil
+}
+
+// ParseMsgBody parses the body of a control message of type t into m.
+// Trailing bytes are an error, so a message has one encoding.
+func ParseMsgBody(t MsgType, body []byte, m *Msg) error {
+	*m = Msg{Type: t}
+	r := reader{b: body}
+	switch t {
+	case MsgJoin, MsgJoinOK:
+		m.Version = r.u8()
+		m.Token = r.str()
+		r.copy(m.SessionID[:])
+		r.copy(m.Secret[:])
+		m.Path.Name = r.str()
+		m.Path.Medium = r.u8()
+		m.Path.Operator = r.u8()
+		m.Path.PriceGB = math.Float64frombits(r.u64())
+		m.ConnIndex = r.u8()
+		m.FlowWindow = r.u32()
+		m.SessionWindow = r.u64()
+		if !r.short && (math.IsNaN(m.Path.PriceGB) || m.Path.PriceGB < 0 || math.IsInf(m.Path.PriceGB, 0)) {
+			return malformed("%v: price %v", t, m.Path.PriceGB)
+		}
+	case MsgJoinErr, MsgClose:
+		m.Code = r.u8()
+		m.Reason = r.str()
+	case MsgPing, MsgPong:
+		m.Seq = r.u32()
+		m.Time = int64(r.u64())
+	case MsgAck, MsgCredit:
+		m.Flow = r.u32()
+		m.Value = r.u64()
+	case MsgSessionCredit:
+		m.Value = r.u64()
+	case MsgReset:
+		m.Flow = r.u32()
+		m.Code = r.u8()
+		m.Value = r.u64()
+	default:
+		return malformed("control: unknown type %#x", uint8(t))
+	}
+	if r.short {
+		return malformed("%v: truncated body of %d bytes", t, len(body))
+	}
+	if len(r.b) != 0 {
+		return malformed("%v: %d trailing bytes", t, len(r.b))
+	}
+	return nil
+}
+
+// ParseMsg parses one whole framed message from b and returns the rest.
+func ParseMsg(b []byte, m *Msg) ([]byte, error) {
+	t, n, err := ParseMsgHeader(b)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) < 3+n {
+		return nil, malformed("%v: truncated", t)
+	}
+	return b[3+n:], ParseMsgBody(t, b[3:3+n], m)
+}
+
+// reader consumes big-endian fields; a read past the end sets short and
+// yields zeros, so parsers check once at the end.
+type reader struct {
+	b     []byte
+	short bool
+}
+
+func (r *reader) take(n int) []byte {
+	if len(r.b) < n {
+		r.short = true
+		r.b = nil
+		return nil
+	}
+	v := r.b[:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) u8() uint8 {
+	if v := r.take(1); v != nil {
+		return v[0]
+	}
+	return 0
+}
+
+func (r *reader) u32() uint32 {
+	if v := r.take(4); v != nil {
+		return binary.BigEndian.Uint32(v)
+	}
+	return 0
+}
+
+func (r *reader) u64() uint64 {
+	if v := r.take(8); v != nil {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+func (r *reader) str() string {
+	n := int(r.u8())
+	return string(r.take(n))
+}
+
+func (r *reader) copy(dst []byte) {
+	copy(dst, r.take(len(dst)))
+}
