@@ -107,4 +107,3 @@ func (s *Session) redispatch(j shardJob) {
 	}
 	j.b.release()
 }
-

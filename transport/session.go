@@ -93,7 +93,7 @@ func newSession(cfg Config, client bool) (*Session, error) {
 		client:   client,
 		epoch:    time.Now(),
 		flows:    make(map[uint32]*Flow),
-		accept:   make(chan *Flow, 64),
+		accept:   make(chan *Flow, cfg.MaxFlows),
 		rxLimit:  uint64(cfg.SessionWindow),
 		txCredit: make(chan struct{}),
 		space:    make(chan struct{}, 1),
@@ -321,6 +321,13 @@ func (s *Session) OpenFlow(ctx context.Context, dest []byte) (*Flow, error) {
 		}
 		return f, nil
 	case <-f.dead:
+		select {
+		case code := <-f.reply: // the reply came just before the end
+			if code != 0 {
+				return nil, &RefusedError{Code: code}
+			}
+		default:
+		}
 		return nil, f.deadErr()
 	case <-ctx.Done():
 		f.Reset()

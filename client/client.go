@@ -1,0 +1,213 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"braid/internal/netx"
+	"braid/internal/pki"
+	"braid/internal/relay"
+	"braid/internal/socks5"
+	"braid/transport"
+)
+
+// Client is a running SOCKS5 proxy with its session.
+type Client struct {
+	cfg  Config
+	log  *slog.Logger
+	sess *transport.Client
+	ln   net.Listener
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+
+	closeOnce sync.Once
+}
+
+// Start validates cfg, joins the concentrator over the configured paths
+// and starts serving SOCKS5. A refused token or pin fails Start.
+func Start(ctx context.Context, cfg Config) (*Client, error) {
+	cfg.Fill()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.Transport.Logger = cfg.Logger
+	pds := make([]transport.PathDialer, len(cfg.Paths))
+	for i, p := range cfg.Paths {
+		srv := cfg.Server
+		if p.Server != "" {
+			srv = p.Server
+		}
+		pds[i] = transport.PathDialer{
+			Info: transport.PathInfo{Name: p.Name, Medium: Media[p.Medium],
+				Operator: Operators[p.Operator], PriceGB: p.PriceGB},
+			Conns: p.Conns,
+			Dial:  dialer(p.Bind, srv, cfg.Pin),
+		}
+	}
+	ln, err := net.Listen("tcp", cfg.SOCKS)
+	if err != nil {
+		return nil, fmt.Errorf("socks listener: %w", err)
+	}
+	sess, err := transport.Dial(ctx, cfg.Transport, cfg.Token, pds)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("join concentrator: %w", err)
+	}
+	c := &Client{cfg: cfg, log: cfg.Logger, sess: sess, ln: ln, conns: map[net.Conn]struct{}{}}
+	c.log.Info("client ready", "socks", ln.Addr().String(), "paths", len(cfg.Paths))
+	c.wg.Add(2)
+	go c.serve()
+	go func() {
+		defer c.wg.Done()
+		<-sess.Done()
+		ln.Close() // the session is over: stop taking SOCKS clients
+	}()
+	return c, nil
+}
+
+// dialer opens one QUIC connection over a path: its own UDP socket bound
+// as the path says, to the path's concentrator address.
+func dialer(bind netx.Bind, server string, pin [32]byte) func(context.Context) (*quic.Conn, error) {
+	return func(ctx context.Context) (*quic.Conn, error) {
+		network := "udp"
+		if bind.IP.IsValid() {
+			if bind.IP.Unmap().Is4() {
+				network = "udp4"
+			} else {
+				network = "udp6"
+			}
+		}
+		raddr, err := net.ResolveUDPAddr(network, server)
+		if err != nil {
+			return nil, fmt.Errorf("resolve %s: %w", server, err)
+		}
+		if !bind.IP.IsValid() {
+			if raddr.IP.To4() != nil {
+				network = "udp4"
+			} else {
+				network = "udp6"
+			}
+		}
+		udp, err := netx.ListenUDP(network, bind)
+		if err != nil {
+			return nil, err
+		}
+		tr := &quic.Transport{Conn: udp}
+		qc, err := tr.Dial(ctx, raddr, pki.ClientTLS(pin, transport.ALPN), transport.QUICConfig())
+		if err != nil {
+			tr.Close()
+			udp.Close()
+			return nil, err
+		}
+		go func() {
+			<-qc.Context().Done()
+			tr.Close()
+			udp.Close()
+		}()
+		return qc, nil
+	}
+}
+
+// SOCKSAddr returns the address the SOCKS5 proxy listens on.
+func (c *Client) SOCKSAddr() net.Addr { return c.ln.Addr() }
+
+// Session returns the client's transport session.
+func (c *Client) Session() *transport.Session { return c.sess.Session }
+
+// Done is closed when the session has ended.
+func (c *Client) Done() <-chan struct{} { return c.sess.Done() }
+
+// Err returns why the session ended.
+func (c *Client) Err() error { return c.sess.Err() }
+
+// Close stops the proxy, closes every proxied connection and the session,
+// and waits for every goroutine.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		c.ln.Close()
+		c.mu.Lock()
+		for conn := range c.conns {
+			conn.Close()
+		}
+		c.mu.Unlock()
+		c.sess.Close()
+	})
+	c.wg.Wait()
+	return nil
+}
+
+func (c *Client) serve() {
+	defer c.wg.Done()
+	for {
+		conn, err := c.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			c.log.Warn("socks accept", "err", err)
+			time.Sleep(50 * time.Millisecond) // e.g. out of file descriptors
+			continue
+		}
+		c.mu.Lock()
+		c.conns[conn] = struct{}{}
+		c.mu.Unlock()
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.handle(conn)
+			c.mu.Lock()
+			delete(c.conns, conn)
+			c.mu.Unlock()
+		}()
+	}
+}
+
+func (c *Client) handle(conn net.Conn) {
+	defer conn.Close()
+	var creds *socks5.Credentials
+	if c.cfg.SOCKSUser != "" {
+		creds = &socks5.Credentials{User: c.cfg.SOCKSUser, Pass: c.cfg.SOCKSPass}
+	}
+	conn.SetDeadline(time.Now().Add(c.cfg.HandshakeTimeout))
+	req, err := socks5.Handshake(conn, creds)
+	if err != nil {
+		c.log.Debug("socks handshake", "remote", conn.RemoteAddr().String(), "err", err)
+		return
+	}
+	dest, err := socks5.AppendAddr(nil, req.Dest)
+	if err != nil {
+		socks5.WriteReply(conn, socks5.AddressNotSupported, socks5.Addr{})
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ConnectTimeout)
+	f, err := c.sess.OpenFlow(ctx, dest)
+	cancel()
+	if err != nil {
+		code := socks5.GeneralFailure
+		var re *transport.RefusedError
+		switch {
+		case errors.As(err, &re):
+			code = socks5.Reply(re.Code)
+		case errors.Is(err, context.DeadlineExceeded):
+			code = socks5.TTLExpired
+		}
+		c.log.Debug("flow refused", "dest", req.Dest.String(), "code", code.String(), "err", err)
+		socks5.WriteReply(conn, code, socks5.Addr{})
+		return
+	}
+	if err := socks5.WriteReply(conn, socks5.Succeeded, socks5.Addr{}); err != nil {
+		f.Reset()
+		return
+	}
+	conn.SetDeadline(time.Time{})
+	relay.Relay(conn, f)
+}

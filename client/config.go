@@ -1,0 +1,168 @@
+// Package client is braid's client end: a local SOCKS5 proxy whose flows
+// ride a transport session spread over several network paths to one
+// concentrator.
+package client
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"braid/internal/netx"
+	"braid/transport"
+)
+
+// Config is everything the client needs; cmd/braid fills it from flags and
+// a config file. Fill sets defaults, Validate checks it.
+type Config struct {
+	// Server is the concentrator's HOST:PORT.
+	Server string
+	// Pin is the SHA-256 of the concentrator's SubjectPublicKeyInfo.
+	Pin [32]byte
+	// Token authenticates the user to the concentrator.
+	Token string
+	// SOCKS is the proxy's listen address (default 127.0.0.1:1080).
+	SOCKS string
+	// SOCKSUser and SOCKSPass, when set, require RFC 1929 authentication.
+	SOCKSUser, SOCKSPass string
+	// Paths are the network paths; none means one path over the default
+	// route.
+	Paths []PathConfig
+	// Transport tunes coding, windows and probing.
+	Transport transport.Config
+	// HandshakeTimeout bounds a SOCKS client's handshake (default 10 s).
+	HandshakeTimeout time.Duration
+	// ConnectTimeout bounds waiting for the concentrator to reach a
+	// destination (default 20 s).
+	ConnectTimeout time.Duration
+	// Logger receives the client's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// PathConfig is one network path: where its sockets are bound, which
+// concentrator address it reaches, and what it costs.
+type PathConfig struct {
+	Name string
+	// Bind pins the path's UDP sockets to a local address and/or a device
+	// (SO_BINDTODEVICE).
+	Bind netx.Bind
+	// Server overrides Config.Server for this path.
+	Server string
+	// Conns is the number of QUIC connections in the path's pool
+	// (default 1); random loss calls for more, see docs/ARCHITECTURE.md.
+	Conns int
+	// PriceGB is what a GB over this path costs, in USD.
+	PriceGB float64
+	// Medium is ethernet, wifi, cellular, satellite or other.
+	Medium string
+	// Operator is own or partner.
+	Operator string
+}
+
+// ConfigError names the field that is wrong and why.
+type ConfigError struct{ Field, Reason string }
+
+func (e *ConfigError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Reason) }
+
+// Media and operators a path may name.
+var (
+	Media = map[string]uint8{"other": transport.MediumOther, "ethernet": transport.MediumEthernet,
+		"wifi": transport.MediumWiFi, "cellular": transport.MediumCellular, "satellite": transport.MediumSatellite}
+	Operators = map[string]uint8{"own": transport.OperatorOwn, "partner": transport.OperatorPartner}
+)
+
+// Fill sets defaults.
+func (c *Config) Fill() {
+	if c.SOCKS == "" {
+		c.SOCKS = "127.0.0.1:1080"
+	}
+	if len(c.Paths) == 0 {
+		c.Paths = []PathConfig{{Name: "default"}}
+	}
+	for i := range c.Paths {
+		p := &c.Paths[i]
+		if p.Conns == 0 {
+			p.Conns = 1
+		}
+		if p.Medium == "" {
+			p.Medium = "other"
+		}
+		if p.Operator == "" {
+			p.Operator = "own"
+		}
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = 20 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.Transport.Fill()
+}
+
+// Validate checks a filled Config.
+func (c *Config) Validate() error {
+	if c.Token == "" {
+		return &ConfigError{"token", "is required"}
+	}
+	if c.Pin == ([32]byte{}) {
+		return &ConfigError{"pin", "is required (braid keygen prints it)"}
+	}
+	if (c.SOCKSUser == "") != (c.SOCKSPass == "") {
+		return &ConfigError{"socks-user", "socks-user and socks-pass go together"}
+	}
+	if len(c.SOCKSUser) > 255 || len(c.SOCKSPass) > 255 {
+		return &ConfigError{"socks-user", "user and password are at most 255 bytes"}
+	}
+	if _, err := netip.ParseAddrPort(c.SOCKS); err != nil {
+		if _, _, err := net.SplitHostPort(c.SOCKS); err != nil {
+			return &ConfigError{"socks", fmt.Sprintf("%q is not HOST:PORT", c.SOCKS)}
+		}
+	}
+	names := map[string]bool{}
+	for _, p := range c.Paths {
+		field := "path " + p.Name
+		switch {
+		case p.Name == "" || len(p.Name) > 64:
+			return &ConfigError{"path", "a path needs a name of 1 to 64 bytes"}
+		case names[p.Name]:
+			return &ConfigError{field, "name used twice"}
+		case p.Conns < 1 || p.Conns > 16:
+			return &ConfigError{field, fmt.Sprintf("conns=%d is outside 1..16", p.Conns)}
+		case p.PriceGB < 0 || p.PriceGB != p.PriceGB:
+			return &ConfigError{field, "price must be a number >= 0"}
+		}
+		names[p.Name] = true
+		if _, ok := Media[p.Medium]; !ok {
+			return &ConfigError{field, fmt.Sprintf("medium %q is not ethernet, wifi, cellular, satellite or other", p.Medium)}
+		}
+		if _, ok := Operators[p.Operator]; !ok {
+			return &ConfigError{field, fmt.Sprintf("operator %q is not own or partner", p.Operator)}
+		}
+		srv := c.Server
+		if p.Server != "" {
+			srv = p.Server
+		}
+		if srv == "" {
+			return &ConfigError{"server", "is required (or server= on every path)"}
+		}
+		if _, _, err := net.SplitHostPort(srv); err != nil {
+			return &ConfigError{field, fmt.Sprintf("server %q is not HOST:PORT", srv)}
+		}
+		if p.Bind.Device != "" && !netx.InterfaceExists(p.Bind.Device) {
+			return &ConfigError{field, fmt.Sprintf("interface %q does not exist", p.Bind.Device)}
+		}
+	}
+	if len(c.Paths) > 16 {
+		return &ConfigError{"path", "at most 16 paths"}
+	}
+	if err := c.Transport.Validate(); err != nil {
+		return &ConfigError{"transport", err.Error()}
+	}
+	return nil
+}

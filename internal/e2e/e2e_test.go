@@ -1,0 +1,337 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"braid/bench/emu"
+	"braid/client"
+	"braid/internal/netx"
+	"braid/internal/socks5"
+	"braid/transport"
+)
+
+func threeLinks() []emu.Link {
+	return []emu.Link{
+		{RateBps: 200e6, Delay: 2 * time.Millisecond},
+		{RateBps: 100e6, Delay: 5 * time.Millisecond},
+		{RateBps: 50e6, Delay: 10 * time.Millisecond},
+	}
+}
+
+// counted wraps a conn to count bytes read, so a test can act mid-transfer.
+type counted struct {
+	net.Conn
+	n atomic.Int64
+}
+
+func (c *counted) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (c *counted) CloseWrite() error { return c.Conn.(*net.TCPConn).CloseWrite() }
+
+func TestTransfer64MiBEachWay(t *testing.T) {
+	w := newWorld(t, options{links: threeLinks(), transport: transport.Config{M: 1}})
+	conn, err := w.dialSOCKS(t, w.dest.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// The destination echoes: 64 MiB go up and the same 64 MiB come down.
+	if err := echoCheck(conn, 64<<20, 1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// transferWhile runs an echo transfer of n bytes and calls event once
+// about a quarter of it has come back.
+func transferWhile(t *testing.T, w *world, n int, event func()) {
+	t.Helper()
+	conn, err := w.dialSOCKS(t, w.dest.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cc := &counted{Conn: conn}
+	done := make(chan error, 1)
+	go func() { done <- echoCheckConn(cc, n, 7) }()
+	deadline := time.After(60 * time.Second)
+	for cc.n.Load() < int64(n/4) {
+		select {
+		case err := <-done:
+			t.Fatalf("transfer ended before the event: %v", err)
+		case <-deadline:
+			t.Fatal("transfer made no progress")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	event()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPathKilledMidTransfer(t *testing.T) {
+	for _, m := range []int{0, 2} {
+		t.Run(map[int]string{0: "no-parity", 2: "parity"}[m], func(t *testing.T) {
+			w := newWorld(t, options{links: threeLinks(), transport: transport.Config{M: m}})
+			transferWhile(t, w, 32<<20, func() { w.relays[0].SetBroken(true) })
+			st := w.relays[0].Stats()
+			if st.Up.DroppedBroken == 0 && st.Down.DroppedBroken == 0 {
+				t.Fatal("the killed path carried nothing after the kill: the test did not test")
+			}
+		})
+	}
+}
+
+func TestRandomLossOnEveryPath(t *testing.T) {
+	links := threeLinks()
+	for i := range links {
+		links[i].Loss = 0.02
+	}
+	w := newWorld(t, options{links: links, transport: transport.Config{M: 1}})
+	conn, err := w.dialSOCKS(t, w.dest.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := echoCheck(conn, 16<<20, 3); err != nil {
+		t.Fatal(err)
+	}
+	var lost uint64
+	for _, r := range w.relays {
+		st := r.Stats()
+		lost += st.Up.DroppedLoss + st.Down.DroppedLoss
+	}
+	if lost == 0 {
+		t.Fatal("the emulator dropped nothing")
+	}
+}
+
+func TestKillWithLoss(t *testing.T) {
+	links := threeLinks()
+	for i := range links {
+		links[i].Loss = 0.02
+	}
+	w := newWorld(t, options{links: links, transport: transport.Config{M: 1}})
+	transferWhile(t, w, 16<<20, func() { w.relays[1].SetBroken(true) })
+}
+
+func TestConcurrentFlows(t *testing.T) {
+	w := newWorld(t, options{links: threeLinks(), transport: transport.Config{M: 1}})
+	const flows = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, flows)
+	for i := range flows {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(i), 99))
+			n := rng.IntN(256 << 10)
+			if i%20 == 0 {
+				n = 2<<20 + rng.IntN(2<<20)
+			}
+			conn, err := w.dialSOCKS(t, w.dest.addr())
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close()
+			if err := echoCheck(conn, n, uint64(i)); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestGracefulHalfClose(t *testing.T) {
+	// The destination reads to EOF, then answers: the client's FIN must
+	// cross, and the answer must come back after it.
+	w := newWorld(t, options{links: threeLinks()[:1], handler: func(c net.Conn) {
+		b, _ := io.ReadAll(c)
+		c.Write(bytes.ToUpper(b))
+	}})
+	conn, err := w.dialSOCKS(t, w.dest.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write([]byte("hello braid"))
+	conn.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(conn)
+	if err != nil || string(got) != "HELLO BRAID" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+}
+
+func TestResetPropagates(t *testing.T) {
+	// The destination resets the connection: the SOCKS client must see an
+	// error, not a clean EOF.
+	w := newWorld(t, options{links: threeLinks()[:1], handler: func(c net.Conn) {
+		buf := make([]byte, 5)
+		io.ReadFull(c, buf)
+		c.Write([]byte("partial"))
+		time.Sleep(50 * time.Millisecond)
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	}})
+	conn, err := w.dialSOCKS(t, w.dest.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write([]byte("hello"))
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(conn)
+	if err == nil {
+		t.Fatalf("read %q and a clean EOF; want a reset", got)
+	}
+	if string(got) != "partial" {
+		t.Fatalf("got %q before the reset", got)
+	}
+}
+
+func TestReplyCodes(t *testing.T) {
+	w := newWorld(t, options{links: threeLinks()[:1], private: true})
+	// Private destination without AllowPrivate: 0x02.
+	_, err := w.dialSOCKS(t, w.dest.addr())
+	var re *socks5.ReplyError
+	if !errors.As(err, &re) || re.Code != socks5.NotAllowed {
+		t.Fatalf("private destination: %v, want reply %v", err, socks5.NotAllowed)
+	}
+	// A name that resolves to loopback is refused too, after resolution
+	// at the concentrator.
+	_, err = w.dialSOCKS(t, socks5.Addr{Name: "localhost", Port: 80})
+	if !errors.As(err, &re) || re.Code != socks5.NotAllowed {
+		t.Fatalf("localhost by name: %v, want reply %v", err, socks5.NotAllowed)
+	}
+	// A name that does not resolve: host unreachable.
+	_, err = w.dialSOCKS(t, socks5.Addr{Name: "no-such-host.invalid", Port: 80})
+	if !errors.As(err, &re) || re.Code != socks5.HostUnreachable {
+		t.Fatalf("unresolvable name: %v, want reply %v", err, socks5.HostUnreachable)
+	}
+}
+
+func TestConnectionRefused(t *testing.T) {
+	w := newWorld(t, options{links: threeLinks()[:1]})
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close() // nothing listens there now
+	_, err := w.dialSOCKS(t, socks5.Addr{IP: netip.MustParseAddr("127.0.0.1"), Port: uint16(port)})
+	var re *socks5.ReplyError
+	if !errors.As(err, &re) || re.Code != socks5.ConnectionRefused {
+		t.Fatalf("closed port: %v, want reply %v", err, socks5.ConnectionRefused)
+	}
+}
+
+func TestBadSOCKSInput(t *testing.T) {
+	w := newWorld(t, options{links: threeLinks()[:1]})
+	inputs := [][]byte{
+		[]byte("GET / HTTP/1.1\r\n\r\n"), // not SOCKS
+		{5},                              // truncated greeting
+		{5, 1, 0, 5, 1, 0, 1, 127},       // truncated request
+		{5, 1, 0, 5, 9, 0, 1, 127, 0, 0, 1, 0, 80},                                  // unknown command
+		{5, 1, 0, 5, 1, 0, 7, 1, 2, 3, 4, 0, 80},                                    // unknown address type
+		append([]byte{5, 255}, make([]byte, 255)...),                                // 255 methods, none usable
+		append([]byte{5, 1, 0, 5, 1, 0, 3, 255}, bytes.Repeat([]byte("a"), 300)...), // oversized name
+	}
+	for _, in := range inputs {
+		conn, err := net.Dial("tcp", w.cli.SOCKSAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Write(in)
+		conn.(*net.TCPConn).CloseWrite()
+		conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+		if _, err := io.ReadAll(conn); err != nil && !errors.Is(err, net.ErrClosed) {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("input %q: no reply and no close", in)
+			}
+		}
+		conn.Close()
+	}
+	// The proxy still serves.
+	conn, err := w.dialSOCKS(t, w.dest.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := echoCheck(conn, 1<<20, 5); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWrongTokenAndPin(t *testing.T) {
+	srv, pin := startServer(t, options{})
+	start := func(tok string, pin [32]byte) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := client.Start(ctx, client.Config{Server: srv.Addr().String(), Pin: pin, Token: tok,
+			SOCKS: "127.0.0.1:0", Paths: []client.PathConfig{{Name: "a", Bind: netx.Bind{IP: netip.MustParseAddr("127.0.0.1")}}}})
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	var je *transport.JoinError
+	if err := start("wrong", pin); !errors.As(err, &je) || je.Code != transport.JoinErrAuth {
+		t.Fatalf("wrong token: %v, want a join error with code %d", err, transport.JoinErrAuth)
+	}
+	badPin := pin
+	badPin[0] ^= 1
+	if err := start("secret-token", badPin); err == nil || !bytes.Contains([]byte(err.Error()), []byte("pinned key")) {
+		t.Fatalf("wrong pin: %v, want a pin mismatch", err)
+	}
+	if err := start("secret-token", pin); err != nil {
+		t.Fatalf("right token and pin: %v", err)
+	}
+}
+
+func TestNoGoroutineLeftAfterClose(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	func() {
+		w := newWorld(t, options{links: threeLinks()})
+		conn, err := w.dialSOCKS(t, w.dest.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := echoCheck(conn, 1<<20, 9); err != nil {
+			t.Fatal(err)
+		}
+		// Leave one connection open mid-flow: Close must end it too.
+		open, err := w.dialSOCKS(t, w.dest.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		open.Write([]byte("dangling"))
+		conn.Close()
+		w.cli.Close()
+		w.srv.Close()
+		open.Close()
+		for _, r := range w.relays {
+			r.Close()
+		}
+		w.dest.ln.Close()
+		w.dest.wg.Wait()
+	}()
+}

@@ -1,0 +1,241 @@
+// Package e2e runs client, concentrator, emulated paths and destinations
+// in one process and checks what arrives, byte for byte.
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"braid/bench/emu"
+	"braid/client"
+	"braid/internal/netx"
+	"braid/internal/pki"
+	"braid/internal/socks5"
+	"braid/server"
+	"braid/transport"
+)
+
+// world is one client, one concentrator, emulated paths between them and
+// a destination service.
+type world struct {
+	srv    *server.Server
+	cli    *client.Client
+	relays []*emu.Relay
+	dest   *destination
+	pin    [32]byte
+}
+
+type options struct {
+	links     []emu.Link
+	transport transport.Config
+	conns     int
+	token     string // client's token; default the right one
+	pin       *[32]byte
+	private   bool
+	handler   func(net.Conn)
+}
+
+func logger(t *testing.T) *slog.Logger {
+	if os.Getenv("BRAID_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return nil
+}
+
+func startServer(t *testing.T, o options) (*server.Server, [32]byte) {
+	t.Helper()
+	cert, pinStr, err := pki.SelfSigned(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin, _ := pki.ParsePin(pinStr)
+	srv, err := server.Start(server.Config{
+		Listen: "127.0.0.1:0", Cert: cert, Tokens: []string{"secret-token"},
+		AllowPrivate: !o.private, Transport: o.transport, Logger: logger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv, pin
+}
+
+func newWorld(t *testing.T, o options) *world {
+	t.Helper()
+	w := &world{}
+	w.srv, w.pin = startServer(t, o)
+	w.dest = newDestination(t, o.handler)
+	var paths []client.PathConfig
+	for i, l := range o.links {
+		r, err := emu.NewRelay("127.0.0.1:0", w.srv.Addr(), l, l, int64(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		w.relays = append(w.relays, r)
+		paths = append(paths, client.PathConfig{
+			Name: fmt.Sprintf("p%d", i), Bind: netx.Bind{IP: netip.MustParseAddr("127.0.0.1")},
+			Server: r.Addr().String(), Conns: o.conns,
+		})
+	}
+	tok := o.token
+	if tok == "" {
+		tok = "secret-token"
+	}
+	pin := w.pin
+	if o.pin != nil {
+		pin = *o.pin
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cli, err := client.Start(ctx, client.Config{
+		Pin: pin, Token: tok, SOCKS: "127.0.0.1:0", Paths: paths,
+		Transport: o.transport, Logger: logger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	w.cli = cli
+	return w
+}
+
+// destination is a TCP service on loopback; by default it answers each
+// connection with sink-and-source: it hashes what it reads and, when the
+// client has half-closed, reports the hash.
+type destination struct {
+	ln      net.Listener
+	handler func(net.Conn)
+	wg      sync.WaitGroup
+}
+
+func newDestination(t *testing.T, handler func(net.Conn)) *destination {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if handler == nil {
+		handler = echoHandler
+	}
+	d := &destination{ln: ln, handler: handler}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			d.wg.Add(1)
+			go func() {
+				defer d.wg.Done()
+				defer c.Close()
+				d.handler(c)
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); d.wg.Wait() })
+	return d
+}
+
+func (d *destination) addr() socks5.Addr {
+	ap := d.ln.Addr().(*net.TCPAddr).AddrPort()
+	return socks5.Addr{IP: ap.Addr(), Port: ap.Port()}
+}
+
+// echoHandler copies everything back and half-closes after EOF.
+func echoHandler(c net.Conn) {
+	io.Copy(c, c)
+	c.(*net.TCPConn).CloseWrite()
+}
+
+// dialSOCKS connects through the client's proxy to dest.
+func (w *world) dialSOCKS(t testing.TB, dest socks5.Addr) (net.Conn, error) {
+	conn, err := net.Dial("tcp", w.cli.SOCKSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := socks5.Connect(conn, nil, dest); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	conn.SetDeadline(time.Time{})
+	return conn, nil
+}
+
+// exchange sends up random bytes and reads down bytes concurrently,
+// checking both by hash: up goes to the destination, whose handler echoes
+// or generates.
+func echoCheck(conn net.Conn, n int, seed uint64) error {
+	return echoCheckConn(conn.(*net.TCPConn), n, seed)
+}
+
+type halfCloser interface {
+	net.Conn
+	CloseWrite() error
+}
+
+func echoCheckConn(conn halfCloser, n int, seed uint64) error {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	sent := sha256.New()
+	errc := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 64<<10)
+		left := n
+		for left > 0 {
+			c := min(left, 1+rng.IntN(len(buf)))
+			fill(buf[:c], rng)
+			sent.Write(buf[:c])
+			if _, err := conn.Write(buf[:c]); err != nil {
+				errc <- fmt.Errorf("write: %w", err)
+				return
+			}
+			left -= c
+		}
+		errc <- conn.CloseWrite()
+	}()
+	got := sha256.New()
+	m, err := io.Copy(got, conn)
+	werr := <-errc
+	if err != nil {
+		return fmt.Errorf("read after %d bytes: %w", m, err)
+	}
+	if werr != nil {
+		return werr
+	}
+	if m != int64(n) {
+		return fmt.Errorf("read %d bytes, want %d", m, n)
+	}
+	if !equalHash(got, sent) {
+		return errors.New("echoed bytes differ (sha256)")
+	}
+	return nil
+}
+
+func fill(b []byte, rng *rand.Rand) {
+	for i := 0; i+8 <= len(b); i += 8 {
+		v := rng.Uint64()
+		for j := range 8 {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	for i := len(b) &^ 7; i < len(b); i++ {
+		b[i] = byte(rng.Uint32())
+	}
+}
+
+func equalHash(a, b interface{ Sum([]byte) []byte }) bool {
+	return string(a.Sum(nil)) == string(b.Sum(nil))
+}

@@ -1,0 +1,287 @@
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+
+	"github.com/quic-go/quic-go"
+
+	"braid/internal/pki"
+	"braid/internal/relay"
+	"braid/internal/socks5"
+	"braid/transport"
+)
+
+// Server is a running concentrator.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+	udp *net.UDPConn
+	tr  *quic.Transport
+	ln  *quic.Listener
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	sessions map[[16]byte]*transport.Session
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+// Start validates cfg and starts listening.
+func Start(cfg Config) (*Server, error) {
+	cfg.Fill()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.Transport.Logger = cfg.Logger
+	laddr, err := net.ResolveUDPAddr("udp", cfg.Listen)
+	if err != nil {
+		return nil, &ConfigError{"listen", err.Error()}
+	}
+	udp, err := net.ListenUDP("udp", laddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	udp.SetReadBuffer(7 << 20)
+	udp.SetWriteBuffer(7 << 20)
+	tr := &quic.Transport{Conn: udp}
+	ln, err := tr.Listen(pki.ServerTLS(cfg.Cert, transport.ALPN), transport.QUICConfig())
+	if err != nil {
+		udp.Close()
+		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, udp: udp, tr: tr, ln: ln,
+		sessions: map[[16]byte]*transport.Session{}}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.log.Info("concentrator listening", "addr", udp.LocalAddr().String())
+	s.wg.Add(1)
+	go s.serve()
+	return s, nil
+}
+
+// Addr returns the UDP address the concentrator listens on.
+func (s *Server) Addr() *net.UDPAddr { return s.udp.LocalAddr().(*net.UDPAddr) }
+
+// Sessions returns the live sessions.
+func (s *Server) Sessions() []*transport.Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*transport.Session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		out = append(out, ss)
+	}
+	return out
+}
+
+// Close stops listening, ends every session and waits for every goroutine.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.wg.Wait()
+		return nil
+	}
+	s.closed = true
+	sessions := make([]*transport.Session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		sessions = append(sessions, ss)
+	}
+	s.mu.Unlock()
+	s.cancel()
+	s.ln.Close()
+	for _, ss := range sessions {
+		ss.Close()
+	}
+	s.wg.Wait()
+	s.tr.Close()
+	s.udp.Close()
+	return nil
+}
+
+func (s *Server) serve() {
+	defer s.wg.Done()
+	for {
+		qc, err := s.ln.Accept(s.ctx)
+		if err != nil {
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.join(qc)
+		}()
+	}
+}
+
+func (s *Server) tokenOK(tok string) bool {
+	ok := 0
+	for _, t := range s.cfg.Tokens {
+		ok |= subtle.ConstantTimeCompare([]byte(t), []byte(tok))
+	}
+	return ok == 1
+}
+
+// join authenticates a new connection and adds it to its session.
+func (s *Server) join(qc *quic.Conn) {
+	remote := qc.RemoteAddr().String()
+	j, err := transport.AcceptJoin(s.ctx, qc)
+	if err != nil {
+		s.log.Warn("refused connection", "remote", remote, "err", err)
+		qc.CloseWithError(0, "")
+		return
+	}
+	if !s.tokenOK(j.Msg.Token) {
+		s.log.Warn("refused client: bad token", "remote", remote, "path", j.Msg.Path.Name)
+		j.Refuse(transport.JoinErrAuth, "token not accepted")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		j.Refuse(transport.JoinErrShutdown, "concentrator shutting down")
+		return
+	}
+	if j.Msg.SessionID == ([16]byte{}) {
+		if len(s.sessions) >= s.cfg.MaxSessions {
+			s.log.Warn("refused client: too many sessions", "remote", remote)
+			j.Refuse(transport.JoinErrLimit, "too many sessions")
+			return
+		}
+		sess, err := transport.NewServerSession(s.cfg.Transport, j)
+		if err != nil {
+			s.log.Warn("session setup failed", "remote", remote, "err", err)
+			return
+		}
+		s.sessions[sess.ID()] = sess
+		s.log.Info("session opened", "remote", remote, "path", j.Msg.Path.Name)
+		s.wg.Add(1)
+		go s.run(sess)
+		return
+	}
+	sess := s.sessions[j.Msg.SessionID]
+	if sess == nil || !sess.CheckSecret(j.Msg.Secret) {
+		s.log.Warn("refused path: unknown session or wrong secret", "remote", remote, "path", j.Msg.Path.Name)
+		j.Refuse(transport.JoinErrSession, "unknown session")
+		return
+	}
+	if err := sess.Attach(j); err != nil {
+		s.log.Warn("path join failed", "remote", remote, "path", j.Msg.Path.Name, "err", err)
+		return
+	}
+	s.log.Debug("path joined", "remote", remote, "path", j.Msg.Path.Name)
+}
+
+// run serves a session's flows until it ends, then forgets it.
+func (s *Server) run(sess *transport.Session) {
+	defer s.wg.Done()
+	for {
+		f, err := sess.AcceptFlow(s.ctx)
+		if err != nil {
+			break
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.flow(f)
+		}()
+	}
+	sess.Close()
+	s.mu.Lock()
+	delete(s.sessions, sess.ID())
+	s.mu.Unlock()
+	s.log.Info("session closed", "err", sess.Err())
+}
+
+// flow dials a flow's destination and relays it.
+func (s *Server) flow(f *transport.Flow) {
+	dest, rest, err := socks5.ParseAddr(f.Dest())
+	if err != nil || len(rest) != 0 {
+		// The refusal carries FIN; the flow ends when the client's FIN
+		// answers it.
+		f.Refuse(byte(socks5.AddressNotSupported))
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.DialTimeout)
+	conn, code := s.dial(ctx, dest)
+	cancel()
+	if conn == nil {
+		s.log.Debug("flow refused", "dest", dest.String(), "code", code.String())
+		f.Refuse(byte(code))
+		return
+	}
+	if err := f.Accept(); err != nil {
+		conn.Close()
+		f.Reset()
+		return
+	}
+	relay.Relay(conn, f)
+}
+
+// dial resolves dest at the concentrator (never at the client), applies
+// the destination policy and dials the allowed addresses in turn.
+func (s *Server) dial(ctx context.Context, dest socks5.Addr) (net.Conn, socks5.Reply) {
+	var ips []netip.Addr
+	if dest.IP.IsValid() {
+		ips = []netip.Addr{dest.IP}
+	} else {
+		found, err := s.cfg.Resolve(ctx, dest.Name)
+		if err != nil {
+			return nil, socks5.ReplyForError(err)
+		}
+		for _, ip := range found {
+			if a, ok := netip.AddrFromSlice(ip); ok {
+				ips = append(ips, a.Unmap())
+			}
+		}
+		if len(ips) == 0 {
+			return nil, socks5.HostUnreachable
+		}
+	}
+	allowed := ips[:0:0]
+	for _, ip := range ips {
+		if s.cfg.AllowPrivate || Public(ip) {
+			allowed = append(allowed, ip)
+		}
+	}
+	if len(allowed) == 0 {
+		return nil, socks5.NotAllowed
+	}
+	var last error
+	for _, ip := range allowed {
+		conn, err := s.cfg.Dial(ctx, "tcp", net.JoinHostPort(ip.String(), strconv.Itoa(int(dest.Port))))
+		if err == nil {
+			return conn, socks5.Succeeded
+		}
+		last = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, socks5.ReplyForError(last)
+}
+
+var sharedSpace = netip.MustParsePrefix("100.64.0.0/10") // RFC 6598 carrier-grade NAT
+
+// Public reports whether a destination may be dialed without
+// AllowPrivate: not loopback, private, link-local, multicast, unspecified,
+// broadcast or carrier-grade NAT space.
+func Public(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	switch {
+	case !ip.IsValid(), ip.IsLoopback(), ip.IsPrivate(), ip.IsLinkLocalUnicast(),
+		ip.IsLinkLocalMulticast(), ip.IsInterfaceLocalMulticast(), ip.IsMulticast(),
+		ip.IsUnspecified(), sharedSpace.Contains(ip):
+		return false
+	case ip.Is4() && (ip.As4()[0] == 0 || ip == netip.AddrFrom4([4]byte{255, 255, 255, 255})):
+		return false
+	}
+	return true
+}
