@@ -2,6 +2,8 @@ package transport
 
 import (
 	"fmt"
+
+	"braid/scheduler"
 	"log/slog"
 	"time"
 )
@@ -113,10 +115,4 @@ func (c *Config) Validate() error {
 }
 
 // coding returns k and m for a block of n bytes under the built-in policy.
-func (c *Config) coding(n int) (k, m int) {
-	k = min(max(1, (n+MinShard-1)/MinShard), c.K)
-	if c.M > 0 && n > 0 { // an empty block (a bare FIN) has nothing to code
-		m = max(1, (c.M*k+c.K-1)/c.K)
-	}
-	return k, m
-}
+func (c *Config) coding(n int) (k, m int) { return scheduler.Coding(n, c.K, c.M, MinShard) }

@@ -2,8 +2,9 @@ package transport
 
 import (
 	"context"
-	"math"
 	"time"
+
+	"braid/scheduler"
 )
 
 // Dispatch: which path carries each shard. The built-in policy sends each
@@ -18,22 +19,17 @@ import (
 // shard of size bytes, or nil when every live path's queue is full (urgent
 // shards ignore the queue limit) or no path is up.
 func (s *Session) pickPath(size int, urgent bool) *Path {
-	var best *Path
-	bestT := math.Inf(1)
-	for _, p := range s.Paths() {
-		if !p.Up() {
-			continue
-		}
-		q := p.queued.Load()
-		if !urgent && q+int64(size) > p.queueLimit() && q > 0 {
-			continue
-		}
-		t := float64(q+int64(size))/p.Rate() + p.SRTT().Seconds()/2
-		if t < bestT {
-			best, bestT = p, t
-		}
+	paths := s.pathList()
+	var arr [maxPaths]scheduler.PathState
+	states := arr[:len(paths)]
+	for i, p := range paths {
+		states[i] = scheduler.PathState{Up: p.Up(), SRTT: p.SRTT(), Rate: p.Rate(),
+			Queued: p.queued.Load(), QueueLimit: p.queueLimit()}
 	}
-	return best
+	if i := scheduler.EarliestArrival(states, size, urgent); i >= 0 {
+		return paths[i]
+	}
+	return nil
 }
 
 // dispatch queues shard i of b on a path, waiting while every path is full

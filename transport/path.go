@@ -381,8 +381,11 @@ func (c *pconn) controlReader() {
 }
 
 func readErr(what string, err error) error {
-	if err == io.EOF {
+	switch {
+	case err == io.EOF:
 		return fmt.Errorf("%s closed by peer", what)
+	case err == io.ErrUnexpectedEOF:
+		return malformed("%s ended inside a message", what)
 	}
 	return fmt.Errorf("read %s: %w", what, err)
 }

@@ -47,6 +47,7 @@ type Session struct {
 
 	mu        sync.Mutex
 	paths     []*Path
+	pathSnap  atomic.Pointer[[]*Path] // copy of paths, read without mu on the hot path
 	flows     map[uint32]*Flow
 	nextFlow  uint32
 	opened    replayWindow // flow ids the peer has opened (concentrator)
@@ -154,7 +155,7 @@ func (s *Session) closeWith(err error, tellPeer bool) {
 	for _, f := range s.flows {
 		flows = append(flows, f)
 	}
-	paths := append([]*Path(nil), s.paths...)
+	paths := s.pathList()
 	close(s.done)
 	s.mu.Unlock()
 	if err != ErrSessionClosed {
@@ -170,9 +171,15 @@ func (s *Session) closeWith(err error, tellPeer bool) {
 
 // Paths returns the session's paths.
 func (s *Session) Paths() []*Path {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]*Path(nil), s.paths...)
+	return append([]*Path(nil), s.pathList()...)
+}
+
+// pathList returns the current paths without copying; do not modify it.
+func (s *Session) pathList() []*Path {
+	if p := s.pathSnap.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // path returns the path named name, creating it.
@@ -192,6 +199,8 @@ func (s *Session) path(info PathInfo) (*Path, error) {
 	}
 	p := newPath(s, info)
 	s.paths = append(s.paths, p)
+	snap := append([]*Path(nil), s.paths...)
+	s.pathSnap.Store(&snap)
 	return p, nil
 }
 
@@ -233,7 +242,7 @@ func (s *Session) maintain() {
 // and a floor for timer and scheduling noise.
 func (s *Session) rto() time.Duration {
 	var worst time.Duration
-	for _, p := range s.Paths() {
+	for _, p := range s.pathList() {
 		if !p.Up() {
 			continue
 		}
@@ -248,7 +257,7 @@ func (s *Session) rto() time.Duration {
 // period, and wake dispatchers waiting for a path.
 func (s *Session) pathsChanged() {
 	anyUp := false
-	for _, p := range s.Paths() {
+	for _, p := range s.pathList() {
 		if p.Up() {
 			anyUp = true
 			break
@@ -507,7 +516,7 @@ func (s *Session) sendControl(m *Msg) {
 // sendEverywhere sends a message on one live connection of every path, for
 // messages whose loss would not be repaired otherwise.
 func (s *Session) sendEverywhere(m *Msg) {
-	for _, p := range s.Paths() {
+	for _, p := range s.pathList() {
 		if c := p.liveConn(); c != nil {
 			c.sendControl(m)
 		}
@@ -524,7 +533,7 @@ const resetCodeLimit = 2
 func (s *Session) bestConn() *pconn {
 	var best *pconn
 	var bestRTT time.Duration
-	for _, p := range s.Paths() {
+	for _, p := range s.pathList() {
 		c := p.liveConn()
 		if c == nil {
 			continue

@@ -1,0 +1,108 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// rawJoin opens a connection to ts and joins a new session by hand, so a
+// test can then misbehave as a peer.
+func rawJoin(t *testing.T, ts *testServer) (*quic.Conn, *quic.Stream) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	qc, err := dialerTo("raw", ts.addr(), ts.pin).Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrl, err := qc.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrl.Write(AppendMsg(nil, &Msg{Type: MsgJoin, Version: Version, Token: "tok", Path: PathInfo{Name: "raw"},
+		FlowWindow: 1 << 20, SessionWindow: 1 << 22}))
+	var ok Msg
+	ctrl.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if err := readMsg(ctrl, &ok); err != nil || ok.Type != MsgJoinOK {
+		t.Fatalf("join: %v %v", ok.Type, err)
+	}
+	return qc, ctrl
+}
+
+func sendShard(t *testing.T, qc *quic.Conn, h ShardHeader, payload []byte) {
+	st, err := qc.OpenUniStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Write(append(AppendShardHeader(nil, &h), payload...))
+}
+
+func TestMalformedFromPeer(t *testing.T) {
+	ts := newTestServer(t, Config{}, nil)
+	open := ShardHeader{Flags: FlagOpen, K: 1, ShardLen: 7, Flow: 1, BlockLen: 7}
+	dest := []byte{1, 127, 0, 0, 1, 0, 80}
+	cases := map[string]func(qc *quic.Conn, ctrl *quic.Stream){
+		"garbage shard header": func(qc *quic.Conn, _ *quic.Stream) {
+			st, _ := qc.OpenUniStream()
+			st.Write([]byte("this is not a shard header, not at all"))
+		},
+		"garbage control message": func(_ *quic.Conn, ctrl *quic.Stream) {
+			ctrl.Write([]byte{0x7f, 0, 0})
+		},
+		"second join": func(_ *quic.Conn, ctrl *quic.Stream) {
+			ctrl.Write(AppendMsg(nil, &Msg{Type: MsgJoin, Version: Version}))
+		},
+		"window overrun": func(qc *quic.Conn, _ *quic.Stream) {
+			sendShard(t, qc, open, dest)
+			time.Sleep(100 * time.Millisecond) // streams are not ordered among themselves
+			sendShard(t, qc, ShardHeader{K: 1, ShardLen: 10, Flow: 1, Block: 1, Offset: 1 << 30, BlockLen: 10}, make([]byte, 10))
+		},
+		"shard headers disagree": func(qc *quic.Conn, _ *quic.Stream) {
+			sendShard(t, qc, open, dest)
+			time.Sleep(100 * time.Millisecond)
+			sendShard(t, qc, ShardHeader{K: 2, ShardLen: 5, Flow: 1, Block: 1, BlockLen: 10}, make([]byte, 5))
+			time.Sleep(50 * time.Millisecond)
+			sendShard(t, qc, ShardHeader{K: 2, Index: 1, ShardLen: 5, Flow: 1, Block: 1, BlockLen: 9}, make([]byte, 5))
+		},
+		"ack of a block never sent": func(qc *quic.Conn, ctrl *quic.Stream) {
+			sendShard(t, qc, open, dest)
+			time.Sleep(100 * time.Millisecond)
+			ctrl.Write(AppendMsg(nil, &Msg{Type: MsgAck, Flow: 1, Value: 1000}))
+		},
+		"truncated shard": func(qc *quic.Conn, _ *quic.Stream) {
+			st, _ := qc.OpenUniStream()
+			h := ShardHeader{K: 1, ShardLen: 100, Flow: 1, BlockLen: 100}
+			st.Write(AppendShardHeader(nil, &h)[:20])
+			st.Close()
+		},
+	}
+	for name, misbehave := range cases {
+		t.Run(name, func(t *testing.T) {
+			qc, ctrl := rawJoin(t, ts)
+			defer qc.CloseWithError(0, "")
+			misbehave(qc, ctrl)
+			select {
+			case <-qc.Context().Done():
+			case <-time.After(5 * time.Second):
+				t.Fatal("the concentrator kept a connection that broke the protocol")
+			}
+			var ae *quic.ApplicationError
+			if err := context.Cause(qc.Context()); !errors.As(err, &ae) || !ae.Remote || ae.ErrorCode != 1 {
+				t.Fatalf("closed with %v, want the peer's protocol-error close", err)
+			}
+		})
+	}
+	// The concentrator goes on serving well-behaved clients.
+	c := dialClient(t, Config{}, []PathDialer{dialerTo("a", ts.addr(), ts.pin)})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	f, err := c.OpenFlow(ctx, dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	transfer(t, f, 1<<20, 2)
+}
