@@ -1,0 +1,79 @@
+package bench
+
+import (
+	"context"
+	"sort"
+	"testing"
+	"time"
+
+	"braid/transport"
+)
+
+// TestLoopbackSmoke checks that the measurement itself works: bytes go
+// through and are counted. Speed is reported by the benchmark, not
+// asserted.
+func TestLoopbackSmoke(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := Braid(ctx, 2, 4<<20, transport.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Bytes != 4<<20 || r.Goodput <= 0 {
+		t.Fatalf("result %+v", r)
+	}
+	if _, err := RawQUIC(ctx, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkLoopback runs braid over 1 and 2 loopback paths and one raw
+// quic-go stream, interleaved, and reports each one's median goodput and
+// CPU per GB, and braid's ratios to the raw stream.
+//
+//	go test -run x -bench Loopback -benchtime 5x ./bench/
+func BenchmarkLoopback(b *testing.B) {
+	const n = 512 << 20
+	ctx := context.Background()
+	var raw, one, two []Result
+	for i := 0; i < b.N; i++ {
+		r, err := RawQUIC(ctx, n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		raw = append(raw, r)
+		r, err = Braid(ctx, 1, n, transport.Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		one = append(one, r)
+		r, err = Braid(ctx, 2, n, transport.Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		two = append(two, r)
+	}
+	med := func(rs []Result, f func(Result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		sort.Float64s(v)
+		return v[len(v)/2]
+	}
+	gp := func(r Result) float64 { return r.Goodput }
+	cpu := func(r Result) float64 { return r.CPUPerGB }
+	b.ReportMetric(med(raw, gp)/1e6, "raw-Mbit/s")
+	b.ReportMetric(med(one, gp)/1e6, "braid1-Mbit/s")
+	b.ReportMetric(med(two, gp)/1e6, "braid2-Mbit/s")
+	b.ReportMetric(med(raw, cpu), "raw-CPU-s/GB")
+	b.ReportMetric(med(one, cpu), "braid1-CPU-s/GB")
+	b.ReportMetric(med(two, cpu), "braid2-CPU-s/GB")
+	b.ReportMetric(med(one, gp)/med(raw, gp), "braid1/raw-goodput")
+	b.ReportMetric(med(two, gp)/med(raw, gp), "braid2/raw-goodput")
+	b.ReportMetric(med(one, cpu)/med(raw, cpu), "braid1/raw-CPU")
+	b.ReportMetric(med(two, cpu)/med(raw, cpu), "braid2/raw-CPU")
+	for i := range raw {
+		b.Logf("run %d: %v | %v | %v", i, raw[i], one[i], two[i])
+	}
+}
