@@ -73,8 +73,8 @@ func (c *Config) Fill() {
 	def(&c.SessionWindow, 32<<20)
 	def(&c.MaxFlows, 1024)
 	def(&c.StreamsPerConn, 4)
-	defDur(&c.ProbeInterval, 100*time.Millisecond)
-	defDur(&c.DownAfter, 300*time.Millisecond)
+	defDur(&c.ProbeInterval, 50*time.Millisecond)
+	defDur(&c.DownAfter, 200*time.Millisecond)
 	defDur(&c.UpAfter, time.Second)
 	defDur(&c.Grace, 30*time.Second)
 	if c.Logger == nil {

@@ -71,7 +71,7 @@ func (s *Session) dispatch(ctx context.Context, b *txBlock, i int, dead <-chan s
 }
 
 // resend queues shard i of b again on path p, ahead of new shards. It
-// never blocks: when the urgent queue is full, the overdue timer retries.
+// never blocks.
 func (s *Session) resend(b *txBlock, i int, p *Path) {
 	if b.acked.Load() {
 		return
@@ -85,14 +85,8 @@ func (s *Session) resend(b *txBlock, i int, p *Path) {
 	b.conn[i].Store(nil)
 	b.path[i].Store(p)
 	p.queued.Add(size)
-	select {
-	case p.urgent <- shardJob{b: b, idx: uint8(i)}:
-		s.stats.ShardsResent.Add(1)
-	default:
-		p.queued.Add(-size)
-		b.path[i].Store(nil)
-		b.release()
-	}
+	p.pushUrgent(shardJob{b: b, idx: uint8(i)})
+	s.stats.ShardsResent.Add(1)
 }
 
 // redispatch moves a job whose connection failed to another path. The

@@ -116,7 +116,7 @@ func (b *txBlock) release() {
 // of a live path.
 func (b *txBlock) live(i int) bool {
 	if c := b.conn[i].Load(); c != nil {
-		return c.up.Load()
+		return c.usable()
 	}
 	p := b.path[i].Load()
 	return p != nil && p.Up()

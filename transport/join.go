@@ -200,7 +200,9 @@ func (c *Client) keep(p *Path, pd PathDialer, slot int, pc *pconn) {
 		qc, ctrl, err := c.join(ctx, pd, slot, &ok, false)
 		cancel()
 		if err == nil {
-			pc = s.attach(p, qc, ctrl)
+			if pc = s.attach(p, qc, ctrl); pc == nil {
+				return // the session ended while this connection joined
+			}
 			backoff = 100 * time.Millisecond
 			continue
 		}
@@ -297,6 +299,8 @@ func (s *Session) Attach(j *Join) error {
 		j.conn.CloseWithError(0, "")
 		return fmt.Errorf("answer join: %w", err)
 	}
-	s.attach(p, j.conn, j.ctrl)
+	if s.attach(p, j.conn, j.ctrl) == nil {
+		return ErrSessionClosed
+	}
 	return nil
 }

@@ -40,8 +40,14 @@ type Path struct {
 	info PathInfo
 
 	queue  chan shardJob // new shards
-	urgent chan shardJob // shards sent again; served first
 	queued atomic.Int64  // bytes waiting in queue and urgent
+
+	// urgent holds shards sent again, served before new ones. It is not
+	// bounded by a channel's size because a dead path can hand over a
+	// whole window of shards at once; the flows' credit bounds it.
+	umu       sync.Mutex
+	urgent    []shardJob
+	urgentSig chan struct{}
 
 	mu    sync.Mutex
 	conns []*pconn
@@ -62,10 +68,10 @@ type shardJob struct {
 
 func newPath(s *Session, info PathInfo) *Path {
 	p := &Path{
-		s:      s,
-		info:   info,
-		queue:  make(chan shardJob, 1024),
-		urgent: make(chan shardJob, 2048),
+		s:         s,
+		info:      info,
+		queue:     make(chan shardJob, 1024),
+		urgentSig: make(chan struct{}, 1),
 	}
 	p.rate.Store(math.Float64bits(1 << 20))
 	return p
@@ -102,7 +108,7 @@ func (p *Path) liveConn() *pconn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range p.conns {
-		if c.up.Load() {
+		if c.usable() {
 			return c
 		}
 	}
@@ -117,7 +123,7 @@ func (p *Path) refresh() (changed bool) {
 	var rate float64
 	best := time.Duration(math.MaxInt64)
 	for _, c := range p.conns {
-		if !c.up.Load() {
+		if !c.usable() {
 			continue
 		}
 		up = true
@@ -134,13 +140,19 @@ func (p *Path) refresh() (changed bool) {
 	return p.up.Swap(up) != up
 }
 
-func (p *Path) addConn(c *pconn) {
+// addConn adds a connection; it fails once the path is closed.
+func (p *Path) addConn(c *pconn) bool {
 	p.mu.Lock()
+	if p.closed.Load() {
+		p.mu.Unlock()
+		return false
+	}
 	p.conns = append(p.conns, c)
 	p.mu.Unlock()
 	if p.refresh() {
 		p.s.pathsChanged()
 	}
+	return true
 }
 
 func (p *Path) removeConn(c *pconn) {
@@ -178,19 +190,56 @@ func (p *Path) drain() {
 		case j := <-p.queue:
 			p.queued.Add(-int64(j.b.hdr.ShardLen))
 			j.b.release()
-		case j := <-p.urgent:
-			p.queued.Add(-int64(j.b.hdr.ShardLen))
-			j.b.release()
 		default:
+			p.umu.Lock()
+			urgent := p.urgent
+			p.urgent = nil
+			p.umu.Unlock()
+			for _, j := range urgent {
+				p.queued.Add(-int64(j.b.hdr.ShardLen))
+				j.b.release()
+			}
 			return
 		}
 	}
 }
 
+// pushUrgent queues a shard ahead of new ones.
+func (p *Path) pushUrgent(j shardJob) {
+	p.umu.Lock()
+	p.urgent = append(p.urgent, j)
+	p.umu.Unlock()
+	select {
+	case p.urgentSig <- struct{}{}:
+	default:
+	}
+}
+
+// popUrgent takes the oldest urgent shard, if any.
+func (p *Path) popUrgent() (shardJob, bool) {
+	p.umu.Lock()
+	defer p.umu.Unlock()
+	if len(p.urgent) == 0 {
+		return shardJob{}, false
+	}
+	j := p.urgent[0]
+	p.urgent[0] = shardJob{}
+	p.urgent = p.urgent[1:]
+	if len(p.urgent) == 0 {
+		p.urgent = nil
+	} else {
+		select { // wake another writer for the rest
+		case p.urgentSig <- struct{}{}:
+		default:
+		}
+	}
+	return j, true
+}
+
 // close ends every connection of the path.
 func (p *Path) close(tellPeer bool) {
-	p.closed.Store(true)
 	p.mu.Lock()
+	p.closed.Store(true)
 	conns := append([]*pconn(nil), p.conns...)
 	p.mu.Unlock()
 	for _, c := range conns {
@@ -212,6 +261,7 @@ type pconn struct {
 	ctrl *quic.Stream
 
 	up        atomic.Bool
+	suspect   atomic.Bool  // up, but silent for longer than usual: no new shards
 	lastHeard atomic.Int64 // session clock, ns
 	goodSince time.Duration
 
@@ -225,7 +275,8 @@ type pconn struct {
 	wg        sync.WaitGroup
 }
 
-// attach starts a joined connection on path p.
+// attach starts a joined connection on path p. It returns nil, closing
+// the connection, when the session has ended meanwhile.
 func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream) *pconn {
 	c := &pconn{
 		id:      s.nextConnID.Add(1),
@@ -239,7 +290,10 @@ func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream) *pconn {
 	}
 	c.lastHeard.Store(int64(s.now()))
 	c.up.Store(true)
-	p.addConn(c)
+	if !p.addConn(c) {
+		qc.CloseWithError(0, "session closed")
+		return nil
+	}
 	c.wg.Add(4 + s.cfg.StreamsPerConn)
 	go c.controlReader()
 	go c.controlWriter()
@@ -284,6 +338,10 @@ func (c *pconn) close(err error) {
 		}
 	})
 }
+
+// usable reports whether the connection may carry shards: up and not
+// suspected of having died.
+func (c *pconn) usable() bool { return c.up.Load() && !c.suspect.Load() }
 
 func truncate(s string, n int) string {
 	if len(s) > n {
@@ -422,15 +480,30 @@ func (c *pconn) prober() {
 		now := c.s.now()
 		c.sendControl(&Msg{Type: MsgPing, Seq: seq, Time: int64(now)})
 		silence := now - time.Duration(c.lastHeard.Load())
-		limit := max(cfg.DownAfter, 3*c.qc.ConnectionStats().SmoothedRTT+100*time.Millisecond)
+		srtt := c.qc.ConnectionStats().SmoothedRTT
+		limit := max(cfg.DownAfter, 3*srtt+100*time.Millisecond)
 		if c.up.Load() {
-			if silence > limit {
+			// Suspect first: a connection silent for a probe interval
+			// more than it takes a probe to come back gets no new
+			// shards, and what it holds is sent again elsewhere. It is
+			// declared down only at the full limit, and a suspect that
+			// speaks again is used again at once.
+			suspect := silence > max(2*cfg.ProbeInterval, srtt+cfg.ProbeInterval)+cfg.ProbeInterval/2
+			switch {
+			case silence > limit:
 				c.up.Store(false)
+				c.suspect.Store(false)
 				c.goodSince = 0
 				c.s.log.Info("path connection down", "path", c.p.info.Name, "silence", silence.Round(time.Millisecond))
 				c.p.connStateChanged(c, false)
-			} else if c.p.refresh() {
-				c.s.pathsChanged()
+			case suspect != c.suspect.Load():
+				c.suspect.Store(suspect)
+				c.s.log.Debug("path connection suspect", "path", c.p.info.Name, "suspect", suspect, "silence", silence.Round(time.Millisecond))
+				c.p.connStateChanged(c, !suspect)
+			default:
+				if c.p.refresh() {
+					c.s.pathsChanged()
+				}
 			}
 			continue
 		}
@@ -464,7 +537,7 @@ func (c *pconn) streamWriter() {
 	idle := time.NewTimer(time.Hour)
 	defer idle.Stop()
 	for {
-		if !c.up.Load() {
+		if !c.usable() {
 			idle.Reset(c.s.cfg.ProbeInterval)
 			select {
 			case <-c.done:
@@ -473,12 +546,11 @@ func (c *pconn) streamWriter() {
 			}
 			continue
 		}
-		var j shardJob
-		select {
-		case j = <-p.urgent:
-		default:
+		j, ok := p.popUrgent()
+		if !ok {
 			select {
-			case j = <-p.urgent:
+			case <-p.urgentSig:
+				continue
 			case j = <-p.queue:
 			case <-c.done:
 				return
