@@ -1,0 +1,407 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"braid/client"
+	"braid/internal/pki"
+)
+
+type clientOpts struct {
+	server, pin, token   string
+	socks                string
+	socksUser, socksPass string
+	paths                strList
+	fec, grace           string
+	config, logLevel     string
+}
+
+// clientFile is the client's --config file.
+type clientFile struct {
+	Server    string      `toml:"server"`
+	Pin       string      `toml:"pin"`
+	Token     string      `toml:"token"`
+	Socks     string      `toml:"socks"`
+	SocksUser string      `toml:"socks_user"`
+	SocksPass string      `toml:"socks_pass"`
+	LogLevel  string      `toml:"log_level"`
+	FEC       string      `toml:"fec"`
+	Grace     string      `toml:"grace"`
+	Paths     []pathTable `toml:"path"`
+}
+
+// pathTable is one [[path]] table: a name and either a spec as --path
+// takes it or the spec's keys one by one.
+type pathTable struct {
+	Name     string  `toml:"name"`
+	Spec     string  `toml:"spec"`
+	IP       string  `toml:"ip"`
+	Dev      string  `toml:"dev"`
+	Server   string  `toml:"server"`
+	Conns    int     `toml:"conns"`
+	Price    float64 `toml:"price"`
+	Medium   string  `toml:"medium"`
+	Operator string  `toml:"operator"`
+}
+
+const defaultSOCKS = "127.0.0.1:1080"
+
+func clientFlags(o *clientOpts) *flag.FlagSet {
+	fs := newFlagSet("client")
+	fs.StringVar(&o.server, "server", "", "concentrator `HOST:PORT` (required unless every path has server=)")
+	fs.StringVar(&o.pin, "pin", "", "the concentrator's key `PIN` (sha256:..., printed by braid keygen)")
+	fs.StringVar(&o.token, "token", "", "`TOKEN` the concentrator accepts")
+	fs.StringVar(&o.socks, "socks", defaultSOCKS, "SOCKS5 listen `HOST:PORT`")
+	fs.StringVar(&o.socksUser, "socks-user", "", "require this SOCKS5 `USER` (with --socks-pass)")
+	fs.StringVar(&o.socksPass, "socks-pass", "", "require this SOCKS5 password `PASS` (with --socks-user)")
+	fs.Var(&o.paths, "path", "a network path `NAME=SPEC` (repeatable; see above)")
+	fs.StringVar(&o.fec, "fec", "", "erasure coding `K,M`: up to K data shards plus M parity shards per block (default 8,0)")
+	fs.StringVar(&o.grace, "grace", "", "how long flows wait for a live path before failing, a `DURATION` like 30s (default 30s)")
+	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
+	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
+	return fs
+}
+
+// parseClient turns the client's command line (and config file) into a
+// validated client.Config whose Logger writes to logOut. It starts nothing.
+// With no path given, Paths stays empty: one path over the default route.
+func parseClient(args []string, logOut io.Writer) (client.Config, error) {
+	var o clientOpts
+	fs := clientFlags(&o)
+	if err := parseFlags(fs, args); err != nil {
+		return client.Config{}, err
+	}
+	var filePaths []pathTable
+	if o.config != "" {
+		var f clientFile
+		if err := decodeFile(o.config, &f); err != nil {
+			return client.Config{}, err
+		}
+		set := setFlags(fs)
+		fromFile(&o.server, f.Server, set["server"])
+		fromFile(&o.pin, f.Pin, set["pin"])
+		fromFile(&o.token, f.Token, set["token"])
+		fromFile(&o.socks, f.Socks, set["socks"])
+		fromFile(&o.socksUser, f.SocksUser, set["socks-user"])
+		fromFile(&o.socksPass, f.SocksPass, set["socks-pass"])
+		fromFile(&o.fec, f.FEC, set["fec"])
+		fromFile(&o.grace, f.Grace, set["grace"])
+		fromFile(&o.logLevel, f.LogLevel, set["log-level"])
+		if !set["path"] {
+			filePaths = f.Paths
+		}
+	}
+
+	logger, err := newLogger(logOut, o.logLevel)
+	if err != nil {
+		return client.Config{}, err
+	}
+	cfg := client.Config{
+		Server:    o.server,
+		Token:     o.token,
+		SOCKS:     o.socks,
+		SOCKSUser: o.socksUser,
+		SOCKSPass: o.socksPass,
+		Logger:    logger,
+	}
+	cfg.Transport.Logger = logger
+	switch {
+	case o.socksUser != "" && o.socksPass == "":
+		return client.Config{}, badf("--socks-user", "needs --socks-pass too")
+	case o.socksUser == "" && o.socksPass != "":
+		return client.Config{}, badf("--socks-pass", "needs --socks-user too")
+	}
+	if o.pin != "" {
+		if cfg.Pin, err = pki.ParsePin(o.pin); err != nil {
+			return client.Config{}, badf("--pin", "%s", strings.TrimPrefix(err.Error(), "pki: pin "))
+		}
+	}
+	if o.fec != "" {
+		if cfg.Transport.K, cfg.Transport.M, err = parseFEC(o.fec); err != nil {
+			return client.Config{}, err
+		}
+	}
+	if o.grace != "" {
+		if cfg.Transport.Grace, err = time.ParseDuration(o.grace); err != nil {
+			return client.Config{}, badf("--grace", "%q is not a duration like 30s or 2m", o.grace)
+		}
+		if cfg.Transport.Grace == 0 {
+			// Zero means "default" to the transport; say so rather than
+			// silently waiting 30 s.
+			return client.Config{}, badf("--grace", "must be more than 0")
+		}
+	}
+	for _, arg := range o.paths {
+		p, err := parsePath(arg)
+		if err != nil {
+			return client.Config{}, err
+		}
+		cfg.Paths = append(cfg.Paths, p)
+	}
+	for i, t := range filePaths {
+		p, err := pathFromTable(i, t)
+		if err != nil {
+			return client.Config{}, err
+		}
+		cfg.Paths = append(cfg.Paths, p)
+	}
+	seen := map[string]bool{}
+	for _, p := range cfg.Paths {
+		if seen[p.Name] {
+			return client.Config{}, badf("--path "+p.Name, "name used twice")
+		}
+		seen[p.Name] = true
+	}
+
+	// Validate a filled copy (with its own Paths, as Fill writes defaults
+	// into them): the caller gets the config as given and client.Start
+	// applies the same defaults.
+	check := cfg
+	check.Paths = append([]client.PathConfig(nil), cfg.Paths...)
+	check.Fill()
+	if err := check.Validate(); err != nil {
+		return client.Config{}, clientConfigError(err)
+	}
+	return cfg, nil
+}
+
+func clientConfigError(err error) error {
+	var ce *client.ConfigError
+	if errors.As(err, &ce) {
+		return flagForField(ce.Field, ce.Reason)
+	}
+	return err
+}
+
+// parseFEC parses --fec K,M.
+func parseFEC(s string) (k, m int, err error) {
+	ks, ms, ok := strings.Cut(s, ",")
+	if ok {
+		k, err = strconv.Atoi(strings.TrimSpace(ks))
+		if err == nil {
+			m, err = strconv.Atoi(strings.TrimSpace(ms))
+		}
+	}
+	if !ok || err != nil || k < 1 || m < 0 {
+		return 0, 0, badf("--fec", "%q is not K,M with K >= 1 and M >= 0 (e.g. 8,2)", s)
+	}
+	return k, m, nil
+}
+
+// parsePath parses one --path NAME=SPEC.
+func parsePath(arg string) (client.PathConfig, error) {
+	name, spec, ok := strings.Cut(arg, "=")
+	name = strings.TrimSpace(name)
+	switch {
+	case !ok:
+		return client.PathConfig{}, badf("--path", "%q is not NAME=SPEC", arg)
+	case name == "":
+		return client.PathConfig{}, badf("--path", "%q has no name before =", arg)
+	}
+	return pathFromSpec(name, spec)
+}
+
+// pathFromSpec parses SPEC: a binding (IP address, ip:ADDR, dev:IFNAME or
+// any) followed by KEY=VALUE settings, all separated by commas. The binding
+// may be left out when the settings say ip= or dev=, or nothing at all.
+func pathFromSpec(name, spec string) (client.PathConfig, error) {
+	field := "--path " + name
+	parts := strings.Split(spec, ",")
+	head := strings.TrimSpace(parts[0])
+	var kvs [][2]string
+	switch {
+	case head == "":
+		return client.PathConfig{}, badf(field, "no binding (want an IP address, dev:IFNAME or any)")
+	case strings.Contains(head, "="):
+		// No binding: every part is a setting.
+	case head == "any":
+		kvs = append(kvs, [2]string{"any", ""})
+		parts = parts[1:]
+	default:
+		if dev, ok := strings.CutPrefix(head, "dev:"); ok {
+			kvs = append(kvs, [2]string{"dev", dev})
+		} else {
+			ip, _ := strings.CutPrefix(head, "ip:")
+			if _, err := netip.ParseAddr(ip); err != nil {
+				return client.PathConfig{}, badf(field, "%q is not an IP address, ip:ADDR, dev:IFNAME or any", head)
+			}
+			kvs = append(kvs, [2]string{"ip", ip})
+		}
+		parts = parts[1:]
+	}
+	for _, part := range parts {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok {
+			return client.PathConfig{}, badf(field, "%q is not KEY=VALUE", part)
+		}
+		kvs = append(kvs, [2]string{strings.TrimSpace(k), strings.TrimSpace(v)})
+	}
+	return buildPath(name, field, kvs)
+}
+
+// pathFromTable turns the i-th [[path]] table into a path.
+func pathFromTable(i int, t pathTable) (client.PathConfig, error) {
+	if t.Name == "" {
+		return client.PathConfig{}, badf("--path", "[[path]] number %d has no name", i+1)
+	}
+	field := "--path " + t.Name
+	if t.Spec != "" {
+		if t.IP != "" || t.Dev != "" || t.Server != "" || t.Conns != 0 || t.Price != 0 || t.Medium != "" || t.Operator != "" {
+			return client.PathConfig{}, badf(field, "give either spec or ip, dev, server, conns, price, medium and operator")
+		}
+		return pathFromSpec(t.Name, t.Spec)
+	}
+	// Feed the keys through the same checks as a spec's.
+	var kvs [][2]string
+	add := func(k, v string) {
+		if v != "" {
+			kvs = append(kvs, [2]string{k, v})
+		}
+	}
+	add("ip", t.IP)
+	add("dev", t.Dev)
+	add("server", t.Server)
+	if t.Conns != 0 {
+		add("conns", strconv.Itoa(t.Conns))
+	}
+	if t.Price != 0 {
+		add("price", strconv.FormatFloat(t.Price, 'g', -1, 64))
+	}
+	add("medium", t.Medium)
+	add("operator", t.Operator)
+	return buildPath(t.Name, field, kvs)
+}
+
+// buildPath applies a path's settings in order; each key may appear once.
+func buildPath(name, field string, kvs [][2]string) (client.PathConfig, error) {
+	p := client.PathConfig{Name: name}
+	seen := map[string]bool{}
+	for _, kv := range kvs {
+		k, v := kv[0], kv[1]
+		if k == "any" {
+			// An unbound path: nothing to set, but ip= or dev= would
+			// contradict it.
+			seen["ip"], seen["dev"] = true, true
+			continue
+		}
+		if seen[k] {
+			return p, badf(field, "%s given twice", k)
+		}
+		seen[k] = true
+		switch k {
+		case "ip":
+			ip, err := netip.ParseAddr(v)
+			if err != nil {
+				return p, badf(field, "ip %q is not an IP address", v)
+			}
+			p.Bind.IP = ip
+		case "dev":
+			if v == "" {
+				return p, badf(field, "dev needs an interface name")
+			}
+			p.Bind.Device = v
+		case "server":
+			if _, _, err := net.SplitHostPort(v); err != nil {
+				return p, badf(field, "server %q is not HOST:PORT", v)
+			}
+			p.Server = v
+		case "conns":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 16 {
+				return p, badf(field, "conns %q is not a number from 1 to 16", v)
+			}
+			p.Conns = n
+		case "price":
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+				return p, badf(field, "price %q is not a number >= 0 (USD per GB)", v)
+			}
+			p.PriceGB = f
+		case "medium":
+			m := strings.ToLower(v)
+			if _, ok := client.Media[m]; !ok {
+				return p, badf(field, "medium %q is not ethernet, wifi, cellular, satellite or other", v)
+			}
+			p.Medium = m
+		case "operator":
+			op := strings.ToLower(v)
+			if _, ok := client.Operators[op]; !ok {
+				return p, badf(field, "operator %q is not own or partner", v)
+			}
+			p.Operator = op
+		default:
+			return p, badf(field, "unknown key %q (want ip, dev, server, conns, price, medium or operator)", k)
+		}
+	}
+	return p, nil
+}
+
+func runClient(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
+	cfg, err := parseClient(args, stderr)
+	if err != nil {
+		return fail(stdout, stderr, "client", clientFlags(new(clientOpts)), err)
+	}
+	c, cancel, interrupted, err := startClient(cfg, sig)
+	defer cancel()
+	switch {
+	case interrupted:
+		return 0
+	case err != nil:
+		return fail(stdout, stderr, "client", nil, clientConfigError(err))
+	}
+	select {
+	case s := <-sig:
+		cfg.Logger.Info("shutting down", "signal", s)
+		if err := c.Close(); err != nil {
+			return fail(stdout, stderr, "client", nil, fmt.Errorf("shutdown: %w", err))
+		}
+		return 0
+	case <-c.Done():
+		c.Close()
+		err := c.Err()
+		if err == nil {
+			err = errors.New("session ended")
+		}
+		return fail(stdout, stderr, "client", nil, fmt.Errorf("session failed: %w", err))
+	}
+}
+
+// startClient starts the client, giving up when a signal arrives while it
+// is still dialing the concentrator (which may take long if that is
+// unreachable). interrupted reports that case; the client is then closed.
+// The caller must call cancel after closing the client: the context given
+// to client.Start stays live as long as the client may use it.
+func startClient(cfg client.Config, sig <-chan os.Signal) (c *client.Client, cancel func(), interrupted bool, err error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan bool, 1)
+	started := make(chan struct{})
+	go func() {
+		select {
+		case <-sig:
+			got <- true
+			cancel()
+		case <-started:
+			got <- false
+		}
+	}()
+	c, err = client.Start(ctx, cfg)
+	close(started)
+	if <-got {
+		if c != nil {
+			c.Close()
+		}
+		return nil, cancel, true, nil
+	}
+	return c, cancel, false, err
+}

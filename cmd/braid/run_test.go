@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"regexp"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"braid/internal/pki"
+	"braid/internal/socks5"
+)
+
+// syncBuffer is a bytes.Buffer that run's goroutines may share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// running is one run() in a goroutine.
+type running struct {
+	sig            chan os.Signal
+	code           chan int
+	stdout, stderr *syncBuffer
+}
+
+func start(args ...string) *running {
+	r := &running{sig: make(chan os.Signal, 1), code: make(chan int, 1), stdout: new(syncBuffer), stderr: new(syncBuffer)}
+	go func() { r.code <- run(args, r.stdout, r.stderr, r.sig) }()
+	return r
+}
+
+// wait returns run's exit status, failing the test if it takes too long.
+func (r *running) wait(t *testing.T, within time.Duration) int {
+	t.Helper()
+	select {
+	case code := <-r.code:
+		return code
+	case <-time.After(within):
+		var stacks bytes.Buffer
+		pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+		t.Fatalf("still running after %v; stderr:\n%s\ngoroutines:\n%s", within, r.stderr, &stacks)
+		return -1
+	}
+}
+
+// stop sends SIGTERM and returns the exit status.
+func (r *running) stop(t *testing.T) int {
+	t.Helper()
+	r.sig <- syscall.SIGTERM
+	return r.wait(t, 15*time.Second)
+}
+
+// freePort returns a loopback address with a port that was free a moment
+// ago, for commands that must be told their address in advance.
+func freePort(t *testing.T, network string) string {
+	t.Helper()
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().String()
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// echoServer echoes every connection back until the test ends.
+func echoServer(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// waitSOCKS waits until the client r listens on addr.
+func waitSOCKS(t *testing.T, r *running, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case code := <-r.code:
+			t.Fatalf("client exited with %d; stderr:\n%s", code, r.stderr)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SOCKS proxy not up on %s; stderr:\n%s", addr, r.stderr)
+		}
+	}
+}
+
+// socksDial connects to dest through the SOCKS5 proxy at proxy.
+func socksDial(proxy, dest string) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", proxy, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	c.SetDeadline(time.Now().Add(15 * time.Second))
+	if _, err := socks5.Connect(c, nil, socks5.AddrFromAddrPort(netip.MustParseAddrPort(dest))); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+func TestEndToEnd(t *testing.T) {
+	cert, key, pin := keyFiles(t)
+	listen := freePort(t, "udp")
+	srv := start("server", "--listen", listen, "--cert", cert, "--key", key,
+		"--token", "other", "--token", "secret", "--allow-private", "--log-level", "warn")
+	stopServer := sync.OnceFunc(func() {
+		if code := srv.stop(t); code != 0 {
+			t.Errorf("server exited with %d; stderr:\n%s", code, srv.stderr)
+		}
+	})
+	defer stopServer()
+	echo := echoServer(t)
+
+	t.Run("proxy", func(t *testing.T) {
+		socksAddr := freePort(t, "tcp")
+		cli := start("client", "--server", listen, "--pin", pin, "--token", "secret", "--socks", socksAddr,
+			"--path", "a=127.0.0.1,medium=ethernet", "--path", "b=127.0.0.1,conns=2,medium=cellular,price=3",
+			"--fec", "4,1", "--log-level", "warn")
+		waitSOCKS(t, cli, socksAddr)
+
+		c, err := socksDial(socksAddr, echo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]byte, 1<<20)
+		rand.Read(want)
+		errc := make(chan error, 1)
+		go func() {
+			_, err := c.Write(want)
+			errc <- err
+		}()
+		c.SetReadDeadline(time.Now().Add(15 * time.Second))
+		got := make([]byte, len(want))
+		if _, err := io.ReadFull(c, got); err != nil {
+			t.Fatalf("read echo: %v", err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatalf("write: %v", err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatal("echoed bytes differ")
+		}
+		c.Close()
+
+		if code := cli.stop(t); code != 0 {
+			t.Errorf("client exited with %d; stderr:\n%s", code, cli.stderr)
+		}
+	})
+
+	// A refused token or pin must end the client with status 1 and one
+	// line saying why, not leave it waiting.
+	refused := func(t *testing.T, pin, token string) {
+		cli := start("client", "--server", listen, "--pin", pin, "--token", token,
+			"--socks", "127.0.0.1:0", "--path", "a=127.0.0.1", "--log-level", "error")
+		code := cli.wait(t, 20*time.Second)
+		out := cli.stderr.String()
+		if code != 1 || strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, "braid client: ") {
+			t.Errorf("client exited with %d, stderr %q; want 1 and one line", code, out)
+		}
+		t.Logf("stderr: %s", out)
+	}
+	t.Run("wrong token", func(t *testing.T) { refused(t, pin, "wrong") })
+	t.Run("wrong pin", func(t *testing.T) {
+		_, other, err := pki.SelfSigned(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused(t, other, "secret")
+	})
+
+	// When the concentrator goes away the client must not linger as a
+	// proxy to nowhere: it exits 1 saying so.
+	t.Run("server gone", func(t *testing.T) {
+		socksAddr := freePort(t, "tcp")
+		cli := start("client", "--server", listen, "--pin", pin, "--token", "secret", "--socks", socksAddr,
+			"--path", "a=127.0.0.1", "--grace", "1s", "--log-level", "error")
+		waitSOCKS(t, cli, socksAddr)
+		stopServer()
+		code := cli.wait(t, 20*time.Second)
+		out := cli.stderr.String()
+		if code != 1 || strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, "braid client: session failed: ") {
+			t.Errorf("client exited with %d, stderr %q; want 1 and one line", code, out)
+		}
+		t.Logf("stderr: %s", out)
+	})
+}
+
+func TestDemo(t *testing.T) {
+	d := start("demo", "--socks", "127.0.0.1:0", "--duration", "1m")
+	// Wait for the curl line, which carries both addresses.
+	curl := regexp.MustCompile(`curl --socks5-hostname (\S+) -o /dev/null (http://\S+)/bytes/\d+`)
+	var m []string
+	deadline := time.Now().Add(15 * time.Second)
+	for m == nil {
+		m = curl.FindStringSubmatch(d.stdout.String())
+		if m != nil {
+			break
+		}
+		select {
+		case code := <-d.code:
+			t.Fatalf("demo exited with %d; stderr:\n%s", code, d.stderr)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no curl line; stdout:\n%s\nstderr:\n%s", d.stdout, d.stderr)
+		}
+	}
+	proxy, base := m[1], m[2]
+
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return socksDial(proxy, addr)
+	}}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	get := func(path string) []byte {
+		t.Helper()
+		resp, err := hc.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	if b := get("/bytes/300000"); len(b) != 300000 {
+		t.Errorf("/bytes/300000 returned %d bytes", len(b))
+	}
+	if b := get("/"); !bytes.Contains(b, []byte("/bytes/N")) {
+		t.Errorf("/ returned %q", b)
+	}
+	tr.CloseIdleConnections()
+
+	if code := d.stop(t); code != 0 {
+		t.Errorf("demo exited with %d; stderr:\n%s", code, d.stderr)
+	}
+	sc := bufio.NewScanner(strings.NewReader(d.stdout.String()))
+	for sc.Scan() {
+		t.Log(sc.Text())
+	}
+}

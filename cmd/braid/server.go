@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"braid/internal/pki"
+	"braid/server"
+)
+
+type serverOpts struct {
+	listen, cert, key string
+	tokens            strList
+	tokenFile         string
+	allowPrivate      bool
+	config, logLevel  string
+}
+
+// serverFile is the server's --config file.
+type serverFile struct {
+	Listen       string   `toml:"listen"`
+	Cert         string   `toml:"cert"`
+	Key          string   `toml:"key"`
+	Tokens       []string `toml:"tokens"`
+	TokenFile    string   `toml:"token_file"`
+	AllowPrivate bool     `toml:"allow_private"`
+	LogLevel     string   `toml:"log_level"`
+}
+
+func serverFlags(o *serverOpts) *flag.FlagSet {
+	fs := newFlagSet("server")
+	fs.StringVar(&o.listen, "listen", "", "UDP `HOST:PORT` to listen on (required)")
+	fs.StringVar(&o.cert, "cert", "", "certificate `FILE` from braid keygen (required)")
+	fs.StringVar(&o.key, "key", "", "private key `FILE` from braid keygen (required)")
+	fs.Var(&o.tokens, "token", "a `TOKEN` clients may use (repeatable)")
+	fs.StringVar(&o.tokenFile, "token-file", "", "`FILE` of tokens, one per line; blank lines and #comments are ignored")
+	fs.BoolVar(&o.allowPrivate, "allow-private", false, "let flows reach loopback, private and link-local destinations")
+	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
+	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
+	return fs
+}
+
+// parseServer turns the server's command line (and config file) into a
+// validated server.Config whose Logger writes to logOut. It starts nothing.
+func parseServer(args []string, logOut io.Writer) (server.Config, error) {
+	var o serverOpts
+	fs := serverFlags(&o)
+	if err := parseFlags(fs, args); err != nil {
+		return server.Config{}, err
+	}
+	if o.config != "" {
+		var f serverFile
+		if err := decodeFile(o.config, &f); err != nil {
+			return server.Config{}, err
+		}
+		set := setFlags(fs)
+		fromFile(&o.listen, f.Listen, set["listen"])
+		fromFile(&o.cert, f.Cert, set["cert"])
+		fromFile(&o.key, f.Key, set["key"])
+		fromFile(&o.tokenFile, f.TokenFile, set["token-file"])
+		fromFile(&o.logLevel, f.LogLevel, set["log-level"])
+		if !set["token"] {
+			o.tokens = f.Tokens
+		}
+		if !set["allow-private"] {
+			o.allowPrivate = f.AllowPrivate
+		}
+	}
+
+	logger, err := newLogger(logOut, o.logLevel)
+	if err != nil {
+		return server.Config{}, err
+	}
+	tokens := append([]string(nil), o.tokens...)
+	if o.tokenFile != "" {
+		more, err := readTokenFile(o.tokenFile)
+		if err != nil {
+			return server.Config{}, badf("--token-file", "%v", err)
+		}
+		tokens = append(tokens, more...)
+	}
+	// Read each file first so the error names the flag that points at the
+	// unreadable one; LoadServerCert's own errors name the file.
+	switch {
+	case o.cert == "":
+		return server.Config{}, badf("--cert", "is required (braid keygen writes one)")
+	case o.key == "":
+		return server.Config{}, badf("--key", "is required (braid keygen writes one)")
+	}
+	if _, err := os.ReadFile(o.cert); err != nil {
+		return server.Config{}, badf("--cert", "%v", err)
+	}
+	if _, err := os.ReadFile(o.key); err != nil {
+		return server.Config{}, badf("--key", "%v", err)
+	}
+	cert, _, err := pki.LoadServerCert(o.cert, o.key)
+	if err != nil {
+		return server.Config{}, badf("--cert", "%s", strings.TrimPrefix(err.Error(), "pki: "))
+	}
+
+	cfg := server.Config{
+		Listen:       o.listen,
+		Cert:         cert,
+		Tokens:       tokens,
+		AllowPrivate: o.allowPrivate,
+		Logger:       logger,
+	}
+	cfg.Transport.Logger = logger
+	// Validate a filled copy: the caller gets the config as given and
+	// server.Start applies the same defaults.
+	check := cfg
+	check.Fill()
+	if err := check.Validate(); err != nil {
+		return server.Config{}, serverConfigError(err)
+	}
+	return cfg, nil
+}
+
+func serverConfigError(err error) error {
+	var ce *server.ConfigError
+	if errors.As(err, &ce) {
+		return flagForField(ce.Field, ce.Reason)
+	}
+	return err
+}
+
+// readTokenFile reads one token per line, ignoring surrounding spaces,
+// blank lines and lines starting with #.
+func readTokenFile(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var tokens []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		tokens = append(tokens, line)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return tokens, nil
+}
+
+func runServer(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
+	cfg, err := parseServer(args, stderr)
+	if err != nil {
+		return fail(stdout, stderr, "server", serverFlags(new(serverOpts)), err)
+	}
+	srv, err := server.Start(cfg)
+	if err != nil {
+		return fail(stdout, stderr, "server", nil, serverConfigError(err))
+	}
+	// The pin is what clients need; saying it here saves a trip to keygen's output.
+	cfg.Logger.Info("concentrator key", "addr", srv.Addr().String(), "pin", pki.Pin(cfg.Cert.Leaf))
+	s := <-sig
+	cfg.Logger.Info("shutting down", "signal", s)
+	if err := srv.Close(); err != nil {
+		return fail(stdout, stderr, "server", nil, fmt.Errorf("shutdown: %w", err))
+	}
+	return 0
+}
