@@ -29,10 +29,11 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu       sync.Mutex
-	sessions map[[16]byte]*transport.Session
-	closed   bool
-	wg       sync.WaitGroup
+	mu         sync.Mutex
+	sessions   map[[16]byte]*transport.Session
+	handshaken map[string]struct{} // remote addresses whose handshake completed
+	closed     bool
+	wg         sync.WaitGroup
 }
 
 // Start validates cfg and starts listening.
@@ -52,14 +53,15 @@ func Start(cfg Config) (*Server, error) {
 	}
 	udp.SetReadBuffer(7 << 20)
 	udp.SetWriteBuffer(7 << 20)
-	tr := &quic.Transport{Conn: udp}
-	ln, err := tr.Listen(pki.ServerTLS(cfg.Cert, transport.ALPN), transport.QUICConfig())
+	s := &Server{cfg: cfg, log: cfg.Logger, udp: udp,
+		sessions: map[[16]byte]*transport.Session{}, handshaken: map[string]struct{}{}}
+	s.tr = &quic.Transport{Conn: udp, ConnContext: connContext}
+	tlsConf := s.watchHandshakes(pki.ServerTLS(cfg.Cert, transport.ALPN))
+	s.ln, err = s.tr.Listen(tlsConf, transport.QUICConfig())
 	if err != nil {
 		udp.Close()
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, udp: udp, tr: tr, ln: ln,
-		sessions: map[[16]byte]*transport.Session{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.log.Info("concentrator listening", "addr", udp.LocalAddr().String())
 	s.wg.Add(1)
@@ -113,6 +115,7 @@ func (s *Server) serve() {
 		if err != nil {
 			return
 		}
+		s.accepted(qc.RemoteAddr().String())
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
