@@ -113,6 +113,8 @@ func TestRandomLossOnEveryPath(t *testing.T) {
 	if err := echoCheck(conn, 16<<20, 3); err != nil {
 		t.Fatal(err)
 	}
+	conn.Close()
+	w.checkNoFlowsLeft(t)
 	var lost uint64
 	for _, r := range w.relays {
 		st := r.Stats()
@@ -161,6 +163,27 @@ func TestConcurrentFlows(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+	w.checkNoFlowsLeft(t)
+}
+
+// checkNoFlowsLeft waits for every finished flow to be forgotten on both
+// sides: a flow that lingers is memory that leaks.
+func (w *world) checkNoFlowsLeft(t *testing.T) {
+	t.Helper()
+	count := func() (n int) {
+		n = w.cli.Session().NumFlows()
+		for _, s := range w.srv.Sessions() {
+			n += s.NumFlows()
+		}
+		return n
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for count() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d flows still open after every connection closed", count())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
