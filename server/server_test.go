@@ -3,16 +3,21 @@ package server
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
+	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go"
 
 	"braid/internal/pki"
+	"braid/internal/socks5"
 	"braid/transport"
 )
 
@@ -107,6 +112,55 @@ func TestRefusalsLogged(t *testing.T) {
 	for _, want := range []string{"refused client: bad token", "TLS handshake not completed"} {
 		if strings.Count(out, want) != 1 {
 			t.Errorf("want one log line with %q, got:\n%s", want, out)
+		}
+	}
+}
+
+// TestDialReplies checks which SOCKS reply each dial outcome becomes; the
+// dialer and resolver are stand-ins, so no packet leaves the machine.
+func TestDialReplies(t *testing.T) {
+	dialErr := func(err error) func(context.Context, string, string) (net.Conn, error) {
+		return func(context.Context, string, string) (net.Conn, error) { return nil, err }
+	}
+	timeout := &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ETIMEDOUT)}
+	cases := []struct {
+		name    string
+		dest    socks5.Addr
+		dial    func(context.Context, string, string) (net.Conn, error)
+		resolve func(context.Context, string) ([]net.IP, error)
+		private bool
+		want    socks5.Reply
+	}{
+		{"refused", socks5.Addr{IP: netip.MustParseAddr("192.0.2.1"), Port: 1},
+			dialErr(&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}), nil, true, socks5.ConnectionRefused},
+		{"network unreachable", socks5.Addr{IP: netip.MustParseAddr("192.0.2.1"), Port: 1},
+			dialErr(&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ENETUNREACH)}), nil, true, socks5.NetworkUnreachable},
+		{"host unreachable", socks5.Addr{IP: netip.MustParseAddr("192.0.2.1"), Port: 1},
+			dialErr(&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EHOSTUNREACH)}), nil, true, socks5.HostUnreachable},
+		{"timeout", socks5.Addr{IP: netip.MustParseAddr("192.0.2.1"), Port: 1},
+			dialErr(context.DeadlineExceeded), nil, true, socks5.TTLExpired},
+		{"syscall timeout", socks5.Addr{IP: netip.MustParseAddr("192.0.2.1"), Port: 1},
+			dialErr(timeout), nil, true, socks5.TTLExpired},
+		{"no such host", socks5.Addr{Name: "nowhere.invalid", Port: 1}, nil,
+			func(context.Context, string) ([]net.IP, error) {
+				return nil, &net.DNSError{Err: "no such host", Name: "nowhere.invalid", IsNotFound: true}
+			}, true, socks5.HostUnreachable},
+		{"name resolving to loopback", socks5.Addr{Name: "sneaky.example", Port: 1}, nil,
+			func(context.Context, string) ([]net.IP, error) { return []net.IP{net.IPv4(127, 0, 0, 1)}, nil },
+			false, socks5.NotAllowed},
+		{"private address", socks5.Addr{IP: netip.MustParseAddr("10.0.0.1"), Port: 1}, nil, nil, false, socks5.NotAllowed},
+	}
+	for _, c := range cases {
+		s := &Server{cfg: Config{AllowPrivate: c.private, Dial: c.dial, Resolve: c.resolve}}
+		if s.cfg.Dial == nil {
+			s.cfg.Dial = dialErr(errors.New("must not dial"))
+		}
+		if s.cfg.Resolve == nil {
+			s.cfg.Resolve = func(context.Context, string) ([]net.IP, error) { return nil, errors.New("must not resolve") }
+		}
+		conn, got := s.dial(context.Background(), c.dest)
+		if conn != nil || got != c.want {
+			t.Errorf("%s: reply %v, want %v", c.name, got, c.want)
 		}
 	}
 }

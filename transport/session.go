@@ -406,6 +406,14 @@ func (s *Session) removeFlow(f *Flow) {
 	s.mu.Unlock()
 }
 
+// Buffered returns the flow bytes this side has received and its readers
+// have not yet taken; the session window bounds it.
+func (s *Session) Buffered() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return int64(s.rxTotal - s.rxConsumed)
+}
+
 // NumFlows returns the number of live flows.
 func (s *Session) NumFlows() int {
 	s.mu.Lock()

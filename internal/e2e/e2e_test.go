@@ -491,3 +491,73 @@ func TestCloseDuringJoin(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowReaderSlowsOnlyItsFlow stalls one destination (it never reads)
+// while another flow moves 8 MiB: the second completes, and what the
+// concentrator holds for the stalled one stays within the flow window.
+func TestSlowReaderSlowsOnlyItsFlow(t *testing.T) {
+	release := make(chan struct{})
+	var stalled atomic.Bool
+	tcfg := transport.Config{FlowWindow: 1 << 20, SessionWindow: 8 << 20}
+	w := newWorld(t, options{links: threeLinks(), transport: tcfg, handler: func(c net.Conn) {
+		if stalled.CompareAndSwap(false, true) {
+			<-release // the first connection is never read
+			return
+		}
+		echoHandler(c)
+	}})
+	defer close(release)
+	slow, err := w.dialSOCKS(t, w.dest.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	go func() { // push far more than any window into the stalled flow
+		buf := make([]byte, 64<<10)
+		for range 1024 {
+			slow.SetWriteDeadline(time.Now().Add(20 * time.Second))
+			if _, err := slow.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(500 * time.Millisecond)
+	fast, err := w.dialSOCKS(t, w.dest.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fast.Close()
+	if err := echoCheck(fast, 8<<20, 11); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range w.srv.Sessions() {
+		if b := s.Buffered(); b > int64(tcfg.FlowWindow) {
+			t.Fatalf("concentrator buffers %d bytes for a stalled flow, more than its window %d", b, tcfg.FlowWindow)
+		} else if b == 0 {
+			t.Fatal("nothing buffered for the stalled flow: the test did not stall it")
+		}
+	}
+}
+
+func TestIPv6AndNames(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	ln.Close()
+	w := newWorld(t, options{links: threeLinks()[:1]})
+	v6 := newDestinationOn(t, "[::1]:0")
+	for _, dest := range []socks5.Addr{
+		v6.addr(),
+		{Name: "localhost", Port: w.dest.addr().Port},
+	} {
+		conn, err := w.dialSOCKS(t, dest)
+		if err != nil {
+			t.Fatalf("%v: %v", dest, err)
+		}
+		if err := echoCheck(conn, 256<<10, 13); err != nil {
+			t.Fatalf("%v: %v", dest, err)
+		}
+		conn.Close()
+	}
+}

@@ -121,7 +121,15 @@ type destination struct {
 }
 
 func newDestination(t *testing.T, handler func(net.Conn)) *destination {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return newDestinationAt(t, "127.0.0.1:0", handler)
+}
+
+func newDestinationOn(t *testing.T, addr string) *destination {
+	return newDestinationAt(t, addr, nil)
+}
+
+func newDestinationAt(t *testing.T, addr string, handler func(net.Conn)) *destination {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
