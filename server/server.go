@@ -271,6 +271,8 @@ func (s *Server) dial(ctx context.Context, dest socks5.Addr) (net.Conn, socks5.R
 	return nil, socks5.ReplyForError(last)
 }
 
+var _ relay.Flow = (*transport.Flow)(nil)
+
 var sharedSpace = netip.MustParsePrefix("100.64.0.0/10") // RFC 6598 carrier-grade NAT
 
 // Public reports whether a destination may be dialed without

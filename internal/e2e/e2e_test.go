@@ -561,3 +561,34 @@ func TestIPv6AndNames(t *testing.T) {
 		conn.Close()
 	}
 }
+
+// TestClientResetReachesDestination: the application aborts its
+// connection; the destination must see a reset, not a clean end.
+func TestClientResetReachesDestination(t *testing.T) {
+	got := make(chan error, 1)
+	w := newWorld(t, options{links: threeLinks()[:1], handler: func(c net.Conn) {
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		_, err := io.Copy(io.Discard, c)
+		got <- err
+	}})
+	conn, err := w.dialSOCKS(t, w.dest.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Write(make([]byte, 100<<10))
+	time.Sleep(200 * time.Millisecond)
+	conn.(*net.TCPConn).SetLinger(0)
+	conn.Close()
+	select {
+	case err := <-got:
+		if err == nil {
+			t.Fatal("destination saw a clean EOF; want a reset")
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatal("destination was never told")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("destination handler did not finish")
+	}
+}
