@@ -13,7 +13,9 @@ import (
 
 // PathState is what the scheduler knows about one path at one instant.
 type PathState struct {
-	Up bool
+	// Name is the path's name, as its client configured it.
+	Name string
+	Up   bool
 	// SRTT is the smoothed round-trip time.
 	SRTT time.Duration
 	// Rate is the estimated sending rate in bytes per second.

@@ -43,6 +43,9 @@ type Config struct {
 	// Grace is how long a session and its flows wait with no live path
 	// before they fail (default 30 s).
 	Grace time.Duration
+	// Policy names the scheduling policy (scheduler.New): weighted (the
+	// default), minrtt, roundrobin, duplicate or single:PATH.
+	Policy string
 	// Logger receives diagnostics; nil discards them.
 	Logger *slog.Logger
 }
@@ -111,8 +114,8 @@ func (c *Config) Validate() error {
 	case c.Grace < 0:
 		return &ConfigError{"grace", "must not be negative"}
 	}
+	if _, err := scheduler.New(c.Policy, c.K, c.M, MinShard); err != nil {
+		return &ConfigError{"policy", err.Error()}
+	}
 	return nil
 }
-
-// coding returns k and m for a block of n bytes under the built-in policy.
-func (c *Config) coding(n int) (k, m int) { return scheduler.Coding(n, c.K, c.M, MinShard) }

@@ -7,26 +7,38 @@ import (
 	"braid/scheduler"
 )
 
-// Dispatch: which path carries each shard. The built-in policy sends each
-// shard where it is expected to arrive first: the bytes already queued on
-// a path divided by the path's rate, plus half its RTT. Faster paths thus
-// take more shards in proportion to what they deliver, and a path whose
-// queue is full is skipped, so the others are never held back by it
-// (work-conserving). The scheduler package will later supply a plan (k, m
-// and shards per path); this function is where that plan will be followed.
+// Dispatch: which path carries each shard is the session's policy's
+// choice (scheduler.Policy). The default, weighted, sends each shard where
+// it is expected to arrive first: the bytes already queued on a path
+// divided by the path's rate, plus half its RTT. Faster paths thus take
+// more shards in proportion to what they deliver, and a path whose queue
+// is full is skipped, so the others are never held back by it
+// (work-conserving).
 
-// pickPath returns the live path with the earliest expected arrival for a
-// shard of size bytes, or nil when every live path's queue is full (urgent
-// shards ignore the queue limit) or no path is up.
-func (s *Session) pickPath(size int, urgent bool) *Path {
+// pathStates fills arr with the state of every path, for the policy.
+func (s *Session) pathStates(arr *[maxPaths]scheduler.PathState) ([]*Path, []scheduler.PathState) {
 	paths := s.pathList()
-	var arr [maxPaths]scheduler.PathState
 	states := arr[:len(paths)]
 	for i, p := range paths {
-		states[i] = scheduler.PathState{Up: p.Up(), SRTT: p.SRTT(), Rate: p.Rate(),
+		states[i] = scheduler.PathState{Name: p.info.Name, Up: p.Up(), SRTT: p.SRTT(), Rate: p.Rate(),
 			Queued: p.queued.Load(), QueueLimit: p.queueLimit()}
 	}
-	if i := scheduler.EarliestArrival(states, size, urgent); i >= 0 {
+	return paths, states
+}
+
+// coding returns k and m for a block of n bytes under the policy.
+func (s *Session) coding(n int) (k, m int) {
+	var arr [maxPaths]scheduler.PathState
+	_, states := s.pathStates(&arr)
+	return s.policy.Code(n, states)
+}
+
+// pickPath returns the path the policy chooses for shard i of a block, or
+// nil when none can take it now (urgent shards ignore queue limits).
+func (s *Session) pickPath(size, shard int, urgent bool) *Path {
+	var arr [maxPaths]scheduler.PathState
+	paths, states := s.pathStates(&arr)
+	if i := s.policy.Place(states, size, shard, s.shardSeq.Add(1), urgent); i >= 0 {
 		return paths[i]
 	}
 	return nil
@@ -38,7 +50,7 @@ func (s *Session) dispatch(ctx context.Context, b *txBlock, i int, dead <-chan s
 	size := int(b.hdr.ShardLen)
 	var timer *time.Timer
 	for {
-		if p := s.pickPath(size, false); p != nil {
+		if p := s.pickPath(size, i, false); p != nil {
 			b.conn[i].Store(nil)
 			b.path[i].Store(p)
 			p.queued.Add(int64(size))
@@ -92,7 +104,7 @@ func (s *Session) resend(b *txBlock, i int, p *Path) {
 // redispatch moves a job whose connection failed to another path. The
 // job's reference passes to the new queue or is released.
 func (s *Session) redispatch(j shardJob) {
-	if p := s.pickPath(int(j.b.hdr.ShardLen), true); p != nil && !j.b.acked.Load() {
+	if p := s.pickPath(int(j.b.hdr.ShardLen), int(j.idx), true); p != nil && !j.b.acked.Load() {
 		s.resend(j.b, int(j.idx), p)
 	}
 	j.b.release()

@@ -185,7 +185,7 @@ func (f *Flow) ReadFrom(r io.Reader) (int64, error) {
 // blockBuf returns a pooled buffer big enough for a block of up to n data
 // bytes with its padding and parity.
 func (f *Flow) blockBuf(n int) []byte {
-	k, m := f.s.cfg.coding(n)
+	k, m := f.s.coding(n)
 	return bufpool.Get((k + m) * shardLenFor(n, k))
 }
 
@@ -265,7 +265,7 @@ func (f *Flow) sendBlock(ctx context.Context, data []byte, flags uint8) error {
 // sendOwned codes the n bytes at the start of buf (a pooled buffer it now
 // owns) into a block and dispatches its shards. Caller holds writeMu.
 func (f *Flow) sendOwned(ctx context.Context, buf []byte, n int, flags uint8) error {
-	k, m := f.s.cfg.coding(n)
+	k, m := f.s.coding(n)
 	sl := shardLenFor(n, k)
 	if need := (k + m) * sl; cap(buf) < need {
 		nb := bufpool.Get(need)
@@ -897,7 +897,7 @@ func (f *Flow) resendLost() {
 		}
 		for i := 0; i < b.n() && live < int(b.hdr.K); i++ {
 			if !b.live(i) {
-				if p := f.s.pickPath(int(b.hdr.ShardLen), true); p != nil {
+				if p := f.s.pickPath(int(b.hdr.ShardLen), i, true); p != nil {
 					f.s.resend(b, i, p)
 					live++
 				}

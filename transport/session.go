@@ -18,6 +18,8 @@ package transport
 
 import (
 	"context"
+
+	"braid/scheduler"
 	"crypto/rand"
 	"crypto/subtle"
 	"errors"
@@ -39,6 +41,7 @@ var (
 // Session carries flows between a client and a concentrator over paths.
 type Session struct {
 	cfg    Config
+	policy scheduler.Policy
 	log    *slog.Logger
 	client bool
 	id     [16]byte
@@ -72,6 +75,7 @@ type Session struct {
 
 	peerFlow   uint64 // flow credit the peer grants each new flow
 	nextConnID atomic.Uint32
+	shardSeq   atomic.Uint64 // shards placed, for policies that rotate
 	stats      SessionStats
 }
 
@@ -101,6 +105,7 @@ func newSession(cfg Config, client bool) (*Session, error) {
 		changed:  make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	s.policy, _ = scheduler.New(cfg.Policy, cfg.K, cfg.M, MinShard) // Validate checked the name
 	s.downSince = s.epoch
 	s.wg.Add(1)
 	go s.maintain()

@@ -23,7 +23,7 @@ type clientOpts struct {
 	socks                string
 	socksUser, socksPass string
 	paths                strList
-	fec, grace           string
+	fec, grace, policy   string
 	config, logLevel     string
 }
 
@@ -38,6 +38,7 @@ type clientFile struct {
 	LogLevel  string      `toml:"log_level"`
 	FEC       string      `toml:"fec"`
 	Grace     string      `toml:"grace"`
+	Policy    string      `toml:"policy"`
 	Paths     []pathTable `toml:"path"`
 }
 
@@ -67,6 +68,7 @@ func clientFlags(o *clientOpts) *flag.FlagSet {
 	fs.StringVar(&o.socksPass, "socks-pass", "", "require this SOCKS5 password `PASS` (with --socks-user)")
 	fs.Var(&o.paths, "path", "a network path `NAME=SPEC` (repeatable; see above)")
 	fs.StringVar(&o.fec, "fec", "", "erasure coding `K,M`: up to K data shards plus M parity shards per block (default 8,0)")
+	fs.StringVar(&o.policy, "policy", "", "how uploads are spread over the paths: weighted (default), minrtt, roundrobin, duplicate or single:PATH")
 	fs.StringVar(&o.grace, "grace", "", "how long flows wait for a live path before failing, a `DURATION` like 30s (default 30s)")
 	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
@@ -97,6 +99,7 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 		fromFile(&o.socksPass, f.SocksPass, set["socks-pass"])
 		fromFile(&o.fec, f.FEC, set["fec"])
 		fromFile(&o.grace, f.Grace, set["grace"])
+		fromFile(&o.policy, f.Policy, set["policy"])
 		fromFile(&o.logLevel, f.LogLevel, set["log-level"])
 		if !set["path"] {
 			filePaths = f.Paths
@@ -132,6 +135,7 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 			return client.Config{}, err
 		}
 	}
+	cfg.Transport.Policy = o.policy
 	if o.grace != "" {
 		if cfg.Transport.Grace, err = time.ParseDuration(o.grace); err != nil {
 			return client.Config{}, badf("--grace", "%q is not a duration like 30s or 2m", o.grace)

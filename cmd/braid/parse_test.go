@@ -181,6 +181,7 @@ func TestUsageErrors(t *testing.T) {
 		{cli("--fec", "200,2"), "braid client: --fec: K 200 is outside"},
 		{cli("--grace", "soon"), `braid client: --grace: "soon" is not a duration like 30s or 2m`},
 		{cli("--grace", "-1s"), "braid client: --grace: must not be negative"},
+		{cli("--policy", "fastest"), `braid client: --policy: unknown policy "fastest" (known: duplicate, minrtt, roundrobin, single:<path>, weighted)`},
 		{cli("--log-level", "loud"), `braid client: --log-level: "loud" is not debug, info, warn or error`},
 		{cli("--bogus"), "braid client: flag provided but not defined: -bogus"},
 		{cli("extra"), `braid client: unexpected argument "extra"`},

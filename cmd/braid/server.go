@@ -18,6 +18,7 @@ type serverOpts struct {
 	tokens            strList
 	tokenFile         string
 	allowPrivate      bool
+	policy            string
 	config, logLevel  string
 }
 
@@ -30,6 +31,7 @@ type serverFile struct {
 	TokenFile    string   `toml:"token_file"`
 	AllowPrivate bool     `toml:"allow_private"`
 	LogLevel     string   `toml:"log_level"`
+	Policy       string   `toml:"policy"`
 }
 
 func serverFlags(o *serverOpts) *flag.FlagSet {
@@ -40,6 +42,7 @@ func serverFlags(o *serverOpts) *flag.FlagSet {
 	fs.Var(&o.tokens, "token", "a `TOKEN` clients may use (repeatable)")
 	fs.StringVar(&o.tokenFile, "token-file", "", "`FILE` of tokens, one per line; blank lines and #comments are ignored")
 	fs.BoolVar(&o.allowPrivate, "allow-private", false, "let flows reach loopback, private and link-local destinations")
+	fs.StringVar(&o.policy, "policy", "", "how downloads are spread over a client's paths: weighted (default), minrtt, roundrobin, duplicate or single:PATH")
 	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
 	return fs
@@ -64,6 +67,7 @@ func parseServer(args []string, logOut io.Writer) (server.Config, error) {
 		fromFile(&o.key, f.Key, set["key"])
 		fromFile(&o.tokenFile, f.TokenFile, set["token-file"])
 		fromFile(&o.logLevel, f.LogLevel, set["log-level"])
+		fromFile(&o.policy, f.Policy, set["policy"])
 		if !set["token"] {
 			o.tokens = f.Tokens
 		}
@@ -111,6 +115,7 @@ func parseServer(args []string, logOut io.Writer) (server.Config, error) {
 		Logger:       logger,
 	}
 	cfg.Transport.Logger = logger
+	cfg.Transport.Policy = o.policy
 	// Validate a filled copy: the caller gets the config as given and
 	// server.Start applies the same defaults.
 	check := cfg

@@ -592,3 +592,39 @@ func TestClientResetReachesDestination(t *testing.T) {
 		t.Fatal("destination handler did not finish")
 	}
 }
+
+func TestPolicies(t *testing.T) {
+	for _, policy := range []string{"weighted", "minrtt", "roundrobin", "duplicate", "single:p1"} {
+		t.Run(policy, func(t *testing.T) {
+			w := newWorld(t, options{links: threeLinks(), transport: transport.Config{Policy: policy}})
+			conn, err := w.dialSOCKS(t, w.dest.addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if err := echoCheck(conn, 4<<20, 17); err != nil {
+				t.Fatal(err)
+			}
+			var carried []uint64
+			for _, p := range w.cli.Session().Paths() {
+				carried = append(carried, p.BytesSent.Load())
+			}
+			switch policy {
+			case "single:p1":
+				if carried[0] > 1<<20 || carried[2] > 1<<20 || carried[1] < 4<<20 {
+					t.Fatalf("single:p1 spread bytes %v over the paths", carried)
+				}
+			case "duplicate":
+				// Copies of blocks already acknowledged are not sent, so
+				// the slower paths carry less than everything.
+				var sum uint64
+				for _, c := range carried {
+					sum += c
+				}
+				if sum < 6<<20 {
+					t.Fatalf("duplicate: paths carried %v, want well over the 4 MiB once", carried)
+				}
+			}
+		})
+	}
+}
