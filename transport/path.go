@@ -260,10 +260,10 @@ type pconn struct {
 	qc   *quic.Conn
 	ctrl *quic.Stream
 
-	up        atomic.Bool
-	suspect   atomic.Bool  // up, but silent for longer than usual: no new shards
+	up        atomic.Bool  // mirrors mon.sm: not down
+	suspect   atomic.Bool  // mirrors mon.sm: silent for longer than usual, no new shards
 	lastHeard atomic.Int64 // session clock, ns
-	goodSince time.Duration
+	mon       monitor
 
 	wmu     sync.Mutex
 	wbuf    []byte
@@ -454,16 +454,20 @@ func (c *pconn) onControl(m *Msg) error {
 		c.sendControl(&Msg{Type: MsgPong, Seq: m.Seq, Time: m.Time})
 		return nil
 	case MsgPong:
-		return nil // heard() already noted it
+		// The time is ours, echoed; one from the future is the peer's
+		// invention and is ignored.
+		if rtt := c.s.now() - time.Duration(m.Time); m.Time > 0 && rtt >= 0 {
+			c.mon.onRTT(rtt)
+		}
+		return nil
 	case MsgJoin, MsgJoinOK, MsgJoinErr:
 		return malformed("%v after join", m.Type)
 	}
 	return c.s.onControl(m)
 }
 
-// prober pings the peer and decides whether the connection is up: down
-// after a silence of max(DownAfter, 3*SRTT+100ms), up again only after
-// UpAfter of answered probes.
+// prober pings the peer every probe interval, feeds the monitor and steps
+// the connection's state machine (monitor.go).
 func (c *pconn) prober() {
 	defer c.wg.Done()
 	cfg := &c.s.cfg
@@ -479,45 +483,32 @@ func (c *pconn) prober() {
 		seq++
 		now := c.s.now()
 		c.sendControl(&Msg{Type: MsgPing, Seq: seq, Time: int64(now)})
-		silence := now - time.Duration(c.lastHeard.Load())
-		srtt := c.qc.ConnectionStats().SmoothedRTT
-		limit := max(cfg.DownAfter, 3*srtt+100*time.Millisecond)
-		if c.up.Load() {
-			// Suspect first: a connection silent for a probe interval
-			// more than it takes a probe to come back gets no new
-			// shards, and what it holds is sent again elsewhere. It is
-			// declared down only at the full limit, and a suspect that
-			// speaks again is used again at once.
-			suspect := silence > max(2*cfg.ProbeInterval, srtt+cfg.ProbeInterval)+cfg.ProbeInterval/2
-			switch {
-			case silence > limit:
-				c.up.Store(false)
-				c.suspect.Store(false)
-				c.goodSince = 0
-				c.s.log.Info("path connection down", "path", c.p.info.Name, "silence", silence.Round(time.Millisecond))
-				c.p.connStateChanged(c, false)
-			case suspect != c.suspect.Load():
-				c.suspect.Store(suspect)
-				c.s.log.Debug("path connection suspect", "path", c.p.info.Name, "suspect", suspect, "silence", silence.Round(time.Millisecond))
-				c.p.connStateChanged(c, !suspect)
-			default:
-				if c.p.refresh() {
-					c.s.pathsChanged()
-				}
+		st := c.qc.ConnectionStats()
+		c.mon.onTick(now, st.PacketsSent, st.PacketsLost, st.BytesSent, st.BytesLost, st.CongestionWindow)
+		c.mon.mu.Lock()
+		usableChanged, wentDown := c.mon.sm.step(observation{
+			now: now, silence: now - time.Duration(c.lastHeard.Load()), srtt: st.SmoothedRTT,
+			interval: cfg.ProbeInterval, downAfter: cfg.DownAfter, upAfter: cfg.UpAfter, loss: c.mon.loss})
+		sm := c.mon.sm
+		c.mon.mu.Unlock()
+		c.up.Store(sm.state != StateDown)
+		c.suspect.Store(sm.suspect)
+		switch {
+		case wentDown:
+			c.s.log.Info("path connection down", "path", c.p.info.Name,
+				"silence", (now - time.Duration(c.lastHeard.Load())).Round(time.Millisecond))
+			c.p.connStateChanged(c, false)
+		case usableChanged:
+			if sm.suspect {
+				c.s.log.Debug("path connection suspect", "path", c.p.info.Name)
+			} else if sm.state != StateDown {
+				c.s.log.Info("path connection up", "path", c.p.info.Name)
 			}
-			continue
-		}
-		if silence > 2*cfg.ProbeInterval+c.qc.ConnectionStats().SmoothedRTT {
-			c.goodSince = 0
-			continue
-		}
-		if c.goodSince == 0 {
-			c.goodSince = now
-		}
-		if now-c.goodSince >= cfg.UpAfter {
-			c.up.Store(true)
-			c.s.log.Info("path connection up", "path", c.p.info.Name)
-			c.p.connStateChanged(c, true)
+			c.p.connStateChanged(c, c.usable())
+		default:
+			if c.p.refresh() {
+				c.s.pathsChanged()
+			}
 		}
 	}
 }

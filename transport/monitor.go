@@ -1,0 +1,252 @@
+package transport
+
+import (
+	"slices"
+	"sync"
+	"time"
+)
+
+// The path monitor: what braid knows about each connection of a path,
+// from its own probes (RTT, jitter, silence) and from quic-go's counters
+// (loss, delivery). The prober goroutine feeds it every probe interval;
+// Path.Stats reads it.
+
+// State is what a path (or connection) is fit for.
+type State uint8
+
+// Path states. Degraded still carries data when the cause is loss or
+// delay; a silent (suspect) connection carries none until it speaks.
+const (
+	StateUp State = iota
+	StateDegraded
+	StateDown
+)
+
+func (s State) String() string {
+	switch s {
+	case StateUp:
+		return "up"
+	case StateDegraded:
+		return "degraded"
+	}
+	return "down"
+}
+
+// stateMachine decides a connection's state from what was observed. It is
+// a pure step function so it can be table-tested: degrade fast (suspect
+// after one probe interval more than a probe's round trip, down after
+// max(DownAfter, 3 SRTT + 100 ms) of silence), recover slowly (UpAfter of
+// answered probes before carrying data again).
+type stateMachine struct {
+	state     State
+	suspect   bool          // silent for longer than usual: no new shards
+	lossy     bool          // up, but losing more than lossyAbove
+	goodSince time.Duration // when a down connection started answering again
+}
+
+// observation is one probe tick's input.
+type observation struct {
+	now, silence, srtt           time.Duration
+	interval, downAfter, upAfter time.Duration
+	loss                         float64
+}
+
+// lossyAbove is the loss rate from which a path counts as degraded.
+const lossyAbove = 0.05
+
+// step advances the machine and reports whether whether the connection's
+// usability (up and not suspect) changed, and whether it went down.
+func (m *stateMachine) step(o observation) (usableChanged, wentDown bool) {
+	wasUsable := m.usable()
+	limit := max(o.downAfter, 3*o.srtt+100*time.Millisecond)
+	switch m.state {
+	case StateUp, StateDegraded:
+		if o.silence > limit {
+			m.state, m.suspect, m.goodSince = StateDown, false, 0
+			return wasUsable, true
+		}
+		m.suspect = o.silence > max(2*o.interval, o.srtt+o.interval)+o.interval/2
+		m.lossy = o.loss > lossyAbove
+		m.state = StateUp
+		if m.suspect || m.lossy {
+			m.state = StateDegraded
+		}
+	case StateDown:
+		if o.silence > 2*o.interval+o.srtt {
+			m.goodSince = 0
+			break
+		}
+		if m.goodSince == 0 {
+			m.goodSince = max(o.now, 1)
+		}
+		if o.now-m.goodSince >= o.upAfter {
+			m.state, m.suspect, m.goodSince = StateUp, false, 0
+		}
+	}
+	return wasUsable != m.usable(), false
+}
+
+func (m *stateMachine) usable() bool { return m.state != StateDown && !m.suspect }
+
+// monitor holds one connection's measurements.
+type monitor struct {
+	mu      sync.Mutex
+	rtts    [128]time.Duration // recent probe RTTs, a ring
+	nrtt    int
+	srtt    time.Duration // smoothed probe RTT (1/8 gain, as RFC 6298)
+	jitter  time.Duration // RFC 3550 interarrival-style jitter of RTTs
+	last    time.Duration
+	minRTT  time.Duration
+	hist    [41]sample // per-tick counter snapshots, a ring: 2 s at 50 ms
+	nhist   int
+	loss    float64
+	deliver float64 // bytes/s, max over the window
+	current float64 // bytes/s over the last few ticks
+	cwnd    uint64
+	sm      stateMachine
+}
+
+type sample struct {
+	at                   time.Duration
+	sent, lost           uint64 // packets
+	bytesSent, bytesLost uint64
+}
+
+// onRTT records a probe's round trip.
+func (m *monitor) onRTT(rtt time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rtts[m.nrtt%len(m.rtts)] = rtt
+	m.nrtt++
+	if m.srtt == 0 {
+		m.srtt, m.last, m.minRTT = rtt, rtt, rtt
+		return
+	}
+	m.srtt += (rtt - m.srtt) / 8
+	d := rtt - m.last
+	if d < 0 {
+		d = -d
+	}
+	m.jitter += (d - m.jitter) / 16
+	m.last = rtt
+	m.minRTT = min(m.minRTT, rtt)
+}
+
+// onTick records quic-go's counters and derives loss and delivery rates
+// over the window the ring covers.
+func (m *monitor) onTick(now time.Duration, sent, lost, bytesSent, bytesLost, cwnd uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cwnd = cwnd
+	cur := sample{at: now, sent: sent, lost: lost, bytesSent: bytesSent, bytesLost: bytesLost}
+	m.hist[m.nhist%len(m.hist)] = cur
+	m.nhist++
+	n := min(m.nhist, len(m.hist))
+	oldest := m.hist[(m.nhist-n)%len(m.hist)]
+	if ds := int64(cur.sent) - int64(oldest.sent); ds > 0 {
+		dl := max(int64(cur.lost)-int64(oldest.lost), 0)
+		m.loss = min(float64(dl)/float64(ds), 1)
+	}
+	// Delivery: the best rate over any tick of the window (max filter), and
+	// the rate over the last few ticks.
+	m.deliver = 0
+	for i := 1; i < n; i++ {
+		a := m.hist[(m.nhist-n+i-1)%len(m.hist)]
+		b := m.hist[(m.nhist-n+i)%len(m.hist)]
+		m.deliver = max(m.deliver, rate(a, b))
+	}
+	if n >= 5 {
+		m.current = rate(m.hist[(m.nhist-5)%len(m.hist)], cur)
+	}
+}
+
+func rate(a, b sample) float64 {
+	dt := (b.at - a.at).Seconds()
+	if dt <= 0 {
+		return 0
+	}
+	good := func(s sample) int64 { return int64(s.bytesSent) - int64(s.bytesLost) }
+	return max(float64(good(b)-good(a)), 0) / dt
+}
+
+// connStats is a snapshot of one connection's monitor.
+type connStats struct {
+	state                     State
+	srtt, minRTT, p99, jitter time.Duration
+	loss, delivery, current   float64
+	cwnd                      uint64
+}
+
+func (m *monitor) snapshot() connStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := connStats{state: m.sm.state, srtt: m.srtt, minRTT: m.minRTT, jitter: m.jitter,
+		loss: m.loss, delivery: m.deliver, current: m.current, cwnd: m.cwnd}
+	if m.sm.suspect && s.state == StateUp {
+		s.state = StateDegraded
+	}
+	n := min(m.nrtt, len(m.rtts))
+	if n > 0 {
+		r := slices.Clone(m.rtts[:n])
+		slices.Sort(r)
+		s.p99 = r[min(n-1, n*99/100)]
+	}
+	return s
+}
+
+// PathStats is what braid knows about a path now.
+type PathStats struct {
+	Name     string
+	Medium   uint8
+	Operator uint8
+	PriceGB  float64
+	State    State
+	Conns    int // live connections in the pool
+	// RTT is the smoothed round trip of braid's probes; MinRTT the least
+	// seen; RTTP99 the 99th percentile of the last 128 probes; Jitter the
+	// mean change between consecutive probes.
+	RTT, MinRTT, RTTP99, Jitter time.Duration
+	// Loss is the fraction of packets quic-go declared lost over the last
+	// two seconds.
+	Loss float64
+	// DeliveryBps is the most the path delivered (sent and not lost) in
+	// any 50 ms of the last two seconds, in bits/s; SpareBps what it
+	// delivered less than that recently (an estimate of room left).
+	DeliveryBps, SpareBps float64
+	// CwndBytes sums the connections' congestion windows.
+	CwndBytes uint64
+	// BytesSent and BytesReceived count shard bytes, headers included.
+	BytesSent, BytesReceived uint64
+}
+
+// Stats returns a snapshot of the path: the best of its connections for
+// state and delay, sums for rates.
+func (p *Path) Stats() PathStats {
+	st := PathStats{Name: p.info.Name, Medium: p.info.Medium, Operator: p.info.Operator, PriceGB: p.info.PriceGB,
+		State: StateDown, BytesSent: p.BytesSent.Load(), BytesReceived: p.BytesReceived.Load()}
+	p.mu.Lock()
+	conns := append([]*pconn(nil), p.conns...)
+	p.mu.Unlock()
+	var lossW, weight float64
+	var current float64
+	for _, c := range conns {
+		cs := c.mon.snapshot()
+		if cs.state < st.State || (cs.state == st.State && (st.RTT == 0 || cs.srtt < st.RTT)) {
+			st.State, st.RTT, st.MinRTT, st.RTTP99, st.Jitter = cs.state, cs.srtt, cs.minRTT, cs.p99, cs.jitter
+		}
+		if cs.state != StateDown {
+			st.Conns++
+		}
+		st.DeliveryBps += cs.delivery * 8
+		current += cs.current * 8
+		st.CwndBytes += cs.cwnd
+		w := max(cs.delivery, 1)
+		lossW += cs.loss * w
+		weight += w
+	}
+	if weight > 0 {
+		st.Loss = lossW / weight
+	}
+	st.SpareBps = max(st.DeliveryBps-current, 0)
+	return st
+}

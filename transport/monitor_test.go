@@ -1,0 +1,218 @@
+package transport
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"braid/bench/emu"
+)
+
+func TestStateMachine(t *testing.T) {
+	ms := time.Millisecond
+	obs := func(now, silence time.Duration, loss float64) observation {
+		return observation{now: now, silence: silence, srtt: 20 * ms, interval: 50 * ms,
+			downAfter: 200 * ms, upAfter: time.Second, loss: loss}
+	}
+	type step struct {
+		o        observation
+		state    State
+		usable   bool
+		changed  bool
+		wentDown bool
+	}
+	cases := []struct {
+		name  string
+		steps []step
+	}{
+		{"quiet link stays up", []step{
+			{obs(50*ms, 40*ms, 0), StateUp, true, false, false},
+			{obs(100*ms, 50*ms, 0), StateUp, true, false, false},
+		}},
+		{"silence: suspect, then down", []step{
+			{obs(50*ms, 40*ms, 0), StateUp, true, false, false},
+			{obs(150*ms, 130*ms, 0), StateDegraded, false, true, false},  // > max(100, 70)+25
+			{obs(200*ms, 180*ms, 0), StateDegraded, false, false, false}, // not yet 200 ms
+			{obs(250*ms, 230*ms, 0), StateDown, false, false, true},
+		}},
+		{"a suspect that speaks is used at once", []step{
+			{obs(150*ms, 130*ms, 0), StateDegraded, false, true, false},
+			{obs(200*ms, 10*ms, 0), StateUp, true, true, false},
+		}},
+		{"loss degrades but keeps the path in use", []step{
+			{obs(50*ms, 10*ms, 0.08), StateDegraded, true, false, false},
+			{obs(100*ms, 10*ms, 0.01), StateUp, true, false, false},
+		}},
+		{"recovery waits for the hold-down", []step{
+			{obs(50*ms, 300*ms, 0), StateDown, false, true, true},
+			{obs(100*ms, 10*ms, 0), StateDown, false, false, false},
+			{obs(600*ms, 10*ms, 0), StateDown, false, false, false},
+			{obs(1100*ms, 10*ms, 0), StateUp, true, true, false},
+		}},
+		{"a flap restarts the hold-down", []step{
+			{obs(50*ms, 300*ms, 0), StateDown, false, true, true},
+			{obs(100*ms, 10*ms, 0), StateDown, false, false, false},
+			{obs(900*ms, 400*ms, 0), StateDown, false, false, false},
+			{obs(1150*ms, 10*ms, 0), StateDown, false, false, false},
+			{obs(2100*ms, 10*ms, 0), StateDown, false, false, false},
+			{obs(2200*ms, 10*ms, 0), StateUp, true, true, false},
+		}},
+	}
+	for _, c := range cases {
+		var m stateMachine
+		for i, s := range c.steps {
+			changed, down := m.step(s.o)
+			if m.state != s.state || m.usable() != s.usable || changed != s.changed || down != s.wentDown {
+				t.Fatalf("%s, step %d: state %v usable %v changed %v down %v; want %v %v %v %v", c.name, i,
+					m.state, m.usable(), changed, down, s.state, s.usable, s.changed, s.wentDown)
+			}
+		}
+	}
+}
+
+func TestMonitorRates(t *testing.T) {
+	var m monitor
+	const tick = 50 * time.Millisecond
+	// 40 ticks at 1000 packets (1.2 MB) per tick with 5% lost.
+	var sent, lost, bytes, lostBytes uint64
+	for i := range 41 {
+		m.onTick(time.Duration(i)*tick, sent, lost, bytes, lostBytes, 64<<10)
+		sent += 1000
+		lost += 50
+		bytes += 1_200_000
+		lostBytes += 60_000
+	}
+	st := m.snapshot()
+	if st.loss < 0.049 || st.loss > 0.051 {
+		t.Fatalf("loss %v, want 0.05", st.loss)
+	}
+	want := 1_140_000 / tick.Seconds()
+	if st.delivery < want*0.99 || st.delivery > want*1.01 {
+		t.Fatalf("delivery %.0f B/s, want %.0f", st.delivery, want)
+	}
+	for _, r := range []time.Duration{20, 22, 18, 20, 80} {
+		m.onRTT(r * time.Millisecond)
+	}
+	st = m.snapshot()
+	if st.minRTT != 18*time.Millisecond || st.p99 != 80*time.Millisecond || st.jitter <= 0 {
+		t.Fatalf("rtt stats %+v", st)
+	}
+}
+
+// watchPath opens a client session with one path through an emulated
+// link and returns the client's view of that path.
+func watchPath(t *testing.T, link emu.Link) (*Client, *emu.Relay, *testServer) {
+	ts := newTestServer(t, Config{}, nil)
+	pds, relays := relayPaths(t, ts, link)
+	c := dialClient(t, Config{}, pds)
+	return c, relays[0], ts
+}
+
+// eventually polls cond every 20 ms until it holds or d passes.
+func eventually(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cond()
+}
+
+func TestMonitorSeesRTTStep(t *testing.T) {
+	c, relay, _ := watchPath(t, emu.Link{Delay: 10 * time.Millisecond})
+	p := c.Paths()[0]
+	if !eventually(3*time.Second, func() bool { r := p.Stats().RTT; return r > 15*time.Millisecond && r < 40*time.Millisecond }) {
+		t.Fatalf("RTT %v, want about 20 ms", p.Stats().RTT)
+	}
+	relay.SetLinks(emu.Link{Delay: 40 * time.Millisecond}, emu.Link{Delay: 40 * time.Millisecond})
+	// The step must show within a second; allow the machine some slack.
+	if !eventually(1500*time.Millisecond, func() bool { return p.Stats().RTT > 60*time.Millisecond }) {
+		t.Fatalf("RTT %v a second after a step to 80 ms", p.Stats().RTT)
+	}
+}
+
+func TestMonitorOutage(t *testing.T) {
+	c, relay, _ := watchPath(t, emu.Link{Delay: 10 * time.Millisecond})
+	p := c.Paths()[0]
+	if !eventually(2*time.Second, func() bool { return p.Stats().State == StateUp }) {
+		t.Fatal("path never up")
+	}
+	relay.SetBroken(true)
+	if !eventually(2*time.Second, func() bool { return p.Stats().State == StateDown }) {
+		t.Fatalf("path %v two seconds into an outage", p.Stats().State)
+	}
+	relay.SetBroken(false)
+	// Back up only after the hold-down (UpAfter, 1 s by default).
+	time.Sleep(300 * time.Millisecond)
+	if s := p.Stats().State; s != StateDown {
+		t.Fatalf("path %v 300 ms after the outage ended; want down until the hold-down passes", s)
+	}
+	if !eventually(3*time.Second, func() bool { return p.Stats().State == StateUp }) {
+		t.Fatalf("path %v after the hold-down", p.Stats().State)
+	}
+}
+
+// loadPath keeps a flow writing upstream (and drains its echo) until the
+// test ends.
+func loadPath(t *testing.T, c *Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	f, err := c.OpenFlow(ctx, []byte{1, 127, 0, 0, 1, 0, 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Reset)
+	go func() { // load the path upstream
+		buf := make([]byte, 64<<10)
+		for ctx.Err() == nil {
+			if _, err := f.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	go func() { // drain the echo
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := f.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+}
+
+func TestMonitorLoss(t *testing.T) {
+	c, _, _ := watchPath(t, emu.Link{RateBps: 20e6, Delay: 10 * time.Millisecond, Loss: 0.05})
+	loadPath(t, c)
+	p := c.Paths()[0]
+	var st PathStats
+	ok := eventually(8*time.Second, func() bool {
+		st = p.Stats()
+		return st.Loss > 0.04 && st.Loss < 0.06
+	})
+	if !ok {
+		t.Fatalf("loss estimate %.3f, want 0.05 +- 0.01", st.Loss)
+	}
+	// One Reno connection cannot fill a link with 5% loss; the delivery
+	// estimate must not exceed the link (20 Mbit/s + 15%).
+	if st.DeliveryBps <= 0 || st.DeliveryBps > 23e6 {
+		t.Fatalf("delivery estimate %.1f Mbit/s on a 20 Mbit/s link", st.DeliveryBps/1e6)
+	}
+	t.Logf("loss %.3f, delivery %.1f Mbit/s, rtt %v p99 %v jitter %v", st.Loss, st.DeliveryBps/1e6, st.RTT, st.RTTP99, st.Jitter)
+}
+
+func TestMonitorRate(t *testing.T) {
+	c, _, _ := watchPath(t, emu.Link{RateBps: 20e6, Delay: 10 * time.Millisecond})
+	loadPath(t, c)
+	p := c.Paths()[0]
+	var st PathStats
+	// Under load, the delivery estimate settles within 15% of the link.
+	ok := eventually(8*time.Second, func() bool {
+		st = p.Stats()
+		return st.DeliveryBps > 17e6 && st.DeliveryBps < 23e6
+	})
+	if !ok {
+		t.Fatalf("delivery estimate %.1f Mbit/s on a 20 Mbit/s link", st.DeliveryBps/1e6)
+	}
+}
