@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"braid/internal/pki"
 	"braid/internal/relay"
 	"braid/internal/socks5"
+	"braid/internal/status"
 	"braid/transport"
 )
 
@@ -24,6 +26,9 @@ type Client struct {
 	log  *slog.Logger
 	sess *transport.Client
 	ln   net.Listener
+
+	statusLn  net.Listener
+	statusSrv *http.Server
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -63,6 +68,20 @@ func Start(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("join concentrator: %w", err)
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger, sess: sess, ln: ln, conns: map[net.Conn]struct{}{}}
+	if cfg.Status != "" {
+		if c.statusLn, err = net.Listen("tcp", cfg.Status); err != nil {
+			ln.Close()
+			sess.Close()
+			return nil, fmt.Errorf("status listener: %w", err)
+		}
+		c.statusSrv = &http.Server{Handler: status.Handler(func() any { return c.Status() }),
+			ReadHeaderTimeout: 5 * time.Second}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.statusSrv.Serve(c.statusLn)
+		}()
+	}
 	c.log.Info("client ready", "socks", ln.Addr().String(), "paths", len(cfg.Paths))
 	c.wg.Add(2)
 	go c.serve()
@@ -120,6 +139,19 @@ func dialer(bind netx.Bind, server string, pin [32]byte) func(context.Context) (
 // SOCKSAddr returns the address the SOCKS5 proxy listens on.
 func (c *Client) SOCKSAddr() net.Addr { return c.ln.Addr() }
 
+// StatusAddr returns the status server's address, or nil.
+func (c *Client) StatusAddr() net.Addr {
+	if c.statusLn == nil {
+		return nil
+	}
+	return c.statusLn.Addr()
+}
+
+// Status returns what the client knows about its paths and flows.
+func (c *Client) Status() status.Client {
+	return status.Client{Paths: status.SessionPaths(c.sess.Session, nil), Flows: c.sess.NumFlows()}
+}
+
 // Session returns the client's transport session.
 func (c *Client) Session() *transport.Session { return c.sess.Session }
 
@@ -134,6 +166,9 @@ func (c *Client) Err() error { return c.sess.Err() }
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.ln.Close()
+		if c.statusSrv != nil {
+			c.statusSrv.Close()
+		}
 		c.mu.Lock()
 		for conn := range c.conns {
 			conn.Close()

@@ -27,6 +27,9 @@ type Config struct {
 	SOCKS string
 	// SOCKSUser and SOCKSPass, when set, require RFC 1929 authentication.
 	SOCKSUser, SOCKSPass string
+	// Status is the loopback HOST:PORT where GET /status serves the
+	// paths' state as JSON; empty means no status server.
+	Status string
 	// Paths are the network paths; none means one path over the default
 	// route.
 	Paths []PathConfig
@@ -122,6 +125,15 @@ func (c *Config) Validate() error {
 	if _, err := netip.ParseAddrPort(c.SOCKS); err != nil {
 		if _, _, err := net.SplitHostPort(c.SOCKS); err != nil {
 			return &ConfigError{"socks", fmt.Sprintf("%q is not HOST:PORT", c.SOCKS)}
+		}
+	}
+	if c.Status != "" {
+		host, _, err := net.SplitHostPort(c.Status)
+		if err != nil {
+			return &ConfigError{"status", fmt.Sprintf("%q is not HOST:PORT", c.Status)}
+		}
+		if ip, err := netip.ParseAddr(host); (err != nil && host != "localhost") || (err == nil && !ip.IsLoopback()) {
+			return &ConfigError{"status", fmt.Sprintf("%q is not a loopback address: the status page is for this machine only", host)}
 		}
 	}
 	names := map[string]bool{}

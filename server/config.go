@@ -23,6 +23,10 @@ type Config struct {
 	Cert tls.Certificate
 	// Tokens are the accepted user tokens.
 	Tokens []string
+	// Status is the HOST:PORT where GET /status serves every session's
+	// paths as JSON; empty means none. It lists no secrets, but it does
+	// show clients' traffic: keep it on loopback or a management network.
+	Status string
 	// AllowPrivate lets flows reach loopback, private, link-local and
 	// multicast destinations.
 	AllowPrivate bool

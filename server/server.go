@@ -3,18 +3,23 @@ package server
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
+	"sort"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/quic-go/quic-go"
 
 	"braid/internal/pki"
 	"braid/internal/relay"
 	"braid/internal/socks5"
+	"braid/internal/status"
 	"braid/transport"
 )
 
@@ -28,6 +33,9 @@ type Server struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	statusLn  net.Listener
+	statusSrv *http.Server
 
 	mu         sync.Mutex
 	sessions   map[[16]byte]*transport.Session
@@ -63,6 +71,20 @@ func Start(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if cfg.Status != "" {
+		if s.statusLn, err = net.Listen("tcp", cfg.Status); err != nil {
+			s.ln.Close()
+			udp.Close()
+			return nil, fmt.Errorf("status listener: %w", err)
+		}
+		s.statusSrv = &http.Server{Handler: status.Handler(func() any { return s.Status() }),
+			ReadHeaderTimeout: 5 * time.Second}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.statusSrv.Serve(s.statusLn)
+		}()
+	}
 	s.log.Info("concentrator listening", "addr", udp.LocalAddr().String())
 	s.wg.Add(1)
 	go s.serve()
@@ -71,6 +93,27 @@ func Start(cfg Config) (*Server, error) {
 
 // Addr returns the UDP address the concentrator listens on.
 func (s *Server) Addr() *net.UDPAddr { return s.udp.LocalAddr().(*net.UDPAddr) }
+
+// StatusAddr returns the status server's address, or nil.
+func (s *Server) StatusAddr() net.Addr {
+	if s.statusLn == nil {
+		return nil
+	}
+	return s.statusLn.Addr()
+}
+
+// Status returns every session's paths and flow count. Sessions are named
+// by the first 8 bytes of their id.
+func (s *Server) Status() status.Server {
+	doc := status.Server{Sessions: []status.Session{}}
+	for _, ss := range s.Sessions() {
+		id := ss.ID()
+		doc.Sessions = append(doc.Sessions, status.Session{ID: hex.EncodeToString(id[:8]),
+			Paths: status.SessionPaths(ss, nil), Flows: ss.NumFlows()})
+	}
+	sort.Slice(doc.Sessions, func(i, j int) bool { return doc.Sessions[i].ID < doc.Sessions[j].ID })
+	return doc
+}
 
 // Sessions returns the live sessions.
 func (s *Server) Sessions() []*transport.Session {
@@ -99,6 +142,9 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.cancel()
 	s.ln.Close()
+	if s.statusSrv != nil {
+		s.statusSrv.Close()
+	}
 	for _, ss := range sessions {
 		ss.Close()
 	}

@@ -247,6 +247,10 @@ func (p *Path) Stats() PathStats {
 	if weight > 0 {
 		st.Loss = lossW / weight
 	}
+	if st.RTT == 0 && st.State != StateDown {
+		st.RTT = p.SRTT() // no probe answered yet: quic-go's handshake RTT
+		st.MinRTT, st.RTTP99 = st.RTT, st.RTT
+	}
 	st.SpareBps = max(st.DeliveryBps-current, 0)
 	return st
 }

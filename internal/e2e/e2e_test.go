@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -20,6 +22,7 @@ import (
 	"braid/client"
 	"braid/internal/netx"
 	"braid/internal/socks5"
+	"braid/internal/status"
 	"braid/transport"
 )
 
@@ -626,5 +629,70 @@ func TestPolicies(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestStatusPages(t *testing.T) {
+	w := newWorld(t, options{links: threeLinks(), status: "127.0.0.1:0"})
+	conn, err := w.dialSOCKS(t, w.dest.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := echoCheck(conn, 2<<20, 19); err != nil {
+		t.Fatal(err)
+	}
+	get := func(addr net.Addr, v any) {
+		resp, err := http.Get("http://" + addr.String() + "/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
+			t.Fatalf("GET /status: %s %s", resp.Status, resp.Header.Get("Content-Type"))
+		}
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var cs status.Client
+	get(w.cli.StatusAddr(), &cs)
+	if len(cs.Paths) != 3 {
+		t.Fatalf("client status lists %d paths, want 3", len(cs.Paths))
+	}
+	var sent uint64
+	for _, p := range cs.Paths {
+		if p.State != "up" || p.RTTMs <= 0 {
+			t.Errorf("path %s: state %s rtt %v ms", p.Name, p.State, p.RTTMs)
+		}
+		sent += p.BytesSent
+	}
+	if sent < 2<<20 {
+		t.Errorf("paths sent %d bytes in all, want at least the 2 MiB moved", sent)
+	}
+	var ss status.Server
+	get(w.srv.StatusAddr(), &ss)
+	if len(ss.Sessions) != 1 || len(ss.Sessions[0].Paths) != 3 {
+		t.Fatalf("server status: %+v", ss)
+	}
+	// The raw document has exactly the documented keys.
+	resp, err := http.Get("http://" + w.cli.StatusAddr().String() + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var raw struct {
+		Paths []map[string]any `json:"paths"`
+		Flows *int             `json:"flows"`
+	}
+	json.NewDecoder(resp.Body).Decode(&raw)
+	for _, k := range []string{"name", "state", "medium", "operator", "rtt_ms", "rtt_p99_ms", "jitter_ms", "loss",
+		"delivery_bps", "mapped_addr", "bytes_sent", "bytes_received", "cost_usd"} {
+		if _, ok := raw.Paths[0][k]; !ok {
+			t.Errorf("status path lacks %q", k)
+		}
+	}
+	if raw.Flows == nil {
+		t.Error("status lacks flows")
 	}
 }

@@ -43,6 +43,7 @@ type options struct {
 	token     string // client's token; default the right one
 	pin       *[32]byte
 	private   bool
+	status    string // status address of both ends, "" for none
 	handler   func(net.Conn)
 }
 
@@ -61,7 +62,7 @@ func startServer(t *testing.T, o options) (*server.Server, [32]byte) {
 	}
 	pin, _ := pki.ParsePin(pinStr)
 	srv, err := server.Start(server.Config{
-		Listen: "127.0.0.1:0", Cert: cert, Tokens: []string{"secret-token"},
+		Listen: "127.0.0.1:0", Cert: cert, Tokens: []string{"secret-token"}, Status: o.status,
 		AllowPrivate: !o.private, Transport: o.transport, Logger: logger(t),
 	})
 	if err != nil {
@@ -100,7 +101,7 @@ func newWorld(t *testing.T, o options) *world {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cli, err := client.Start(ctx, client.Config{
-		Pin: pin, Token: tok, SOCKS: "127.0.0.1:0", Paths: paths,
+		Pin: pin, Token: tok, SOCKS: "127.0.0.1:0", Paths: paths, Status: o.status,
 		Transport: o.transport, Logger: logger(t),
 	})
 	if err != nil {

@@ -1,0 +1,142 @@
+// Package status is braid's status document: what the client (and the
+// concentrator, per session) knows about each path, served as JSON on a
+// loopback HTTP address and printed by `braid status`.
+package status
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"braid/transport"
+)
+
+// Path is one path's status. Field names are a contract (docs/STATUS.md).
+type Path struct {
+	Name          string  `json:"name"`
+	State         string  `json:"state"`
+	Medium        string  `json:"medium"`
+	Operator      string  `json:"operator"`
+	Conns         int     `json:"conns"`
+	RTTMs         float64 `json:"rtt_ms"`
+	RTTP99Ms      float64 `json:"rtt_p99_ms"`
+	JitterMs      float64 `json:"jitter_ms"`
+	Loss          float64 `json:"loss"`
+	DeliveryBps   float64 `json:"delivery_bps"`
+	MappedAddr    *string `json:"mapped_addr"`
+	BytesSent     uint64  `json:"bytes_sent"`
+	BytesReceived uint64  `json:"bytes_received"`
+	CostUSD       float64 `json:"cost_usd"`
+}
+
+// Client is the client's status document.
+type Client struct {
+	Paths []Path `json:"paths"`
+	Flows int    `json:"flows"`
+}
+
+// Session is one session's status at the concentrator.
+type Session struct {
+	ID    string `json:"id"`
+	Paths []Path `json:"paths"`
+	Flows int    `json:"flows"`
+}
+
+// Server is the concentrator's status document.
+type Server struct {
+	Sessions []Session `json:"sessions"`
+}
+
+var media = map[uint8]string{transport.MediumOther: "other", transport.MediumEthernet: "ethernet",
+	transport.MediumWiFi: "wifi", transport.MediumCellular: "cellular", transport.MediumSatellite: "satellite"}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// FromStats converts a path's monitor snapshot. mapped is the path's
+// public address as STUN saw it, or "" when unknown.
+func FromStats(s transport.PathStats, mapped string) Path {
+	op := "own"
+	if s.Operator == transport.OperatorPartner {
+		op = "partner"
+	}
+	p := Path{Name: s.Name, State: s.State.String(), Medium: media[s.Medium], Operator: op, Conns: s.Conns,
+		RTTMs: ms(s.RTT), RTTP99Ms: ms(s.RTTP99), JitterMs: ms(s.Jitter), Loss: s.Loss, DeliveryBps: s.DeliveryBps,
+		BytesSent: s.BytesSent, BytesReceived: s.BytesReceived,
+		CostUSD: float64(s.BytesSent+s.BytesReceived) / 1e9 * s.PriceGB}
+	if mapped != "" {
+		p.MappedAddr = &mapped
+	}
+	return p
+}
+
+// SessionPaths returns the status of every path of a session, by name.
+func SessionPaths(s *transport.Session, mapped func(name string) string) []Path {
+	var out []Path
+	for _, p := range s.Paths() {
+		m := ""
+		if mapped != nil {
+			m = mapped(p.Name())
+		}
+		out = append(out, FromStats(p.Stats(), m))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Handler serves GET /status with the document doc returns.
+func Handler(doc func() any) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(doc())
+	})
+	return mux
+}
+
+// WriteTable prints paths as an aligned table.
+func WriteTable(w io.Writer, paths []Path, flows int) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PATH\tSTATE\tMEDIUM\tOPERATOR\tRTT\tP99\tJITTER\tLOSS\tDELIVERY\tSENT\tRECEIVED\tCOST\tMAPPED")
+	for _, p := range paths {
+		mapped := "-"
+		if p.MappedAddr != nil {
+			mapped = *p.MappedAddr
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f ms\t%.1f ms\t%.1f ms\t%.2f%%\t%s\t%s\t%s\t$%.4f\t%s\n",
+			p.Name, p.State, p.Medium, p.Operator, p.RTTMs, p.RTTP99Ms, p.JitterMs, p.Loss*100,
+			bits(p.DeliveryBps), size(p.BytesSent), size(p.BytesReceived), p.CostUSD, mapped)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%d flow(s)\n", flows)
+}
+
+func bits(bps float64) string {
+	switch {
+	case bps >= 1e9:
+		return fmt.Sprintf("%.2f Gbit/s", bps/1e9)
+	case bps >= 1e6:
+		return fmt.Sprintf("%.1f Mbit/s", bps/1e6)
+	}
+	return fmt.Sprintf("%.0f kbit/s", bps/1e3)
+}
+
+func size(b uint64) string {
+	units := []string{"B", "KB", "MB", "GB", "TB"}
+	f := float64(b)
+	i := 0
+	for f >= 1000 && i < len(units)-1 {
+		f /= 1000
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%d B", b)
+	}
+	return strings.TrimSuffix(fmt.Sprintf("%.1f", f), ".0") + " " + units[i]
+}
