@@ -24,6 +24,7 @@ type clientOpts struct {
 	socksUser, socksPass string
 	paths                strList
 	fec, grace, policy   string
+	status               string
 	config, logLevel     string
 }
 
@@ -39,6 +40,7 @@ type clientFile struct {
 	FEC       string      `toml:"fec"`
 	Grace     string      `toml:"grace"`
 	Policy    string      `toml:"policy"`
+	Status    string      `toml:"status"`
 	Paths     []pathTable `toml:"path"`
 }
 
@@ -68,6 +70,7 @@ func clientFlags(o *clientOpts) *flag.FlagSet {
 	fs.StringVar(&o.socksPass, "socks-pass", "", "require this SOCKS5 password `PASS` (with --socks-user)")
 	fs.Var(&o.paths, "path", "a network path `NAME=SPEC` (repeatable; see above)")
 	fs.StringVar(&o.fec, "fec", "", "erasure coding `K,M`: up to K data shards plus M parity shards per block (default 8,0)")
+	fs.StringVar(&o.status, "status", "127.0.0.1:1081", "loopback `HOST:PORT` of the status page (GET /status; braid status reads it); \"off\" for none")
 	fs.StringVar(&o.policy, "policy", "", "how uploads are spread over the paths: weighted (default), minrtt, roundrobin, duplicate or single:PATH")
 	fs.StringVar(&o.grace, "grace", "", "how long flows wait for a live path before failing, a `DURATION` like 30s (default 30s)")
 	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
@@ -100,6 +103,7 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 		fromFile(&o.fec, f.FEC, set["fec"])
 		fromFile(&o.grace, f.Grace, set["grace"])
 		fromFile(&o.policy, f.Policy, set["policy"])
+		fromFile(&o.status, f.Status, set["status"])
 		fromFile(&o.logLevel, f.LogLevel, set["log-level"])
 		if !set["path"] {
 			filePaths = f.Paths
@@ -136,6 +140,9 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 		}
 	}
 	cfg.Transport.Policy = o.policy
+	if o.status != "off" {
+		cfg.Status = o.status
+	}
 	if o.grace != "" {
 		if cfg.Transport.Grace, err = time.ParseDuration(o.grace); err != nil {
 			return client.Config{}, badf("--grace", "%q is not a duration like 30s or 2m", o.grace)

@@ -42,6 +42,7 @@ const maxDemoBytes = 1 << 30
 
 type demoOpts struct {
 	socks    string
+	status   string
 	duration time.Duration
 	logLevel string
 }
@@ -49,6 +50,7 @@ type demoOpts struct {
 func demoFlags(o *demoOpts) *flag.FlagSet {
 	fs := newFlagSet("demo")
 	fs.StringVar(&o.socks, "socks", defaultSOCKS, "SOCKS5 listen `HOST:PORT`")
+	fs.StringVar(&o.status, "status", "127.0.0.1:1081", "loopback `HOST:PORT` of the client's status page; \"off\" for none")
 	fs.DurationVar(&o.duration, "duration", 0, "stop after `D` (0: run until interrupted)")
 	// warn, not info: the demo's own status lines are what to watch.
 	fs.StringVar(&o.logLevel, "log-level", "warn", "`LEVEL` of logs on stderr: debug, info, warn or error")
@@ -133,6 +135,7 @@ func runDemo(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int 
 		Pin:    pin,
 		Token:  token,
 		SOCKS:  o.socks,
+		Status: map[bool]string{true: "", false: o.status}[o.status == "off"],
 		Paths:  paths,
 		Logger: logger.With("side", "client"),
 	}, sig)
@@ -154,6 +157,9 @@ func runDemo(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int 
 		}
 		fmt.Fprintf(stdout, "SOCKS5 proxy on %s; test web server on http://%s/\n", socks, ln.Addr())
 		fmt.Fprintf(stdout, "Try:\n  curl --socks5-hostname %s -o /dev/null http://%s/bytes/100000000\n", socks, ln.Addr())
+		if a := c.StatusAddr(); a != nil {
+			fmt.Fprintf(stdout, "and, while it runs:\n  go run ./cmd/braid status --client %s\n", a)
+		}
 		if o.duration > 0 {
 			fmt.Fprintf(stdout, "Stopping after %v.\n", o.duration)
 		} else {

@@ -30,6 +30,7 @@ Usage:
                [--socks-user USER --socks-pass PASS] [--path NAME=SPEC ...]
                [--fec K,M] [--grace DURATION] [--config FILE] [--log-level LEVEL]
   braid demo   [--socks HOST:PORT] [--duration D] [--log-level LEVEL]
+  braid status [--client HOST:PORT] [--json]
   braid help
 
 Commands:
@@ -37,6 +38,7 @@ Commands:
   server  run the concentrator
   client  run the local SOCKS5 proxy
   demo    run a concentrator, three emulated paths and a client on loopback
+  status  show a running client's paths: state, RTT, loss, rate, bytes, cost
   help    print this text
 
 Flags given on the command line win over the --config file (TOML, same names
@@ -69,6 +71,8 @@ func run(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
 		return runClient(rest, stdout, stderr, sig)
 	case "demo":
 		return runDemo(rest, stdout, stderr, sig)
+	case "status":
+		return runStatus(rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "braid: unknown command %q (run 'braid help')\n", cmd)
 		return 2
@@ -137,6 +141,11 @@ e.g. --path fiber=192.168.1.10,price=0.1,medium=ethernet
      --path lte=dev:wwan0,price=3,medium=cellular,operator=partner,conns=2
 Without --path, one path follows the default route. In a --config file a
 path is a [[path]] table with name and spec, or name and the keys above.
+`,
+	"status": `Usage: braid status [--client HOST:PORT] [--json]
+
+Shows what a running client knows about each path, from its status page
+(braid client --status, 127.0.0.1:1081 by default).
 `,
 	"demo": `Usage: braid demo [--socks HOST:PORT] [--duration D] [--log-level LEVEL]
 
@@ -249,6 +258,8 @@ func flagForField(field, reason string) *usageError {
 				return &usageError{"--fec", "M " + r}
 			case "grace":
 				return &usageError{"--grace", r}
+			case "policy":
+				return &usageError{"--policy", r}
 			}
 		}
 		return &usageError{"transport", reason}

@@ -173,7 +173,7 @@ func TestEndToEnd(t *testing.T) {
 
 	t.Run("proxy", func(t *testing.T) {
 		socksAddr := freePort(t, "tcp")
-		cli := start("client", "--server", listen, "--pin", pin, "--token", "secret", "--socks", socksAddr,
+		cli := start("client", "--server", listen, "--pin", pin, "--token", "secret", "--socks", socksAddr, "--status", "127.0.0.1:0",
 			"--path", "a=127.0.0.1,medium=ethernet", "--path", "b=127.0.0.1,conns=2,medium=cellular,price=3",
 			"--fec", "4,1", "--log-level", "warn")
 		waitSOCKS(t, cli, socksAddr)
@@ -211,7 +211,7 @@ func TestEndToEnd(t *testing.T) {
 	// line saying why, not leave it waiting.
 	refused := func(t *testing.T, pin, token string) {
 		cli := start("client", "--server", listen, "--pin", pin, "--token", token,
-			"--socks", "127.0.0.1:0", "--path", "a=127.0.0.1", "--log-level", "error")
+			"--socks", "127.0.0.1:0", "--status", "127.0.0.1:0", "--path", "a=127.0.0.1", "--log-level", "error")
 		code := cli.wait(t, 20*time.Second)
 		out := cli.stderr.String()
 		if code != 1 || strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, "braid client: ") {
@@ -232,7 +232,7 @@ func TestEndToEnd(t *testing.T) {
 	// proxy to nowhere: it exits 1 saying so.
 	t.Run("server gone", func(t *testing.T) {
 		socksAddr := freePort(t, "tcp")
-		cli := start("client", "--server", listen, "--pin", pin, "--token", "secret", "--socks", socksAddr,
+		cli := start("client", "--server", listen, "--pin", pin, "--token", "secret", "--socks", socksAddr, "--status", "127.0.0.1:0",
 			"--path", "a=127.0.0.1", "--grace", "1s", "--log-level", "error")
 		waitSOCKS(t, cli, socksAddr)
 		stopServer()
@@ -246,7 +246,7 @@ func TestEndToEnd(t *testing.T) {
 }
 
 func TestDemo(t *testing.T) {
-	d := start("demo", "--socks", "127.0.0.1:0", "--duration", "1m")
+	d := start("demo", "--socks", "127.0.0.1:0", "--status", "127.0.0.1:0", "--duration", "1m")
 	// Wait for the curl line, which carries both addresses.
 	curl := regexp.MustCompile(`curl --socks5-hostname (\S+) -o /dev/null (http://\S+)/bytes/\d+`)
 	var m []string
