@@ -101,6 +101,9 @@ func newRelay(listenAddr string, target *net.UDPAddr, up, down Link, seed int64,
 	// depend on how much traffic flows down.
 	r.up = newDirection(&r.broken, up, seed)
 	r.down = newDirection(&r.broken, down, seed^0x5DEECE66D)
+	// Both directions count trace time, outages and schedules from the
+	// relay's creation, not from their first packets.
+	r.SetStart(time.Now())
 	r.wg.Add(4)
 	go r.up.run(r.done, &r.wg)
 	go r.down.run(r.done, &r.wg)
@@ -130,9 +133,22 @@ func (r *Relay) Broken() bool { return r.broken.Load() }
 
 // SetLinks changes the link parameters at run time; it is safe to call
 // concurrently with traffic. Packets already queued keep their delivery time.
+// The timeline carries over: new Outages and Schedule rows count from the
+// relay's start (see SetStart), and a Trace or TraceOffset that changes
+// starts playing at the point it has at the current time.
 func (r *Relay) SetLinks(up, down Link) {
 	r.up.setLink(up)
 	r.down.setLink(down)
+}
+
+// SetStart restarts the timeline of both directions at t: the instant at
+// which their Traces are at TraceOffset and from which their Outages and
+// Schedule rows count (see Shaper.Start). NewRelay starts it at creation;
+// relays that must replay their traces or schedules in step, such as the
+// paths of one test, call SetStart with one shared instant.
+func (r *Relay) SetStart(t time.Time) {
+	r.up.setStart(t)
+	r.down.setStart(t)
 }
 
 // Links returns the current link parameters.
@@ -326,6 +342,12 @@ func newDirection(broken *atomic.Bool, l Link, seed int64) *direction {
 func (d *direction) setLink(l Link) {
 	d.mu.Lock()
 	d.shaper.SetLink(l)
+	d.mu.Unlock()
+}
+
+func (d *direction) setStart(t time.Time) {
+	d.mu.Lock()
+	d.shaper.Start(t)
 	d.mu.Unlock()
 }
 

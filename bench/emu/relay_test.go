@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -420,10 +421,116 @@ func TestNewRelayErrors(t *testing.T) {
 	}
 }
 
-// BenchmarkRelayThroughput pushes 1200-byte datagrams one way through an
-// unlimited relay to a counting sink, keeping a bounded window in flight so
-// that the kernel socket buffers do not overflow.
+// The relay counts outages from its creation (or SetStart), in both
+// directions, and reports the drops.
+func TestRelayOutage(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	e := newEchoServer(t)
+	out := []Outage{{From: 0, To: 300 * time.Millisecond}}
+	r := startRelay(t, e.addr(), Link{Outages: out}, Link{})
+	c := dial(t, r)
+	if _, ok := ping(t, c, 1, 100*time.Millisecond); ok {
+		t.Fatal("ping passed during an outage")
+	}
+	if got := r.Stats().Up.DroppedOutage; got != 1 {
+		t.Errorf("Up.DroppedOutage = %d, want 1", got)
+	}
+	// Restart the timeline: the outage is over.
+	r.SetStart(time.Now().Add(-time.Second))
+	if _, ok := ping(t, c, 2, 2*time.Second); !ok {
+		t.Fatal("ping lost after the outage")
+	}
+	// New outages through SetLinks count from the same start.
+	r.SetLinks(Link{}, Link{Outages: []Outage{{From: 0, To: time.Hour}}})
+	if _, ok := ping(t, c, 3, 100*time.Millisecond); ok {
+		t.Fatal("echo passed a down link in an outage")
+	}
+	if got := r.Stats().Down.DroppedOutage; got != 1 {
+		t.Errorf("Down.DroppedOutage = %d, want 1", got)
+	}
+	e.close()
+	r.Close()
+}
+
+// A Trace link through the relay paces a burst at its opportunities: one
+// 1500-byte packet a ms.
+func TestRelayTrace(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	const n = 200
+	tr := mustTrace(t, 1) // period 1 ms, one opportunity in each
+	e := newEchoServer(t)
+	r := startRelay(t, e.addr(), Link{Trace: tr, QueueBytes: 1 << 20}, Link{})
+	c := dial(t, r)
+	start := time.Now()
+	for range n {
+		if _, err := c.Write(make([]byte, TraceMTU)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 2048)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for i := range n {
+		if _, err := c.Read(buf); err != nil {
+			t.Fatalf("received %d of %d: %v", i, n, err)
+		}
+	}
+	elapsed := time.Since(start)
+	if want := n * time.Millisecond; elapsed < want-15*time.Millisecond || elapsed > want+300*time.Millisecond {
+		t.Errorf("burst took %v, want about %v", elapsed, want)
+	}
+	if up, _ := r.Links(); up.Trace != tr {
+		t.Error("Links() lost the trace")
+	}
+	e.close()
+	r.Close()
+}
+
+// A Schedule row changes the relay's delay at its time.
+func TestRelaySchedule(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	sched := mustSchedule(t, "time_s,delay_ms\n0,300\n1000,0\n")
+	e := newEchoServer(t)
+	r := startRelay(t, e.addr(), Link{Schedule: sched}, Link{})
+	c := dial(t, r)
+	if rtt, ok := ping(t, c, 1, 2*time.Second); !ok || rtt < 300*time.Millisecond {
+		t.Fatalf("ping ok=%v rtt %v, want the scheduled 300 ms delay", ok, rtt)
+	}
+	r.SetStart(time.Now().Add(-1000 * time.Second))
+	if rtt, ok := ping(t, c, 2, 2*time.Second); !ok || rtt >= 300*time.Millisecond {
+		t.Fatalf("ping ok=%v rtt %v after the row at 1000 s, want no delay", ok, rtt)
+	}
+	e.close()
+	r.Close()
+}
+
+// BenchmarkRelayThroughput pushes 1200-byte datagrams one way through a
+// relay to a counting sink, keeping a bounded window in flight so that the
+// kernel socket buffers do not overflow, and reports the packet rate one
+// emulated path sustains (pkts/s) for an unlimited link; for rate-limited
+// links of 1 Gbit/s (at most 104k pkts/s of 1200 bytes) and 10 Gbit/s (more
+// than the relay can do, so the machine's limit with the rate limiter in
+// the path); and for a trace of 100 opportunities a ms (1.2 Gbit/s; 1200-byte
+// packets share opportunities, so at most 125k pkts/s).
 func BenchmarkRelayThroughput(b *testing.B) {
+	lines := strings.Repeat("1\n", 100)
+	tr, err := ParseMahimahi(strings.NewReader(lines), "100 per ms")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		link Link
+	}{
+		{"unlimited", Link{}},
+		{"1Gbps", Link{RateBps: 1e9}},
+		{"10Gbps", Link{RateBps: 10e9}},
+		{"trace1.2Gbps", Link{Trace: tr}},
+	} {
+		b.Run(bc.name, func(b *testing.B) { relayThroughput(b, bc.link) })
+	}
+}
+
+func relayThroughput(b *testing.B, link Link) {
 	const size, window = 1200, 256
 	sink, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -451,7 +558,7 @@ func BenchmarkRelayThroughput(b *testing.B) {
 			}
 		}
 	}()
-	r, err := NewRelay("127.0.0.1:0", sink.LocalAddr().(*net.UDPAddr), Link{}, Link{}, 1)
+	r, err := NewRelay("127.0.0.1:0", sink.LocalAddr().(*net.UDPAddr), link, Link{}, 1)
 	if err != nil {
 		b.Fatal(err)
 	}
