@@ -31,18 +31,21 @@ type Flow struct {
 	txFin      bool // FIN block queued
 	txFinAcked bool
 	// Receiving side.
-	rxNext     uint64
-	rxPending  map[uint64]*rxBlock
-	rxSegs     [][]byte
-	rxSegOff   int
-	rxFin      bool // FIN delivered into rxSegs' order
-	rxHigh     uint64
-	rxConsumed uint64
-	rxLimit    uint64
-	rxFinal    uint64 // final offset once known
+	rxNext      uint64
+	rxPending   map[uint64]*rxBlock
+	rxSegs      [][]byte
+	rxSegOff    int
+	rxFin       bool // FIN delivered into rxSegs' order
+	rxHigh      uint64
+	rxConsumed  uint64
+	rxLimit     uint64
+	rxDelivered uint64 // data bytes delivered in order
+	rxFinal     uint64 // final offset once known
 	// End.
 	err       error // set once the flow is reset or its session fails
 	resetSent bool
+	lastReset time.Time // when this side last sent RESET
+	settled   bool      // every byte the peer sent is counted as taken
 	removed   bool
 
 	dest     []byte // concentrator: the destination the client asked for
@@ -143,7 +146,7 @@ func (f *Flow) Write(p []byte) (int, error) {
 		}
 		buf := f.blockBuf(take)
 		copy(buf, p[:take])
-		if err := f.sendOwned(context.Background(), buf, take, 0); err != nil {
+		if err := f.sendData(buf, take); err != nil {
 			return n, err
 		}
 		p = p[take:]
@@ -166,7 +169,7 @@ func (f *Flow) ReadFrom(r io.Reader) (int64, error) {
 		buf := f.blockBuf(take)
 		n, rerr := r.Read(buf[:take])
 		if n > 0 {
-			if err := f.sendOwned(context.Background(), buf, n, 0); err != nil {
+			if err := f.sendData(buf, n); err != nil {
 				return total, err
 			}
 			total += int64(n)
@@ -182,6 +185,16 @@ func (f *Flow) ReadFrom(r io.Reader) (int64, error) {
 	}
 }
 
+// sendData takes session credit for the n bytes at the start of buf (a
+// pooled buffer it now owns) and sends them as a data block.
+func (f *Flow) sendData(buf []byte, n int) error {
+	if err := f.s.takeSessionCredit(context.Background(), uint64(n), f.dead); err != nil {
+		bufpool.Put(buf)
+		return err
+	}
+	return f.sendOwned(context.Background(), buf, n, 0)
+}
+
 // blockBuf returns a pooled buffer big enough for a block of up to n data
 // bytes with its padding and parity.
 func (f *Flow) blockBuf(n int) []byte {
@@ -189,8 +202,10 @@ func (f *Flow) blockBuf(n int) []byte {
 	return bufpool.Get((k + m) * shardLenFor(n, k))
 }
 
-// waitCredit waits until the peer grants flow and session credit and
-// reserves up to want bytes of it (at most a block).
+// waitCredit waits until the peer grants flow credit and returns how much
+// of want (at most a block) may be sent. Only the flow's one sender spends
+// flow credit, so it stays available; session credit is shared and is
+// taken for the bytes actually sent, in sendData.
 func (f *Flow) waitCredit(want int) (int, error) {
 	want = min(want, f.s.cfg.BlockSize)
 	for {
@@ -207,11 +222,7 @@ func (f *Flow) waitCredit(want int) (int, error) {
 		avail := int64(f.txLimit) - int64(f.txOffset)
 		if avail > 0 && len(f.txBlocks) < maxBlocksInFlight {
 			f.mu.Unlock()
-			take := int(min(int64(want), avail))
-			if err := f.s.takeSessionCredit(context.Background(), uint64(take), f.dead); err != nil {
-				return 0, err
-			}
-			return take, nil
+			return int(min(int64(want), avail)), nil
 		}
 		f.mu.Unlock()
 		if err := f.wait(f.writable, nil); err != nil {
@@ -282,6 +293,7 @@ func (f *Flow) sendOwned(ctx context.Context, buf []byte, n int, flags uint8) er
 	}
 	if err := encodeParity(shards, k, m); err != nil {
 		bufpool.Put(buf)
+		f.refund(n, flags)
 		return err
 	}
 	b := &txBlock{f: f, buf: buf}
@@ -291,6 +303,7 @@ func (f *Flow) sendOwned(ctx context.Context, buf []byte, n int, flags uint8) er
 		err := f.err
 		f.mu.Unlock()
 		bufpool.Put(buf)
+		f.refund(n, flags)
 		return err
 	}
 	b.hdr = ShardHeader{Flags: flags, K: uint8(k), M: uint8(m), ShardLen: uint32(sl),
@@ -316,6 +329,20 @@ func (f *Flow) sendOwned(ctx context.Context, buf []byte, n int, flags uint8) er
 		}
 	}
 	return nil
+}
+
+// refund gives back the session credit of a data block that was never
+// given an offset.
+func (f *Flow) refund(n int, flags uint8) {
+	if flags&(FlagOpen|FlagReply) != 0 || n == 0 {
+		return
+	}
+	s := f.s
+	s.mu.Lock()
+	s.txTotal -= uint64(n)
+	close(s.txCredit)
+	s.txCredit = make(chan struct{})
+	s.mu.Unlock()
 }
 
 // CloseWrite sends FIN: the peer reads EOF after the bytes written so far.
@@ -418,8 +445,13 @@ func (f *Flow) WriteTo(w io.Writer) (int64, error) {
 }
 
 // consumedLocked records that the reader took n bytes, grants flow credit
-// once a quarter of the window is free, and unlocks f.mu.
+// once a quarter of the window is free, and unlocks f.mu. Once the flow is
+// settled, its bytes have been counted already.
 func (f *Flow) consumedLocked(n int) {
+	if f.settled {
+		f.mu.Unlock()
+		return
+	}
 	f.rxConsumed += uint64(n)
 	var grant uint64
 	w := uint64(f.s.cfg.FlowWindow)
@@ -432,6 +464,30 @@ func (f *Flow) consumedLocked(n int) {
 		f.s.sendControl(&Msg{Type: MsgCredit, Flow: f.id, Value: grant})
 	}
 	f.s.consumed(uint64(n))
+}
+
+// settleLocked counts every byte the peer sent on the flow, up to final,
+// as taken: the reader will take no more, and the session credit they
+// hold must come back. It returns how much the session's received total
+// grows and how much it gets back. Caller holds f.mu; it runs once.
+func (f *Flow) settleLocked(final uint64) (grow, unread uint64) {
+	if f.settled {
+		return 0, 0
+	}
+	f.settled = true
+	final = max(final, f.rxHigh)
+	grow = final - f.rxHigh
+	f.rxHigh = final
+	unread = final - f.rxConsumed
+	f.rxConsumed = final
+	return grow, unread
+}
+
+func (f *Flow) applySettle(grow, unread uint64) {
+	if grow > 0 {
+		f.s.rxAccount(grow) // the peer's own final offset: nothing to refuse
+	}
+	f.s.consumed(unread)
 }
 
 // SetReadDeadline bounds Read and WriteTo; the zero time means none.
@@ -469,25 +525,21 @@ func (f *Flow) Close() error {
 	}
 	err := f.CloseWrite()
 	f.mu.Lock()
-	n := len(f.rxSegs)
-	unread := 0
-	for i, seg := range f.rxSegs {
-		if i == 0 {
-			unread -= f.rxSegOff
-		}
-		unread += len(seg)
-		putShard(seg[:cap(seg)])
-	}
+	segs := f.rxSegs
 	f.rxSegs = nil
 	f.rxSegOff = 0
+	grow, unread := f.settleLocked(f.rxFinal)
 	f.mu.Unlock()
-	if n > 0 {
-		f.s.consumed(uint64(unread))
+	for _, seg := range segs {
+		putShard(seg[:cap(seg)])
 	}
+	f.applySettle(grow, unread)
 	return err
 }
 
-// Reset aborts the flow in both directions.
+// Reset aborts the flow in both directions. The peer answers with its own
+// RESET, whose final offset settles the bytes still on their way; when the
+// peer's FIN has arrived already, the final offset is known.
 func (f *Flow) Reset() {
 	f.mu.Lock()
 	if f.err != nil {
@@ -497,39 +549,58 @@ func (f *Flow) Reset() {
 	f.err = ErrFlowReset
 	final := f.txOffset
 	f.resetSent = true
+	f.lastReset = time.Now()
+	var grow, unread uint64
+	if f.rxFin {
+		grow, unread = f.settleLocked(f.rxFinal)
+	}
 	f.mu.Unlock()
 	f.abort()
-	f.s.sendReset(f.id, final, 0)
+	f.applySettle(grow, unread)
+	f.s.sendReset(f.id, final, resetCodeApp)
 	f.maybeRemove()
 }
 
 // onReset handles the peer's reset, whose final offset settles the
-// session credit of bytes this side will never read.
-func (f *Flow) onReset(final uint64) {
+// session credit of bytes this side will never read. A reset that is not
+// itself an answer is answered with this side's final offset.
+func (f *Flow) onReset(final uint64, code uint8) {
 	f.mu.Lock()
 	first := f.err == nil
 	if first {
 		f.err = fmt.Errorf("%w by peer", ErrFlowReset)
 	}
 	mine := f.txOffset
-	answer := !f.resetSent
+	answer := !f.resetSent && code != resetCodeAnswer
 	f.resetSent = true
-	f.rxFinal = max(final, f.rxHigh)
-	grow := f.rxFinal - f.rxHigh
-	f.rxHigh = f.rxFinal
-	unread := f.rxFinal - f.rxConsumed
-	f.rxConsumed = f.rxFinal
+	grow, unread := f.settleLocked(final)
+	f.rxFinal = f.rxHigh
 	f.rxFin = true
 	f.mu.Unlock()
 	if first {
 		f.abort()
 	}
-	f.s.rxAccount(grow)
-	f.s.consumed(unread)
+	f.applySettle(grow, unread)
 	if answer {
-		f.s.sendReset(f.id, mine, 0)
+		f.s.sendReset(f.id, mine, resetCodeAnswer)
 	}
 	f.maybeRemove()
+}
+
+// resendReset repeats this side's RESET while the peer's answer is
+// missing: a RESET lost with a connection would otherwise leave both ends
+// holding the flow.
+func (f *Flow) resendReset(minGap time.Duration) {
+	f.mu.Lock()
+	due := f.err != nil && f.resetSent && !f.rxFin && !f.removed && time.Since(f.lastReset) >= minGap
+	if due {
+		f.lastReset = time.Now()
+	}
+	final := f.txOffset
+	f.mu.Unlock()
+	if due {
+		f.s.sendReset(f.id, final, resetCodeApp)
+	}
 }
 
 // fail ends the flow because its session ended.
@@ -649,12 +720,14 @@ func (f *Flow) onShard(h *ShardHeader, buf []byte) error {
 		f.mu.Unlock()
 		putShard(buf)
 		f.s.stats.ShardsDuplicate.Add(1)
-		if !dead {
+		if dead {
+			f.resendReset(100 * time.Millisecond) // the peer goes on: it lacks our RESET
+		} else {
 			f.s.sendControl(&Msg{Type: MsgAck, Flow: f.id, Value: next})
 		}
 		return nil
 	}
-	if h.Block >= f.rxNext+maxBlocksInFlight {
+	if h.Block > f.rxNext+maxBlocksInFlight { // +1: a FIN may follow a full window
 		f.mu.Unlock()
 		putShard(buf)
 		return malformed("flow %d block %d is beyond the %d blocks in flight after %d", f.id, h.Block, maxBlocksInFlight, f.rxNext)
@@ -671,28 +744,32 @@ func (f *Flow) onShard(h *ShardHeader, buf []byte) error {
 		return malformed("flow %d: block flags %#x from the wrong side", f.id, h.Flags)
 	}
 	rb := f.rxPending[h.Block]
-	if rb == nil {
-		rb = &rxBlock{hdr: *h}
-		f.rxPending[h.Block] = rb
-	} else if !rb.hdr.sameBlock(h) {
+	if rb != nil && !rb.hdr.sameBlock(h) {
 		f.mu.Unlock()
 		putShard(buf)
 		return malformed("flow %d block %d: shard headers disagree", f.id, h.Block)
 	}
 	bit := uint32(1) << h.Index
-	if rb.done || rb.have&bit != 0 {
+	if rb != nil && (rb.done || rb.have&bit != 0) {
 		f.mu.Unlock()
 		putShard(buf)
 		f.s.stats.ShardsDuplicate.Add(1)
 		return nil
 	}
-	if held := f.s.rxHeld.Add(int64(cap(buf))); held > int64(2*f.s.cfg.SessionWindow)+int64(MaxShards*MaxShardSize) {
+	// The budget on shard bytes held bounds what a peer can park here
+	// beyond the windows (parity, blocks waiting on an earlier one). The
+	// block next in order is always taken: it is what frees the rest.
+	if held := f.s.rxHeld.Add(int64(cap(buf))); held > int64(2*f.s.cfg.SessionWindow)+int64(MaxShards*MaxShardSize) && h.Block != f.rxNext {
 		// Over budget: drop; the sender re-sends overdue blocks.
 		f.s.rxHeld.Add(-int64(cap(buf)))
 		f.mu.Unlock()
 		putShard(buf)
 		f.s.stats.ShardsDropped.Add(1)
 		return nil
+	}
+	if rb == nil {
+		rb = &rxBlock{hdr: *h}
+		f.rxPending[h.Block] = rb
 	}
 	rb.have |= bit
 	rb.count++
@@ -777,6 +854,18 @@ func (f *Flow) deliverLocked() error {
 		delivered = true
 		f.s.stats.BlocksReceived.Add(1)
 		h := &rb.hdr
+		if h.Flags&(FlagOpen|FlagReply) == 0 {
+			// Offsets are the peer's claim; the bytes delivered are the
+			// truth. A gap or overlap would corrupt the stream.
+			if h.Offset != f.rxDelivered {
+				err := malformed("flow %d block %d at offset %d, %d bytes delivered", f.id, h.Block, h.Offset, f.rxDelivered)
+				f.mu.Unlock()
+				f.dropRx(rb)
+				f.Reset() // the stream cannot be trusted any more
+				return err
+			}
+			f.rxDelivered += uint64(h.BlockLen)
+		}
 		left := int(h.BlockLen)
 		for i := range int(h.K) {
 			sh := rb.shards[i]

@@ -90,21 +90,33 @@ func (m *stateMachine) usable() bool { return m.state != StateDown && !m.suspect
 
 // monitor holds one connection's measurements.
 type monitor struct {
-	mu      sync.Mutex
-	rtts    [128]time.Duration // recent probe RTTs, a ring
-	nrtt    int
-	srtt    time.Duration // smoothed probe RTT (1/8 gain, as RFC 6298)
-	jitter  time.Duration // RFC 3550 interarrival-style jitter of RTTs
-	last    time.Duration
-	minRTT  time.Duration
-	hist    [41]sample // per-tick counter snapshots, a ring: 2 s at 50 ms
-	nhist   int
-	loss    float64
-	deliver float64 // bytes/s, max over the window
-	current float64 // bytes/s over the last few ticks
-	cwnd    uint64
-	sm      stateMachine
+	mu     sync.Mutex
+	rtts   [128]time.Duration // recent probe RTTs, a ring
+	nrtt   int
+	srtt   time.Duration // smoothed probe RTT (1/8 gain, as RFC 6298)
+	jitter time.Duration // RFC 3550 interarrival-style jitter of RTTs
+	last   time.Duration
+	minRTT time.Duration
+	hist   [41]sample // per-tick counter snapshots, a ring: 2 s at 50 ms
+	nhist  int
+	loss   float64
+	cwnd   uint64
+	sm     stateMachine
+	// Delivery, from the peer's count of bytes received, echoed in PONG.
+	recv    [64]recvSample // a ring, one per answered probe
+	nrecv   int
+	deliver float64 // bytes/s, max over the last 2 s of 250 ms spans
+	current float64 // bytes/s over the latest 250 ms span
 }
+
+type recvSample struct {
+	at    time.Duration
+	bytes uint64
+}
+
+// deliverySpan is the shortest span a delivery rate is measured over:
+// long enough to smooth the arrival jitter of the probes that carry it.
+const deliverySpan = 250 * time.Millisecond
 
 type sample struct {
 	at                   time.Duration
@@ -112,10 +124,48 @@ type sample struct {
 	bytesSent, bytesLost uint64
 }
 
+// onPong records an answered probe: its round trip and the bytes the peer
+// has received on the connection so far.
+func (m *monitor) onPong(now, rtt time.Duration, received uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.addRTT(rtt)
+	m.recv[m.nrecv%len(m.recv)] = recvSample{at: now, bytes: received}
+	m.nrecv++
+	// For every sample of the last 2 s, the rate since the latest sample
+	// at least a span older; the best of them is the delivery rate.
+	n := min(m.nrecv, len(m.recv))
+	at := func(i int) recvSample { return m.recv[(m.nrecv-n+i)%len(m.recv)] }
+	m.deliver, m.current = 0, 0
+	j := 0
+	for i := 1; i < n; i++ {
+		b := at(i)
+		if now-b.at > 2*time.Second {
+			continue
+		}
+		for j+1 < i && b.at-at(j+1).at >= deliverySpan {
+			j++
+		}
+		a := at(j)
+		if b.at-a.at < deliverySpan || b.bytes < a.bytes {
+			continue
+		}
+		r := float64(b.bytes-a.bytes) / (b.at - a.at).Seconds()
+		m.deliver = max(m.deliver, r)
+		if i == n-1 {
+			m.current = r
+		}
+	}
+}
+
 // onRTT records a probe's round trip.
 func (m *monitor) onRTT(rtt time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.addRTT(rtt)
+}
+
+func (m *monitor) addRTT(rtt time.Duration) {
 	m.rtts[m.nrtt%len(m.rtts)] = rtt
 	m.nrtt++
 	if m.srtt == 0 {
@@ -147,26 +197,6 @@ func (m *monitor) onTick(now time.Duration, sent, lost, bytesSent, bytesLost, cw
 		dl := max(int64(cur.lost)-int64(oldest.lost), 0)
 		m.loss = min(float64(dl)/float64(ds), 1)
 	}
-	// Delivery: the best rate over any tick of the window (max filter), and
-	// the rate over the last few ticks.
-	m.deliver = 0
-	for i := 1; i < n; i++ {
-		a := m.hist[(m.nhist-n+i-1)%len(m.hist)]
-		b := m.hist[(m.nhist-n+i)%len(m.hist)]
-		m.deliver = max(m.deliver, rate(a, b))
-	}
-	if n >= 5 {
-		m.current = rate(m.hist[(m.nhist-5)%len(m.hist)], cur)
-	}
-}
-
-func rate(a, b sample) float64 {
-	dt := (b.at - a.at).Seconds()
-	if dt <= 0 {
-		return 0
-	}
-	good := func(s sample) int64 { return int64(s.bytesSent) - int64(s.bytesLost) }
-	return max(float64(good(b)-good(a)), 0) / dt
 }
 
 // connStats is a snapshot of one connection's monitor.
@@ -209,9 +239,10 @@ type PathStats struct {
 	// Loss is the fraction of packets quic-go declared lost over the last
 	// two seconds.
 	Loss float64
-	// DeliveryBps is the most the path delivered (sent and not lost) in
-	// any 50 ms of the last two seconds, in bits/s; SpareBps what it
-	// delivered less than that recently (an estimate of room left).
+	// DeliveryBps is the most the path delivered in any 250 ms of the last
+	// two seconds, in bits/s, as counted by the receiving peer (QUIC
+	// payload); SpareBps what it delivered less than that recently (an
+	// estimate of room left).
 	DeliveryBps, SpareBps float64
 	// CwndBytes sums the connections' congestion windows.
 	CwndBytes uint64

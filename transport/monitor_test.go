@@ -73,29 +73,32 @@ func TestStateMachine(t *testing.T) {
 func TestMonitorRates(t *testing.T) {
 	var m monitor
 	const tick = 50 * time.Millisecond
-	// 40 ticks at 1000 packets (1.2 MB) per tick with 5% lost.
-	var sent, lost, bytes, lostBytes uint64
+	// 40 ticks at 1000 packets per tick with 5% lost; the peer receives
+	// 1.14 MB per tick.
+	var sent, lost, recv uint64
 	for i := range 41 {
-		m.onTick(time.Duration(i)*tick, sent, lost, bytes, lostBytes, 64<<10)
+		now := time.Duration(i) * tick
+		m.onTick(now, sent, lost, 0, 0, 64<<10)
+		m.onPong(now, 20*time.Millisecond, recv)
 		sent += 1000
 		lost += 50
-		bytes += 1_200_000
-		lostBytes += 60_000
+		recv += 1_140_000
 	}
 	st := m.snapshot()
 	if st.loss < 0.049 || st.loss > 0.051 {
 		t.Fatalf("loss %v, want 0.05", st.loss)
 	}
 	want := 1_140_000 / tick.Seconds()
-	if st.delivery < want*0.99 || st.delivery > want*1.01 {
-		t.Fatalf("delivery %.0f B/s, want %.0f", st.delivery, want)
+	if st.delivery < want*0.99 || st.delivery > want*1.01 || st.current < want*0.99 {
+		t.Fatalf("delivery %.0f (current %.0f) B/s, want %.0f", st.delivery, st.current, want)
 	}
-	for _, r := range []time.Duration{20, 22, 18, 20, 80} {
-		m.onRTT(r * time.Millisecond)
+	var r monitor
+	for _, d := range []time.Duration{20, 22, 18, 20, 80} {
+		r.onRTT(d * time.Millisecond)
 	}
-	st = m.snapshot()
-	if st.minRTT != 18*time.Millisecond || st.p99 != 80*time.Millisecond || st.jitter <= 0 {
-		t.Fatalf("rtt stats %+v", st)
+	rs := r.snapshot()
+	if rs.minRTT != 18*time.Millisecond || rs.p99 != 80*time.Millisecond || rs.jitter <= 0 {
+		t.Fatalf("rtt stats %+v", rs)
 	}
 }
 
@@ -189,7 +192,7 @@ func TestMonitorLoss(t *testing.T) {
 	var st PathStats
 	ok := eventually(8*time.Second, func() bool {
 		st = p.Stats()
-		return st.Loss > 0.04 && st.Loss < 0.06
+		return st.Loss > 0.04 && st.Loss < 0.06 && st.DeliveryBps > 0
 	})
 	if !ok {
 		t.Fatalf("loss estimate %.3f, want 0.05 +- 0.01", st.Loss)

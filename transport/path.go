@@ -451,13 +451,13 @@ func readErr(what string, err error) error {
 func (c *pconn) onControl(m *Msg) error {
 	switch m.Type {
 	case MsgPing:
-		c.sendControl(&Msg{Type: MsgPong, Seq: m.Seq, Time: m.Time})
+		c.sendControl(&Msg{Type: MsgPong, Seq: m.Seq, Time: m.Time, Value: c.qc.ConnectionStats().BytesReceived})
 		return nil
 	case MsgPong:
 		// The time is ours, echoed; one from the future is the peer's
 		// invention and is ignored.
-		if rtt := c.s.now() - time.Duration(m.Time); m.Time > 0 && rtt >= 0 {
-			c.mon.onRTT(rtt)
+		if now := c.s.now(); m.Time > 0 && now >= time.Duration(m.Time) {
+			c.mon.onPong(now, now-time.Duration(m.Time), m.Value)
 		}
 		return nil
 	case MsgJoin, MsgJoinOK, MsgJoinErr:

@@ -237,6 +237,7 @@ func (s *Session) maintain() {
 			rto := s.rto()
 			for _, f := range flows {
 				f.checkOverdue(rto)
+				f.resendReset(time.Second)
 			}
 		}
 	}
@@ -432,6 +433,17 @@ func (s *Session) onControl(m *Msg) error {
 	case MsgAck, MsgCredit, MsgReset:
 		s.mu.Lock()
 		f := s.flows[m.Flow]
+		if f == nil && m.Type == MsgReset && m.Code != resetCodeAnswer {
+			// A reset of a flow this side never saw (its OPEN was lost or
+			// is late) or has forgotten: remember the id, so a late OPEN
+			// cannot start it, and answer so the peer can forget it too.
+			if !s.client {
+				s.opened.mark(m.Flow)
+			}
+			s.mu.Unlock()
+			s.sendReset(m.Flow, 0, resetCodeAnswer)
+			return nil
+		}
 		s.mu.Unlock()
 		if f == nil {
 			return nil // a flow that has ended: nothing to do
@@ -442,7 +454,7 @@ func (s *Session) onControl(m *Msg) error {
 		case MsgCredit:
 			f.onCredit(m.Value)
 		case MsgReset:
-			f.onReset(m.Value)
+			f.onReset(m.Value, m.Code)
 		}
 	case MsgSessionCredit:
 		s.mu.Lock()
@@ -540,7 +552,12 @@ func (s *Session) sendReset(flow uint32, final uint64, code uint8) {
 	s.sendEverywhere(&Msg{Type: MsgReset, Flow: flow, Code: code, Value: final})
 }
 
-const resetCodeLimit = 2
+// RESET codes.
+const (
+	resetCodeApp    = 0 // the application reset the flow
+	resetCodeLimit  = 2 // the concentrator refused the flow: too many
+	resetCodeAnswer = 3 // an answer to the peer's RESET; never answered
+)
 
 // bestConn is the live connection with the lowest smoothed RTT.
 func (s *Session) bestConn() *pconn {

@@ -33,6 +33,9 @@ const (
 	MaxShardSize = 64 << 10
 	// ShardHeaderLen is the fixed size of a shard header.
 	ShardHeaderLen = 34
+	// MaxOpenLen bounds an OPEN block: the longest SOCKS5 address, a
+	// 255-byte name with its type, length and port.
+	MaxOpenLen     = 1 + 1 + 255 + 2
 	shardFrameType = 0x42
 )
 
@@ -128,6 +131,10 @@ func (h *ShardHeader) validate(reserved byte) error {
 		return malformed("shard header: shard length %d does not fit block length %d in %d shards", h.ShardLen, h.BlockLen, h.K)
 	case h.Offset > math.MaxInt64-uint64(h.BlockLen):
 		return malformed("shard header: offset %d out of range", h.Offset)
+	case h.Flags&FlagOpen != 0 && (h.BlockLen < 5 || h.BlockLen > MaxOpenLen):
+		return malformed("shard header: open of %d bytes", h.BlockLen)
+	case h.Flags&FlagReply != 0 && h.BlockLen != 1:
+		return malformed("shard header: reply of %d bytes", h.BlockLen)
 	}
 	return nil
 }
@@ -239,7 +246,7 @@ type Msg struct {
 
 	// Ack, Credit, SessionCredit, Reset.
 	Flow  uint32
-	Value uint64 // Ack: next block expected; Credit/SessionCredit: max offset; Reset: final offset sent
+	Value uint64 // Ack: next block expected; Credit/SessionCredit: max offset; Reset: final offset sent; Pong: bytes received
 }
 
 // AppendMsg appends the framed encoding of m: type, 2-byte body length,
@@ -262,9 +269,13 @@ func AppendMsg(b []byte, m *Msg) []byte {
 	case MsgJoinErr, MsgClose:
 		b = append(b, m.Code)
 		b = appendStr(b, m.Reason)
-	case MsgPing, MsgPong:
+	case MsgPing:
 		b = binary.BigEndian.AppendUint32(b, m.Seq)
 		b = binary.BigEndian.AppendUint64(b, uint64(m.Time))
+	case MsgPong:
+		b = binary.BigEndian.AppendUint32(b, m.Seq)
+		b = binary.BigEndian.AppendUint64(b, uint64(m.Time))
+		b = binary.BigEndian.AppendUint64(b, m.Value)
 	case MsgAck, MsgCredit:
 		b = binary.BigEndian.AppendUint32(b, m.Flow)
 		b = binary.BigEndian.AppendUint64(b, m.Value)
@@ -324,9 +335,13 @@ func ParseMsgBody(t MsgType, body []byte, m *Msg) error {
 	case MsgJoinErr, MsgClose:
 		m.Code = r.u8()
 		m.Reason = r.str()
-	case MsgPing, MsgPong:
+	case MsgPing:
 		m.Seq = r.u32()
 		m.Time = int64(r.u64())
+	case MsgPong:
+		m.Seq = r.u32()
+		m.Time = int64(r.u64())
+		m.Value = r.u64()
 	case MsgAck, MsgCredit:
 		m.Flow = r.u32()
 		m.Value = r.u64()

@@ -11,7 +11,8 @@ func TestShardHeaderRoundTrip(t *testing.T) {
 		{K: 1, ShardLen: 0, BlockLen: 0, Flags: FlagFin},
 		{K: 8, M: 2, Index: 9, ShardLen: 8192, Flow: 7, Block: 1 << 40, Offset: 1 << 50, BlockLen: 65536},
 		{K: 1, M: 1, Index: 1, ShardLen: 7, Flow: 1, BlockLen: 7, Flags: FlagOpen},
-		{K: 3, ShardLen: 4, BlockLen: 10, Flags: FlagReply | FlagFin},
+		{K: 1, ShardLen: 1, BlockLen: 1, Flags: FlagReply | FlagFin},
+		{K: 3, M: 1, ShardLen: 4, BlockLen: 10, Flags: FlagFin, Block: 9, Offset: 100},
 	}
 	for _, h := range hs {
 		b := AppendShardHeader(nil, &h)
@@ -39,6 +40,12 @@ func TestShardHeaderRejects(t *testing.T) {
 		"index":           func(b []byte, h *ShardHeader) { h.Index = 6 },
 		"shard too big":   func(b []byte, h *ShardHeader) { h.K, h.BlockLen, h.ShardLen = 1, MaxShardSize+1, MaxShardSize+1 },
 		"length mismatch": func(b []byte, h *ShardHeader) { h.ShardLen = 251 },
+		"long open": func(_ []byte, h *ShardHeader) {
+			h.Flags, h.Block, h.K, h.M, h.Index, h.ShardLen, h.BlockLen = FlagOpen, 0, 1, 0, 0, 300, 300
+		},
+		"long reply": func(_ []byte, h *ShardHeader) {
+			h.Flags, h.Block, h.K, h.M, h.Index, h.ShardLen, h.BlockLen = FlagReply, 0, 1, 0, 0, 2, 2
+		},
 		"offset overflow": func(b []byte, h *ShardHeader) { h.Offset = 1<<64 - 10 },
 	}
 	for name, mutate := range cases {
@@ -72,7 +79,7 @@ func TestMsgRoundTrip(t *testing.T) {
 		{Type: MsgJoinOK, Version: 1, SessionID: [16]byte{9}, FlowWindow: 1 << 16, SessionWindow: 1 << 20},
 		{Type: MsgJoinErr, Code: JoinErrAuth, Reason: "no"},
 		{Type: MsgPing, Seq: 5, Time: 123456789},
-		{Type: MsgPong, Seq: 5, Time: -1},
+		{Type: MsgPong, Seq: 5, Time: -1, Value: 1 << 40},
 		{Type: MsgAck, Flow: 3, Value: 99},
 		{Type: MsgCredit, Flow: 3, Value: 1 << 33},
 		{Type: MsgSessionCredit, Value: 1 << 40},
