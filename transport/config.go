@@ -31,10 +31,10 @@ type Config struct {
 	// QUIC connection (default 4), so one lost packet stalls only the shards
 	// behind it on one stream.
 	StreamsPerConn int
-	// ProbeInterval is how often each connection is pinged (default 100 ms).
+	// ProbeInterval is how often each connection is pinged (default 50 ms).
 	ProbeInterval time.Duration
 	// DownAfter is the least silence after which a connection counts as down
-	// (default 300 ms); the effective limit is max(DownAfter, 3*SRTT+100ms).
+	// (default 200 ms); the effective limit is max(DownAfter, 3*SRTT+100ms).
 	DownAfter time.Duration
 	// UpAfter is how long a connection that went down must answer every
 	// probe before it carries data again (default 1 s): a flapping link does
@@ -116,6 +116,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := scheduler.New(c.Policy, c.K, c.M, MinShard); err != nil {
 		return &ConfigError{"policy", err.Error()}
+	}
+	if c.Policy == "duplicate" && c.BlockSize > MaxShardSize {
+		return &ConfigError{"block-size", fmt.Sprintf("%d: duplicate sends whole blocks as single shards of at most %d bytes", c.BlockSize, MaxShardSize)}
 	}
 	return nil
 }

@@ -26,11 +26,16 @@ func (s *Session) pathStates(arr *[maxPaths]scheduler.PathState) ([]*Path, []sch
 	return paths, states
 }
 
-// coding returns k and m for a block of n bytes under the policy.
+// coding returns k and m for a block of n bytes under the policy, with
+// enough data shards that none exceeds MaxShardSize.
 func (s *Session) coding(n int) (k, m int) {
 	var arr [maxPaths]scheduler.PathState
 	_, states := s.pathStates(&arr)
-	return s.policy.Code(n, states)
+	k, m = s.policy.Code(n, states)
+	if k < MaxShards {
+		k = max(k, min(shardLenFor(n, MaxShardSize), MaxShards-m))
+	}
+	return k, m
 }
 
 // pickPath returns the path the policy chooses for shard i of a block, or
@@ -88,10 +93,15 @@ func (s *Session) resend(b *txBlock, i int, p *Path) {
 	if b.acked.Load() {
 		return
 	}
-	if b.refs.Add(1) <= 1 {
-		// Already released (acked meanwhile): undo and skip.
-		b.refs.Add(-1)
-		return
+	// Take a reference only while one is held: at zero the buffer is gone.
+	for {
+		r := b.refs.Load()
+		if r <= 0 {
+			return
+		}
+		if b.refs.CompareAndSwap(r, r+1) {
+			break
+		}
 	}
 	size := int64(b.hdr.ShardLen)
 	b.conn[i].Store(nil)

@@ -292,6 +292,13 @@ func (s *Session) Attach(j *Join) error {
 		j.Refuse(JoinErrLimit, err.Error())
 		return err
 	}
+	p.mu.Lock()
+	full := len(p.conns) >= maxConnsPerPath
+	p.mu.Unlock()
+	if full {
+		j.Refuse(JoinErrLimit, fmt.Sprintf("path %s has %d connections already", p.info.Name, maxConnsPerPath))
+		return fmt.Errorf("path %s is full", p.info.Name)
+	}
 	ok := Msg{Type: MsgJoinOK, Version: Version, SessionID: s.id, Secret: s.secret,
 		Path: j.Msg.Path, ConnIndex: j.Msg.ConnIndex,
 		FlowWindow: uint32(s.cfg.FlowWindow), SessionWindow: uint64(s.cfg.SessionWindow)}

@@ -140,10 +140,13 @@ func (p *Path) refresh() (changed bool) {
 	return p.up.Swap(up) != up
 }
 
-// addConn adds a connection; it fails once the path is closed.
+// maxConnsPerPath bounds a path's pool (conns=N allows up to 16).
+const maxConnsPerPath = 16
+
+// addConn adds a connection; it fails once the path is closed or full.
 func (p *Path) addConn(c *pconn) bool {
 	p.mu.Lock()
-	if p.closed.Load() {
+	if p.closed.Load() || len(p.conns) >= maxConnsPerPath {
 		p.mu.Unlock()
 		return false
 	}
@@ -174,8 +177,10 @@ func (p *Path) connStateChanged(c *pconn, up bool) {
 			p.drain()
 		}
 		p.s.resendLost()
-		p.s.resync()
 	}
+	// Up or down, re-send acks and credit: a message sent while no
+	// connection was usable, or on the one that failed, is lost.
+	p.s.resync()
 	if pathChanged {
 		p.s.log.Info("path state", "path", p.info.Name, "up", p.Up())
 		p.s.pathsChanged()
@@ -290,8 +295,10 @@ func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream) *pconn {
 	}
 	c.lastHeard.Store(int64(s.now()))
 	c.up.Store(true)
+	s.wg.Add(1) // before the connection is visible, so Close waits for it
 	if !p.addConn(c) {
-		qc.CloseWithError(0, "session closed")
+		s.wg.Done()
+		qc.CloseWithError(0, "session closed or path full")
 		return nil
 	}
 	c.wg.Add(4 + s.cfg.StreamsPerConn)
@@ -302,7 +309,6 @@ func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream) *pconn {
 	for range s.cfg.StreamsPerConn {
 		go c.streamWriter()
 	}
-	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		select {
@@ -358,6 +364,13 @@ func (c *pconn) heard() { c.lastHeard.Store(int64(c.s.now())) }
 // sendControl queues a control message; a writer goroutine batches them.
 func (c *pconn) sendControl(m *Msg) {
 	c.wmu.Lock()
+	if len(c.wbuf) > maxControlBacklog {
+		c.wmu.Unlock()
+		// The peer does not read its control stream (or floods us with
+		// pings): it cannot make us hold more.
+		go c.close(malformed("control stream backlog over %d bytes", maxControlBacklog))
+		return
+	}
 	c.wbuf = AppendMsg(c.wbuf, m)
 	c.wmu.Unlock()
 	select {
@@ -365,6 +378,9 @@ func (c *pconn) sendControl(m *Msg) {
 	default:
 	}
 }
+
+// maxControlBacklog bounds control bytes waiting to be written.
+const maxControlBacklog = 1 << 20
 
 // flushControl waits briefly for queued control messages to be written.
 func (c *pconn) flushControl() {

@@ -13,8 +13,9 @@ package transport
 //     -> rxBlock (decode when k shards are in) -> in-order segments
 //     -> Flow.Read; ACK and CREDIT go back on a control stream.
 //
-// Lock order: Session.mu before Flow.mu; no lock is held while a channel
-// send may block.
+// Lock order: Flow.mu may be held while Session.mu is taken (credit
+// accounting), never the reverse; no lock is held while a channel send may
+// block.
 
 import (
 	"context"
