@@ -29,6 +29,7 @@ type Client struct {
 
 	statusLn  net.Listener
 	statusSrv *http.Server
+	auto      *autoPaths
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -45,29 +46,45 @@ func Start(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	cfg.Transport.Logger = cfg.Logger
-	pds := make([]transport.PathDialer, len(cfg.Paths))
-	for i, p := range cfg.Paths {
-		srv := cfg.Server
-		if p.Server != "" {
-			srv = p.Server
+	var pds []transport.PathDialer
+	for _, p := range cfg.Paths {
+		pds = append(pds, cfg.pathDialer(p))
+	}
+	var watch *autoPaths
+	if cfg.AutoPaths {
+		var err error
+		if watch, err = startAutoPaths(&cfg); err != nil {
+			return nil, err
 		}
-		pds[i] = transport.PathDialer{
-			Info: transport.PathInfo{Name: p.Name, Medium: Media[p.Medium],
-				Operator: Operators[p.Operator], PriceGB: p.PriceGB},
-			Conns: p.Conns,
-			Dial:  dialer(p.Bind, srv, cfg.Pin),
+		pds = append(pds, watch.initial...)
+		if len(pds) == 0 {
+			watch.stop()
+			return nil, errors.New("no usable network interface for automatic paths")
 		}
 	}
 	ln, err := net.Listen("tcp", cfg.SOCKS)
 	if err != nil {
+		if watch != nil {
+			watch.stop()
+		}
 		return nil, fmt.Errorf("socks listener: %w", err)
 	}
 	sess, err := transport.Dial(ctx, cfg.Transport, cfg.Token, pds)
 	if err != nil {
 		ln.Close()
+		if watch != nil {
+			watch.stop()
+		}
 		return nil, fmt.Errorf("join concentrator: %w", err)
 	}
-	c := &Client{cfg: cfg, log: cfg.Logger, sess: sess, ln: ln, conns: map[net.Conn]struct{}{}}
+	c := &Client{cfg: cfg, log: cfg.Logger, sess: sess, ln: ln, conns: map[net.Conn]struct{}{}, auto: watch}
+	if watch != nil {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			watch.follow(sess)
+		}()
+	}
 	if cfg.Status != "" {
 		if c.statusLn, err = net.Listen("tcp", cfg.Status); err != nil {
 			ln.Close()
@@ -91,6 +108,20 @@ func Start(ctx context.Context, cfg Config) (*Client, error) {
 		ln.Close() // the session is over: stop taking SOCKS clients
 	}()
 	return c, nil
+}
+
+// pathDialer describes a configured path to the transport.
+func (cfg *Config) pathDialer(p PathConfig) transport.PathDialer {
+	srv := cfg.Server
+	if p.Server != "" {
+		srv = p.Server
+	}
+	return transport.PathDialer{
+		Info: transport.PathInfo{Name: p.Name, Medium: Media[p.Medium],
+			Operator: Operators[p.Operator], PriceGB: p.PriceGB},
+		Conns: p.Conns,
+		Dial:  dialer(p.Bind, srv, cfg.Pin),
+	}
 }
 
 // dialer opens one QUIC connection over a path: its own UDP socket bound
@@ -166,6 +197,9 @@ func (c *Client) Err() error { return c.sess.Err() }
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.ln.Close()
+		if c.auto != nil {
+			c.auto.stop()
+		}
 		if c.statusSrv != nil {
 			c.statusSrv.Close()
 		}

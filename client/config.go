@@ -30,9 +30,14 @@ type Config struct {
 	// Status is the loopback HOST:PORT where GET /status serves the
 	// paths' state as JSON; empty means no status server.
 	Status string
-	// Paths are the network paths; none means one path over the default
-	// route.
+	// Paths are the network paths; none (and no AutoPaths) means one path
+	// over the default route.
 	Paths []PathConfig
+	// AutoPaths makes one path per usable network interface (up, with a
+	// global address and a route), named after it, and follows hot-plug:
+	// a new interface becomes a path, a vanished one is closed. Interfaces
+	// that Paths bind with a device are left to them.
+	AutoPaths bool
 	// Transport tunes coding, windows and probing.
 	Transport transport.Config
 	// HandshakeTimeout bounds a SOCKS client's handshake (default 10 s).
@@ -81,7 +86,7 @@ func (c *Config) Fill() {
 	if c.SOCKS == "" {
 		c.SOCKS = "127.0.0.1:1080"
 	}
-	if len(c.Paths) == 0 {
+	if len(c.Paths) == 0 && !c.AutoPaths {
 		c.Paths = []PathConfig{{Name: "default"}}
 	}
 	for i := range c.Paths {
@@ -169,6 +174,9 @@ func (c *Config) Validate() error {
 		if p.Bind.Device != "" && !netx.InterfaceExists(p.Bind.Device) {
 			return &ConfigError{field, fmt.Sprintf("interface %q does not exist", p.Bind.Device)}
 		}
+	}
+	if c.AutoPaths && c.Server == "" {
+		return &ConfigError{"server", "is required with automatic paths"}
 	}
 	if len(c.Paths) > 16 {
 		return &ConfigError{"path", "at most 16 paths"}

@@ -126,6 +126,54 @@ func Dial(ctx context.Context, cfg Config, token string, paths []PathDialer) (*C
 	return c, nil
 }
 
+// AddPath adds a path to a running session and starts dialing its
+// connections; a path of the same name must not exist.
+func (c *Client) AddPath(pd PathDialer) error {
+	s := c.Session
+	s.mu.Lock()
+	for _, p := range s.paths {
+		if p.info.Name == pd.Info.Name {
+			s.mu.Unlock()
+			return fmt.Errorf("path %s exists", pd.Info.Name)
+		}
+	}
+	s.mu.Unlock()
+	p, err := s.path(pd.Info)
+	if err != nil {
+		return err
+	}
+	for slot := range max(pd.Conns, 1) {
+		s.wg.Add(1)
+		go c.keep(p, pd, slot, nil)
+	}
+	return nil
+}
+
+// RemovePath closes a path: its shards in flight are sent again on the
+// others, and its connections end.
+func (c *Client) RemovePath(name string) error {
+	s := c.Session
+	s.mu.Lock()
+	var p *Path
+	for i, x := range s.paths {
+		if x.info.Name == name {
+			p = x
+			s.paths = append(s.paths[:i:i], s.paths[i+1:]...)
+			snap := append([]*Path(nil), s.paths...)
+			s.pathSnap.Store(&snap)
+			break
+		}
+	}
+	s.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("no path %s", name)
+	}
+	p.close(false)
+	s.resendLost()
+	s.pathsChanged()
+	return nil
+}
+
 // join dials one connection of a path and joins it to the session.
 func (c *Client) join(ctx context.Context, pd PathDialer, slot int, ok *Msg, first bool) (*quic.Conn, *quic.Stream, error) {
 	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
@@ -185,6 +233,8 @@ func (c *Client) keep(p *Path, pd PathDialer, slot int, pc *pconn) {
 			case <-pc.done:
 			case <-s.done:
 				return
+			case <-p.done:
+				return
 			}
 			pc = nil
 		}
@@ -192,6 +242,7 @@ func (c *Client) keep(p *Path, pd PathDialer, slot int, pc *pconn) {
 		go func() {
 			select {
 			case <-s.done:
+			case <-p.done:
 			case <-ctx.Done():
 			}
 			cancel()
@@ -214,6 +265,8 @@ func (c *Client) keep(p *Path, pd PathDialer, slot int, pc *pconn) {
 		s.log.Debug("redial path", "path", p.info.Name, "err", err)
 		select {
 		case <-s.done:
+			return
+		case <-p.done:
 			return
 		case <-time.After(backoff):
 		}

@@ -52,10 +52,12 @@ type Path struct {
 	mu    sync.Mutex
 	conns []*pconn
 
-	up     atomic.Bool
-	rate   atomic.Uint64 // bytes/s estimate, float64 bits
-	srtt   atomic.Int64  // ns, best live connection
-	closed atomic.Bool
+	up        atomic.Bool
+	rate      atomic.Uint64 // bytes/s estimate, float64 bits
+	srtt      atomic.Int64  // ns, best live connection
+	closed    atomic.Bool
+	done      chan struct{} // closed when the path is closed
+	closeOnce sync.Once
 
 	// BytesSent and BytesReceived count shard bytes (headers included).
 	BytesSent, BytesReceived atomic.Uint64
@@ -72,6 +74,7 @@ func newPath(s *Session, info PathInfo) *Path {
 		info:      info,
 		queue:     make(chan shardJob, 1024),
 		urgentSig: make(chan struct{}, 1),
+		done:      make(chan struct{}),
 	}
 	p.rate.Store(math.Float64bits(1 << 20))
 	return p
@@ -243,6 +246,7 @@ func (p *Path) popUrgent() (shardJob, bool) {
 
 // close ends every connection of the path.
 func (p *Path) close(tellPeer bool) {
+	p.closeOnce.Do(func() { close(p.done) })
 	p.mu.Lock()
 	p.closed.Store(true)
 	conns := append([]*pconn(nil), p.conns...)

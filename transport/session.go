@@ -188,8 +188,16 @@ func (s *Session) pathList() []*Path {
 	return nil
 }
 
-// path returns the path named name, creating it.
+// path returns the path named name, creating it. When the session has
+// maxPaths already, a path whose connections have all gone (an interface
+// that vanished) makes room.
 func (s *Session) path(info PathInfo) (*Path, error) {
+	var evicted *Path
+	defer func() {
+		if evicted != nil {
+			evicted.close(false) // outside s.mu: closing takes it
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closeErr != nil {
@@ -198,6 +206,18 @@ func (s *Session) path(info PathInfo) (*Path, error) {
 	for _, p := range s.paths {
 		if p.info.Name == info.Name {
 			return p, nil
+		}
+	}
+	if len(s.paths) >= maxPaths {
+		for i, old := range s.paths {
+			old.mu.Lock()
+			idle := len(old.conns) == 0
+			old.mu.Unlock()
+			if idle {
+				s.paths = append(s.paths[:i:i], s.paths[i+1:]...)
+				evicted = old
+				break
+			}
 		}
 	}
 	if len(s.paths) >= maxPaths {

@@ -23,3 +23,41 @@ func TestEchoTwoPaths(t *testing.T) {
 }
 
 var _ = emu.Link{}
+
+// TestAddRemovePath adds a path to a running session and removes the
+// first one in the middle of a transfer, as hot-plug does.
+func TestAddRemovePath(t *testing.T) {
+	ts := newTestServer(t, Config{}, nil)
+	c := dialClient(t, Config{M: 1}, []PathDialer{dialerTo("a", ts.addr(), ts.pin)})
+	if err := c.AddPath(dialerTo("b", ts.addr(), ts.pin)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddPath(dialerTo("b", ts.addr(), ts.pin)); err == nil {
+		t.Fatal("a second path b was accepted")
+	}
+	if !eventually(5*time.Second, func() bool { return len(c.Paths()) == 2 && c.Paths()[1].Up() }) {
+		t.Fatal("path b never came up")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	f, err := c.OpenFlow(ctx, []byte{1, 127, 0, 0, 1, 0, 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		transfer(t, f, 16<<20, 3)
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if err := c.RemovePath("a"); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if n := len(c.Paths()); n != 1 || c.Paths()[0].Name() != "b" {
+		t.Fatalf("paths after removing a: %d", n)
+	}
+	if err := c.RemovePath("a"); err == nil {
+		t.Fatal("removing a twice succeeded")
+	}
+}

@@ -154,6 +154,10 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 		}
 	}
 	for _, arg := range o.paths {
+		if strings.TrimSpace(arg) == "auto" {
+			cfg.AutoPaths = true // one path per usable interface, following hot-plug
+			continue
+		}
 		p, err := parsePath(arg)
 		if err != nil {
 			return client.Config{}, err

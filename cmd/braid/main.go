@@ -31,6 +31,7 @@ Usage:
                [--fec K,M] [--grace DURATION] [--config FILE] [--log-level LEVEL]
   braid demo   [--socks HOST:PORT] [--duration D] [--log-level LEVEL]
   braid status [--client HOST:PORT] [--json]
+  braid bench  [--scenario NAME|FILE --out DIR] [--duration D] [--systems A,B,...] [--seed N] [--list]
   braid help
 
 Commands:
@@ -39,6 +40,7 @@ Commands:
   client  run the local SOCKS5 proxy
   demo    run a concentrator, three emulated paths and a client on loopback
   status  show a running client's paths: state, RTT, loss, rate, bytes, cost
+  bench   compare braid's policies with baselines over emulated paths; report and plots
   help    print this text
 
 Flags given on the command line win over the --config file (TOML, same names
@@ -73,6 +75,8 @@ func run(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
 		return runDemo(rest, stdout, stderr, sig)
 	case "status":
 		return runStatus(rest, stdout, stderr)
+	case "bench":
+		return runBench(rest, stdout, stderr, sig)
 	default:
 		fmt.Fprintf(stderr, "braid: unknown command %q (run 'braid help')\n", cmd)
 		return 2
@@ -139,7 +143,9 @@ Runs the local SOCKS5 proxy. Each --path is one network path:
          medium=ethernet|wifi|cellular|satellite|other, operator=own|partner
 e.g. --path fiber=192.168.1.10,price=0.1,medium=ethernet
      --path lte=dev:wwan0,price=3,medium=cellular,operator=partner,conns=2
-Without --path, one path follows the default route. In a --config file a
+--path auto makes one path per usable network interface (up, with an
+address and a route), named after it, and follows interfaces as they come
+and go. Without --path, one path follows the default route. In a --config file a
 path is a [[path]] table with name and spec, or name and the keys above.
 `,
 	"status": `Usage: braid status [--client HOST:PORT] [--json]

@@ -1,0 +1,88 @@
+package client
+
+import (
+	"context"
+	"fmt"
+
+	"braid/internal/ifwatch"
+	"braid/internal/netx"
+	"braid/transport"
+)
+
+// autoPaths turns network interfaces into paths and follows them as they
+// come and go (--path auto).
+type autoPaths struct {
+	cfg     *Config
+	events  <-chan ifwatch.Event
+	cancel  context.CancelFunc
+	initial []transport.PathDialer
+}
+
+func startAutoPaths(cfg *Config) (*autoPaths, error) {
+	taken := map[string]bool{}
+	for _, p := range cfg.Paths {
+		taken[p.Name] = true
+		if p.Bind.Device != "" {
+			taken[p.Bind.Device] = true
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	events, err := ifwatch.Watch(ctx, func(i ifwatch.Interface) bool { return !taken[i.Name] })
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("watch network interfaces: %w", err)
+	}
+	a := &autoPaths{cfg: cfg, events: events, cancel: cancel}
+	first, ok := <-events // the watcher lists every interface first
+	if !ok {
+		cancel()
+		return nil, fmt.Errorf("watch network interfaces: stopped")
+	}
+	for _, i := range first.Added {
+		a.initial = append(a.initial, a.dialer(i))
+	}
+	return a, nil
+}
+
+func (a *autoPaths) dialer(i ifwatch.Interface) transport.PathDialer {
+	medium := i.Medium
+	if _, ok := Media[medium]; !ok {
+		medium = "other"
+	}
+	return a.cfg.pathDialer(PathConfig{Name: i.Name, Bind: netx.Bind{Device: i.Name}, Conns: 1,
+		Medium: medium, Operator: "own"})
+}
+
+// follow adds and removes paths as interfaces change, until stop.
+func (a *autoPaths) follow(sess *transport.Client) {
+	log := a.cfg.Logger
+	for ev := range a.events {
+		for _, i := range ev.Removed {
+			if err := sess.RemovePath(i.Name); err == nil {
+				log.Info("interface gone: path closed", "path", i.Name)
+			}
+		}
+		for _, i := range ev.Changed {
+			// New addresses: reconnect from them.
+			sess.RemovePath(i.Name)
+			if err := sess.AddPath(a.dialer(i)); err != nil {
+				log.Warn("interface changed: path not re-added", "path", i.Name, "err", err)
+			} else {
+				log.Info("interface changed: path reconnecting", "path", i.Name)
+			}
+		}
+		for _, i := range ev.Added {
+			if err := sess.AddPath(a.dialer(i)); err != nil {
+				log.Warn("new interface: path not added", "path", i.Name, "err", err)
+			} else {
+				log.Info("new interface: path added", "path", i.Name, "medium", i.Medium)
+			}
+		}
+	}
+}
+
+func (a *autoPaths) stop() {
+	a.cancel()
+	for range a.events { // drain until the watcher closes it
+	}
+}

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"braid/bench"
+)
+
+func init() {
+	commandHelp["bench"] = `Usage: braid bench --scenario NAME|FILE --out DIR [--duration D] [--systems A,B,...] [--seed N]
+       braid bench --list
+       braid bench                 (a short tour: two small scenarios, a few seconds each)
+
+Runs a scenario: emulated provider paths on loopback, workloads through each
+system in turn (braid under each policy, quic-direct, and the computed
+limit), and writes DIR/results.json, DIR/report.md and PNG plots. A scenario
+is a built-in name (see --list) or a TOML file; docs/BENCH.md describes both
+and every metric. Progress goes to stderr, a summary to stdout.
+Systems: weighted, minrtt, roundrobin, duplicate, single:PATH (braid
+policies; POLICY@PATH+PATH runs braid over only those paths), quic-direct
+(one quic-go connection over the best path, or quic-direct@PATH) and limit.
+`
+}
+
+type benchOpts struct {
+	scenario, out, systems, traces string
+	duration                       time.Duration
+	seed                           int64
+	list                           bool
+}
+
+func benchFlags(o *benchOpts) *flag.FlagSet {
+	fs := newFlagSet("bench")
+	fs.StringVar(&o.scenario, "scenario", "", "`NAME|FILE`: a built-in scenario (see --list) or a TOML file")
+	fs.StringVar(&o.out, "out", "", "`DIR` for results.json, report.md and the plots (created if needed)")
+	fs.DurationVar(&o.duration, "duration", 0, "run each system for `D` instead of the scenario's duration")
+	fs.StringVar(&o.systems, "systems", "", "comma-separated `LIST` of systems instead of the scenario's")
+	fs.Func("seed", "emulator and workload seed `N` instead of the scenario's", func(v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return errors.New("not an integer")
+		}
+		o.seed = n
+		return nil
+	})
+	fs.StringVar(&o.traces, "traces", bench.DefaultTracesDir, "`DIR` where trace and schedule files are looked for")
+	fs.BoolVar(&o.list, "list", false, "list the built-in scenarios")
+	return fs
+}
+
+// tour is what `braid bench` with no scenario runs: short and small.
+var tour = []struct {
+	scenario string
+	duration time.Duration
+	systems  []string
+}{
+	{"hetero", 5 * time.Second, []string{"weighted", "quic-direct", "limit"}},
+	{"failover", 8 * time.Second, []string{"weighted", "quic-direct", "limit"}},
+}
+
+func runBench(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
+	var o benchOpts
+	fs := benchFlags(&o)
+	failed := func(err error) int { return fail(stdout, stderr, "bench", fs, err) }
+	if err := parseFlags(fs, args); err != nil {
+		return failed(err)
+	}
+	set := setFlags(fs)
+	if o.list {
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		for _, b := range bench.Builtin() {
+			fmt.Fprintf(tw, "%s\t%s\n", b[0], b[1])
+		}
+		tw.Flush()
+		return 0
+	}
+	if o.duration < 0 || (set["duration"] && o.duration == 0) {
+		return failed(badf("--duration", "must be > 0"))
+	}
+	var systems []string
+	if o.systems != "" {
+		for _, s := range strings.Split(o.systems, ",") {
+			systems = append(systems, strings.TrimSpace(s))
+		}
+	}
+	opt := bench.Options{Duration: o.duration, Systems: systems, Progress: stderr}
+	if set["seed"] {
+		opt.Seed = &o.seed
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		select {
+		case <-sig:
+			cancel()
+		case <-stopped:
+		}
+	}()
+
+	lopt := bench.LoadOptions{TracesDir: o.traces}
+	if o.scenario == "" {
+		if set["systems"] || set["duration"] {
+			return failed(badf("--scenario", "is required with --systems or --duration"))
+		}
+		out := o.out
+		if out == "" {
+			d, err := os.MkdirTemp("", "braid-bench-tour-")
+			if err != nil {
+				return failed(err)
+			}
+			out = d
+		}
+		fmt.Fprintf(stdout, "A short tour of braid bench: two small scenarios, a few seconds each.\n"+
+			"Run 'braid bench --list' for all scenarios, 'braid bench -h' for the flags.\n\n")
+		for _, t := range tour {
+			o := opt
+			o.Duration, o.Systems = t.duration, t.systems
+			if code := benchOne(ctx, t.scenario, filepath.Join(out, t.scenario), lopt, o, stdout, failed); code != 0 {
+				return code
+			}
+		}
+		return 0
+	}
+	if o.out == "" {
+		return failed(badf("--out", "is required with --scenario"))
+	}
+	return benchOne(ctx, o.scenario, o.out, lopt, opt, stdout, failed)
+}
+
+func benchOne(ctx context.Context, scenario, out string, lopt bench.LoadOptions, opt bench.Options,
+	stdout io.Writer, failed func(error) int) int {
+	sc, err := bench.Load(scenario, lopt)
+	if err != nil {
+		return failed(&usageError{"", err.Error()})
+	}
+	if _, err := sc.With(opt); err != nil {
+		return failed(badf("", "scenario %s: %v", sc.Name, err))
+	}
+	res, err := bench.Run(ctx, sc, opt)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return failed(errors.New("interrupted"))
+		}
+		return failed(err)
+	}
+	files, err := bench.Write(out, res)
+	if err != nil {
+		return failed(err)
+	}
+	fmt.Fprintf(stdout, "%s: %v per system, seed %d\n", res.Scenario, time.Duration(res.DurationS*float64(time.Second)), res.Seed)
+	bench.Summary(stdout, res)
+	fmt.Fprintf(stdout, "wrote %s: %s\n\n", out, strings.Join(files, ", "))
+	return 0
+}
