@@ -46,6 +46,7 @@ func Start(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	cfg.Transport.Logger = cfg.Logger
+	cfg.stun = &stunWatch{}
 	var pds []transport.PathDialer
 	for _, p := range cfg.Paths {
 		pds = append(pds, cfg.pathDialer(p))
@@ -120,13 +121,15 @@ func (cfg *Config) pathDialer(p PathConfig) transport.PathDialer {
 		Info: transport.PathInfo{Name: p.Name, Medium: Media[p.Medium],
 			Operator: Operators[p.Operator], PriceGB: p.PriceGB},
 		Conns: p.Conns,
-		Dial:  dialer(p.Bind, srv, cfg.Pin),
+		Dial: dialer(p.Bind, srv, cfg.Pin, func(tr *quic.Transport, qc *quic.Conn, raddr net.Addr) {
+			cfg.stun.watch(p.Name, tr, qc, raddr, cfg.STUNInterval, cfg.Logger)
+		}),
 	}
 }
 
 // dialer opens one QUIC connection over a path: its own UDP socket bound
 // as the path says, to the path's concentrator address.
-func dialer(bind netx.Bind, server string, pin [32]byte) func(context.Context) (*quic.Conn, error) {
+func dialer(bind netx.Bind, server string, pin [32]byte, onConn func(*quic.Transport, *quic.Conn, net.Addr)) func(context.Context) (*quic.Conn, error) {
 	return func(ctx context.Context) (*quic.Conn, error) {
 		network := "udp"
 		if bind.IP.IsValid() {
@@ -158,6 +161,9 @@ func dialer(bind netx.Bind, server string, pin [32]byte) func(context.Context) (
 			udp.Close()
 			return nil, err
 		}
+		if onConn != nil {
+			onConn(tr, qc, raddr)
+		}
 		go func() {
 			<-qc.Context().Done()
 			tr.Close()
@@ -180,7 +186,7 @@ func (c *Client) StatusAddr() net.Addr {
 
 // Status returns what the client knows about its paths and flows.
 func (c *Client) Status() status.Client {
-	return status.Client{Paths: status.SessionPaths(c.sess.Session, nil), Flows: c.sess.NumFlows()}
+	return status.Client{Paths: status.SessionPaths(c.sess.Session, c.cfg.stun.mapped), Flows: c.sess.NumFlows()}
 }
 
 // Session returns the client's transport session.

@@ -45,8 +45,13 @@ type Config struct {
 	// ConnectTimeout bounds waiting for the concentrator to reach a
 	// destination (default 20 s).
 	ConnectTimeout time.Duration
+	// STUNInterval is how often each connection asks the concentrator for
+	// its public address (default 10 s).
+	STUNInterval time.Duration
 	// Logger receives the client's logs; nil discards them.
 	Logger *slog.Logger
+
+	stun *stunWatch // set by Start
 }
 
 // PathConfig is one network path: where its sockets are bound, which
@@ -106,6 +111,9 @@ func (c *Config) Fill() {
 	}
 	if c.ConnectTimeout == 0 {
 		c.ConnectTimeout = 20 * time.Second
+	}
+	if c.STUNInterval == 0 {
+		c.STUNInterval = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

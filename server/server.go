@@ -20,6 +20,7 @@ import (
 	"braid/internal/relay"
 	"braid/internal/socks5"
 	"braid/internal/status"
+	"braid/internal/stunx"
 	"braid/transport"
 )
 
@@ -86,8 +87,14 @@ func Start(cfg Config) (*Server, error) {
 		}()
 	}
 	s.log.Info("concentrator listening", "addr", udp.LocalAddr().String())
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.serve()
+	go func() {
+		// STUN on the QUIC socket: each client path learns its public
+		// address from the concentrator itself.
+		defer s.wg.Done()
+		stunx.Serve(s.ctx, s.tr, s.log)
+	}()
 	return s, nil
 }
 

@@ -273,6 +273,19 @@ func (r *Relay) lookup(client netip.AddrPort) *mapping {
 	return m
 }
 
+// Rebind forgets every client mapping, as a NAT that loses its state (or a
+// provider handover) does: each client's next packet reaches the target
+// from a new source port, and replies to the old port are lost.
+func (r *Relay) Rebind() {
+	r.mu.Lock()
+	old := r.clients
+	r.clients = make(map[netip.AddrPort]*mapping, len(old))
+	r.mu.Unlock()
+	for _, m := range old {
+		m.conn.Close() // its reader ends on net.ErrClosed
+	}
+}
+
 // janitor expires idle client mappings.
 func (r *Relay) janitor() {
 	defer r.wg.Done()

@@ -696,3 +696,36 @@ func TestStatusPages(t *testing.T) {
 		t.Error("status lacks flows")
 	}
 }
+
+// TestRebinding changes the only path's source port in the middle of a
+// transfer, as a NAT that loses its state does: STUN notices the new
+// public address and the flow survives, byte for byte.
+func TestRebinding(t *testing.T) {
+	w := newWorld(t, options{links: threeLinks()[:1], stunEvery: 200 * time.Millisecond})
+	mapped := func() string {
+		for _, p := range w.cli.Status().Paths {
+			if p.MappedAddr != nil {
+				return *p.MappedAddr
+			}
+		}
+		return ""
+	}
+	var before string
+	deadline := time.Now().Add(10 * time.Second)
+	for before = mapped(); before == "" && time.Now().Before(deadline); before = mapped() {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if before == "" {
+		t.Fatal("no mapped address from STUN")
+	}
+	transferWhile(t, w, 16<<20, func() { w.relays[0].Rebind() })
+	deadline = time.Now().Add(10 * time.Second)
+	for mapped() == before && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if after := mapped(); after == before {
+		t.Fatalf("mapped address still %s after the rebinding", before)
+	} else {
+		t.Logf("mapped address %s -> %s", before, after)
+	}
+}

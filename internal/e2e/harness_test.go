@@ -44,6 +44,7 @@ type options struct {
 	pin       *[32]byte
 	private   bool
 	status    string // status address of both ends, "" for none
+	stunEvery time.Duration
 	handler   func(net.Conn)
 }
 
@@ -102,7 +103,7 @@ func newWorld(t *testing.T, o options) *world {
 	defer cancel()
 	cli, err := client.Start(ctx, client.Config{
 		Pin: pin, Token: tok, SOCKS: "127.0.0.1:0", Paths: paths, Status: o.status,
-		Transport: o.transport, Logger: logger(t),
+		Transport: o.transport, Logger: logger(t), STUNInterval: o.stunEvery,
 	})
 	if err != nil {
 		t.Fatal(err)
