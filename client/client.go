@@ -122,7 +122,16 @@ func (cfg *Config) pathDialer(p PathConfig) transport.PathDialer {
 			Operator: Operators[p.Operator], PriceGB: p.PriceGB},
 		Conns: p.Conns,
 		Dial: dialer(p.Bind, srv, cfg.Pin, func(tr *quic.Transport, qc *quic.Conn, raddr net.Addr) {
-			cfg.stun.watch(p.Name, tr, qc, raddr, cfg.STUNInterval, cfg.Logger)
+			stunServer := raddr
+			if p.STUN != "" {
+				a, err := net.ResolveUDPAddr(raddr.Network(), p.STUN)
+				if err != nil {
+					cfg.Logger.Warn("stun server", "path", p.Name, "err", err)
+					return
+				}
+				stunServer = a
+			}
+			cfg.stun.watch(p.Name, tr, qc, stunServer, cfg.STUNInterval, cfg.Logger)
 		}),
 	}
 }

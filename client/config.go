@@ -72,6 +72,10 @@ type PathConfig struct {
 	Medium string
 	// Operator is own or partner.
 	Operator string
+	// STUN is a STUN server HOST:PORT to learn the path's public address
+	// from; empty means the concentrator, which answers STUN on its QUIC
+	// port.
+	STUN string
 }
 
 // ConfigError names the field that is wrong and why.
@@ -178,6 +182,11 @@ func (c *Config) Validate() error {
 		}
 		if _, _, err := net.SplitHostPort(srv); err != nil {
 			return &ConfigError{field, fmt.Sprintf("server %q is not HOST:PORT", srv)}
+		}
+		if p.STUN != "" {
+			if _, _, err := net.SplitHostPort(p.STUN); err != nil {
+				return &ConfigError{field, fmt.Sprintf("stun %q is not HOST:PORT", p.STUN)}
+			}
 		}
 		if p.Bind.Device != "" && !netx.InterfaceExists(p.Bind.Device) {
 			return &ConfigError{field, fmt.Sprintf("interface %q does not exist", p.Bind.Device)}

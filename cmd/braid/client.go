@@ -56,6 +56,7 @@ type pathTable struct {
 	Price    float64 `toml:"price"`
 	Medium   string  `toml:"medium"`
 	Operator string  `toml:"operator"`
+	STUN     string  `toml:"stun"`
 }
 
 const defaultSOCKS = "127.0.0.1:1080"
@@ -295,6 +296,7 @@ func pathFromTable(i int, t pathTable) (client.PathConfig, error) {
 	}
 	add("medium", t.Medium)
 	add("operator", t.Operator)
+	add("stun", t.STUN)
 	return buildPath(t.Name, field, kvs)
 }
 
@@ -355,8 +357,13 @@ func buildPath(name, field string, kvs [][2]string) (client.PathConfig, error) {
 				return p, badf(field, "operator %q is not own or partner", v)
 			}
 			p.Operator = op
+		case "stun":
+			if _, _, err := net.SplitHostPort(v); err != nil {
+				return p, badf(field, "stun %q is not HOST:PORT", v)
+			}
+			p.STUN = v
 		default:
-			return p, badf(field, "unknown key %q (want ip, dev, server, conns, price, medium or operator)", k)
+			return p, badf(field, "unknown key %q (want ip, dev, server, conns, price, medium, operator or stun)", k)
 		}
 	}
 	return p, nil

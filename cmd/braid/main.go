@@ -140,7 +140,9 @@ Runs the local SOCKS5 proxy. Each --path is one network path:
   SPEC = BIND[,KEY=VALUE...]
   BIND = an IP address (192.168.1.10), ip:ADDR, dev:IFNAME or any
   KEY  = ip (with dev:), server=HOST:PORT, conns=N (1..16), price=USD_PER_GB,
-         medium=ethernet|wifi|cellular|satellite|other, operator=own|partner
+         medium=ethernet|wifi|cellular|satellite|other, operator=own|partner,
+         stun=HOST:PORT (a public STUN server to learn the path's public
+         address from, instead of the concentrator)
 e.g. --path fiber=192.168.1.10,price=0.1,medium=ethernet
      --path lte=dev:wwan0,price=3,medium=cellular,operator=partner,conns=2
 --path auto makes one path per usable network interface (up, with an

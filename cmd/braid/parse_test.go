@@ -47,6 +47,8 @@ func TestParsePath(t *testing.T) {
 		{arg: "w=any, medium=WiFi , operator=own", want: client.PathConfig{Name: "w", Medium: "wifi", Operator: "own"}},
 		{arg: "s=any,medium=satellite,price=0", want: client.PathConfig{Name: "s", Medium: "satellite"}},
 		{arg: "o=any,medium=other", want: client.PathConfig{Name: "o", Medium: "other"}},
+		{arg: "n=any,stun=stun.example.net:3478", want: client.PathConfig{Name: "n", STUN: "stun.example.net:3478"}},
+		{arg: "n=any,stun=nope", wantErr: `--path n: stun "nope" is not HOST:PORT`},
 
 		{arg: "noequals", wantErr: `--path: "noequals" is not NAME=SPEC`},
 		{arg: "=127.0.0.1", wantErr: `--path: "=127.0.0.1" has no name before =`},
