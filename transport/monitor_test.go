@@ -143,9 +143,19 @@ func TestMonitorOutage(t *testing.T) {
 		t.Fatal("path never up")
 	}
 	relay.SetBroken(true)
-	if !eventually(2*time.Second, func() bool { return p.Stats().State == StateDown }) {
+	broke := time.Now()
+	var degraded time.Duration
+	if !eventually(2*time.Second, func() bool {
+		st := p.Stats().State
+		if st != StateUp && degraded == 0 {
+			degraded = time.Since(broke)
+		}
+		return st == StateDown
+	}) {
 		t.Fatalf("path %v two seconds into an outage", p.Stats().State)
 	}
+	t.Logf("20 ms RTT path: suspect after %v, down after %v (limit max(200 ms, 3 SRTT + 100 ms))",
+		degraded.Round(time.Millisecond), time.Since(broke).Round(time.Millisecond))
 	relay.SetBroken(false)
 	// Back up only after the hold-down (UpAfter, 1 s by default).
 	time.Sleep(300 * time.Millisecond)
