@@ -3,6 +3,9 @@ package client
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 
 	"braid/internal/ifwatch"
 	"braid/internal/netx"
@@ -44,7 +47,28 @@ func startAutoPaths(cfg *Config) (*autoPaths, error) {
 	return a, nil
 }
 
+// strictRPFilter reports whether Linux's strict reverse-path filter is on
+// for an interface: it drops replies that arrive on an interface other than
+// the one the route back would use, which is every path but one when all
+// paths reach the same concentrator address. The effective value is the
+// larger of "all" and the interface's own.
+func strictRPFilter(ifname string) bool {
+	read := func(name string) int {
+		b, err := os.ReadFile("/proc/sys/net/ipv4/conf/" + name + "/rp_filter")
+		if err != nil {
+			return 0
+		}
+		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return n
+	}
+	return max(read("all"), read(ifname)) == 1
+}
+
 func (a *autoPaths) dialer(i ifwatch.Interface) transport.PathDialer {
+	if strictRPFilter(i.Name) {
+		a.cfg.Logger.Warn("strict reverse-path filtering on this interface may drop the concentrator's replies; "+
+			"set net.ipv4.conf.all.rp_filter and this interface's to 2 (loose)", "path", i.Name)
+	}
 	medium := i.Medium
 	if _, ok := Media[medium]; !ok {
 		medium = "other"

@@ -360,7 +360,12 @@ func (r *reader) dispatch(c *codec, b []byte, from net.Addr, at time.Time) {
 		return
 	}
 	p := w.p
-	if addrPortOf(from) != p.serverAP {
+	// The port must be the server's; the address may differ: a concentrator
+	// with several addresses answers on the same socket, and the kernel
+	// picks the reply's source address from its routes (quic-go's WriteTo
+	// cannot choose it). The 96-bit transaction id is what authenticates
+	// the answer.
+	if addrPortOf(from).Port() != p.serverAP.Port() {
 		p.Stats.Ignored.Add(1)
 		return
 	}
