@@ -59,6 +59,6 @@ func (s *Server) checkHandshake(remote string) {
 	closed := s.closed
 	s.mu.Unlock()
 	if !ok && !closed {
-		s.log.Warn("refused by client: TLS handshake not completed (does its --pin match this concentrator's key?)", "remote", remote)
+		s.log.Warn("client did not complete the TLS handshake: a wrong --pin, or its packets stopped arriving", "remote", remote)
 	}
 }

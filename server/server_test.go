@@ -105,11 +105,11 @@ func TestRefusalsLogged(t *testing.T) {
 		t.Fatal("bad pin accepted")
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(logs.String(), "not completed") && time.Now().Before(deadline) {
+	for !strings.Contains(logs.String(), "did not complete") && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	out := logs.String()
-	for _, want := range []string{"refused client: bad token", "TLS handshake not completed"} {
+	for _, want := range []string{"refused client: bad token", "did not complete the TLS handshake"} {
 		if strings.Count(out, want) != 1 {
 			t.Errorf("want one log line with %q, got:\n%s", want, out)
 		}
