@@ -107,6 +107,9 @@ type monitor struct {
 	nrecv   int
 	deliver float64 // bytes/s, max over the last 2 s of 250 ms spans
 	current float64 // bytes/s over the latest 250 ms span
+	// In flight: what quic-go sent, less what the peer had received half
+	// a round trip ago and what was declared lost.
+	peerRecv, sentBytes, lostBytes uint64
 }
 
 type recvSample struct {
@@ -130,6 +133,7 @@ func (m *monitor) onPong(now, rtt time.Duration, received uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.addRTT(rtt)
+	m.peerRecv = received
 	m.recv[m.nrecv%len(m.recv)] = recvSample{at: now, bytes: received}
 	m.nrecv++
 	// For every sample of the last 2 s, the rate since the latest sample
@@ -188,6 +192,7 @@ func (m *monitor) onTick(now time.Duration, sent, lost, bytesSent, bytesLost, cw
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.cwnd = cwnd
+	m.sentBytes, m.lostBytes = bytesSent, bytesLost
 	cur := sample{at: now, sent: sent, lost: lost, bytesSent: bytesSent, bytesLost: bytesLost}
 	m.hist[m.nhist%len(m.hist)] = cur
 	m.nhist++
@@ -204,7 +209,7 @@ type connStats struct {
 	state                     State
 	srtt, minRTT, p99, jitter time.Duration
 	loss, delivery, current   float64
-	cwnd                      uint64
+	cwnd, inFlight            uint64
 }
 
 func (m *monitor) snapshot() connStats {
@@ -212,6 +217,9 @@ func (m *monitor) snapshot() connStats {
 	defer m.mu.Unlock()
 	s := connStats{state: m.sm.state, srtt: m.srtt, minRTT: m.minRTT, jitter: m.jitter,
 		loss: m.loss, delivery: m.deliver, current: m.current, cwnd: m.cwnd}
+	if m.peerRecv > 0 && m.sentBytes > m.peerRecv+m.lostBytes {
+		s.inFlight = m.sentBytes - m.peerRecv - m.lostBytes
+	}
 	if m.sm.suspect && s.state == StateUp {
 		s.state = StateDegraded
 	}
@@ -244,8 +252,10 @@ type PathStats struct {
 	// payload); SpareBps what it delivered less than that recently (an
 	// estimate of room left).
 	DeliveryBps, SpareBps float64
-	// CwndBytes sums the connections' congestion windows.
-	CwndBytes uint64
+	// CwndBytes sums the connections' congestion windows; InFlightBytes
+	// estimates the bytes sent and not yet received (sent, less what the
+	// peer reported received and what was lost).
+	CwndBytes, InFlightBytes uint64
 	// BytesSent and BytesReceived count shard bytes, headers included.
 	BytesSent, BytesReceived uint64
 }
@@ -271,6 +281,7 @@ func (p *Path) Stats() PathStats {
 		st.DeliveryBps += cs.delivery * 8
 		current += cs.current * 8
 		st.CwndBytes += cs.cwnd
+		st.InFlightBytes += cs.inFlight
 		w := max(cs.delivery, 1)
 		lossW += cs.loss * w
 		weight += w
