@@ -1,7 +1,13 @@
 // Package bench measures braid against baselines on emulated provider
-// paths. bench/emu is the link emulator shared with the tests and the demo.
+// paths: it is `braid bench`. A Scenario (scenario.go, shipped ones in
+// scenarios/) names the paths, the workloads, the SLA and the systems;
+// Run (run.go) sets each system up in turn over fresh emulators
+// (system.go), drives the workloads (workload.go) and measures; Write
+// puts out results.json, report.md and the plots (report.go, plot.go).
+// docs/BENCH.md describes the format and every metric. bench/emu is the
+// link emulator shared with the tests and the demo.
 //
-// This file holds the loopback measurement: the CPU ceiling of the
+// This file holds the fixed-size loopback measurement: the CPU ceiling of the
 // machine, braid's whole chain (SOCKS client -> braid client -> loopback
 // QUIC paths -> concentrator -> destination) beside one raw quic-go stream
 // moving the same bytes.
@@ -10,12 +16,10 @@ package bench
 import (
 	"context"
 	"crypto/tls"
-
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
-	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -41,12 +45,6 @@ type Result struct {
 func (r Result) String() string {
 	return fmt.Sprintf("%-16s %8.1f Mbit/s %6.2f CPU-s/GB (%d bytes in %v)",
 		r.System, r.Goodput/1e6, r.CPUPerGB, r.Bytes, r.Elapsed.Round(time.Millisecond))
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func measure(system string, n int64, run func() error) (Result, error) {

@@ -1,0 +1,316 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"braid/bench/emu"
+)
+
+// Write puts results.json, report.md and the plots into dir (created if
+// needed) and returns the names of the files written.
+func Write(dir string, res *Results) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	js, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(js, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	files := []string{"results.json"}
+	plots, err := WritePlots(dir, res)
+	if err != nil {
+		return files, fmt.Errorf("plots: %w", err)
+	}
+	var md strings.Builder
+	WriteReport(&md, res, plots)
+	if err := os.WriteFile(filepath.Join(dir, "report.md"), []byte(md.String()), 0o644); err != nil {
+		return files, err
+	}
+	return append(append(files, "report.md"), plots...), nil
+}
+
+// metric is one column of the report.
+type metric struct {
+	head   string
+	get    func(*SystemResult) *float64
+	format string
+	// higher is better (goodput); otherwise lower is (latency).
+	higher bool
+	// ratios: whether ratios to best and limit mean anything.
+	ratios bool
+}
+
+func f64(p *int64) *float64 {
+	if p == nil {
+		return nil
+	}
+	v := float64(*p)
+	return &v
+}
+
+func scaled(p *float64, k float64) *float64 {
+	if p == nil {
+		return nil
+	}
+	v := *p * k
+	return &v
+}
+
+var reportMetrics = []metric{
+	{"goodput Mbit/s", func(s *SystemResult) *float64 { return scaled(s.GoodputBps, 1e-6) }, "%.1f", true, true},
+	{"efficiency", func(s *SystemResult) *float64 { return s.Efficiency }, "%.2f", true, true},
+	{"max stall ms", func(s *SystemResult) *float64 { return s.MaxStallMs }, "%.0f", false, true},
+	{"bytes lost", func(s *SystemResult) *float64 { return f64(s.BytesLost) }, "%.0f", false, false},
+	{"rr p50 ms", func(s *SystemResult) *float64 { return s.RRP50Ms }, "%.1f", false, true},
+	{"rr p99 ms", func(s *SystemResult) *float64 { return s.RRP99Ms }, "%.1f", false, true},
+	{"block p99 ms", func(s *SystemResult) *float64 { return s.BlockP99Ms }, "%.1f", false, true},
+	{"cost $/GB", func(s *SystemResult) *float64 { return s.CostUSDPerGB }, "%.2f", false, true},
+	{"SLA ok", func(s *SystemResult) *float64 { return s.SLAOKFraction }, "%.2f", true, true},
+	{"CPU s/GB", func(s *SystemResult) *float64 { return s.CPUSPerGB }, "%.2f", false, true},
+	{"peak RSS MiB", func(s *SystemResult) *float64 { return scaled(f64(s.PeakRSSBytes), 1.0/(1<<20)) }, "%.0f", false, true},
+}
+
+// WriteReport writes report.md: the scenario, then the systems side by
+// side, each figure with its ratio to the best system and to the limit.
+func WriteReport(w io.Writer, res *Results, plots []string) {
+	sc := res.Scn
+	fmt.Fprintf(w, "# braid bench: %s\n\n", res.Scenario)
+	if sc.Description != "" {
+		fmt.Fprintf(w, "%s.\n\n", strings.TrimSuffix(sc.Description, "."))
+	}
+	fmt.Fprintf(w, "%s of workloads, the first %s left out as warm-up; seed %d. Systems ran one after another, each over freshly emulated paths with the same seeds.\n\n",
+		sc.Duration, sc.Warmup, res.Seed)
+
+	fmt.Fprintln(w, "| path | down | up | RTT | loss | price $/GB | operator | medium | conns |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	for _, p := range sc.Paths {
+		if !p.Emulated {
+			fmt.Fprintf(w, "| %s | loopback | loopback | - | - | %.2f | %s | %s | %d |\n", p.Name, p.PriceGB, p.Operator, p.Medium, p.Conns)
+			continue
+		}
+		loss := fmt.Sprintf("%.2g%%", p.Down.Loss*100)
+		if p.Down.GE != nil {
+			loss += fmt.Sprintf(" + bursts (%.2g%% mean)", p.Down.GE.LossRate()*100)
+		}
+		var extra []string
+		if len(p.Down.Outages) > 0 {
+			extra = append(extra, fmt.Sprintf("%d outage(s)", len(p.Down.Outages)))
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %.2f | %s | %s | %d |\n", p.Name, linkRate(p.Down), linkRate(p.Up),
+			(p.Up.Delay + p.Down.Delay).Round(time.Millisecond), loss+strings.Join(extra, ", "), p.PriceGB, p.Operator, p.Medium, p.Conns)
+	}
+	fmt.Fprintln(w)
+	if len(sc.Events) > 0 {
+		for _, e := range sc.Events {
+			what := "restored"
+			if e.Kill {
+				what = "killed"
+			}
+			fmt.Fprintf(w, "- t=%v: path %s %s\n", e.At, e.Path, what)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, wl := range sc.Workloads {
+		fmt.Fprintf(w, "- workload: %s\n", describeWorkload(wl))
+	}
+	if sc.SLA != nil {
+		var parts []string
+		if sc.SLA.MinGoodputBps > 0 {
+			parts = append(parts, fmt.Sprintf("goodput >= %.1f Mbit/s", sc.SLA.MinGoodputBps/1e6))
+		}
+		if sc.SLA.P99Latency > 0 {
+			parts = append(parts, fmt.Sprintf("p99 latency <= %v", sc.SLA.P99Latency))
+		}
+		fmt.Fprintf(w, "- SLA, per 1-second window: %s\n", strings.Join(parts, " and "))
+	}
+	fmt.Fprintln(w)
+
+	fmt.Fprintln(w, "## Results")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Each figure: value (ratio to the best system, ratio to the limit). `-`: does not apply.")
+	fmt.Fprintln(w)
+	// Only the columns some system has a value for.
+	var cols []metric
+	for _, m := range reportMetrics {
+		for i := range res.Systems {
+			if m.get(&res.Systems[i]) != nil {
+				cols = append(cols, m)
+				break
+			}
+		}
+	}
+	fmt.Fprint(w, "| system |")
+	for _, m := range cols {
+		fmt.Fprintf(w, " %s |", m.head)
+	}
+	fmt.Fprint(w, "\n| --- |")
+	for range cols {
+		fmt.Fprint(w, " --- |")
+	}
+	fmt.Fprintln(w)
+	for i := range res.Systems {
+		s := &res.Systems[i]
+		fmt.Fprintf(w, "| %s |", s.Name)
+		for _, m := range cols {
+			fmt.Fprintf(w, " %s |", cell(m, s, res))
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w)
+
+	// Bytes per path.
+	fmt.Fprintln(w, "Bytes each path carried (both directions, on the wire), MB:")
+	fmt.Fprintln(w)
+	fmt.Fprint(w, "| system |")
+	for _, p := range sc.Paths {
+		fmt.Fprintf(w, " %s |", p.Name)
+	}
+	fmt.Fprint(w, "\n| --- |")
+	for range sc.Paths {
+		fmt.Fprint(w, " --- |")
+	}
+	fmt.Fprintln(w)
+	for _, s := range res.Systems {
+		if s.BytesPerPath == nil {
+			continue
+		}
+		fmt.Fprintf(w, "| %s |", s.Name)
+		for _, p := range sc.Paths {
+			fmt.Fprintf(w, " %.1f |", float64(s.BytesPerPath[p.Name])/1e6)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w)
+
+	var notes []string
+	for _, s := range res.Systems {
+		if s.Error != "" {
+			notes = append(notes, fmt.Sprintf("- %s did not run: %s", s.Name, s.Error))
+		}
+		for _, n := range s.Notes {
+			notes = append(notes, fmt.Sprintf("- %s: %s", s.Name, n))
+		}
+	}
+	if len(notes) > 0 {
+		fmt.Fprintln(w, "## Notes")
+		fmt.Fprintln(w)
+		for _, n := range notes {
+			fmt.Fprintln(w, n)
+		}
+		fmt.Fprintln(w)
+	}
+	if len(plots) > 0 {
+		fmt.Fprintln(w, "## Plots")
+		fmt.Fprintln(w)
+		for _, p := range plots {
+			fmt.Fprintf(w, "![%s](%s)\n\n", strings.TrimSuffix(p, ".png"), p)
+		}
+	}
+	fmt.Fprintln(w, "Metrics are defined in docs/BENCH.md. CPU and peak RSS are of the whole process, emulator included.")
+}
+
+func linkRate(l emu.Link) string {
+	var s string
+	if l.Trace != nil {
+		s = fmt.Sprintf("trace %s (mean %.1f Mbit/s)", filepath.Base(l.Trace.Name()), l.Trace.MeanRateBps()/1e6)
+	} else {
+		s = fmt.Sprintf("%g Mbit/s", l.RateBps/1e6)
+	}
+	if l.Schedule != nil {
+		s += ", schedule " + filepath.Base(l.Schedule.Name())
+	}
+	return s
+}
+
+func describeWorkload(w Workload) string {
+	window := ""
+	if w.Start > 0 || w.Stop > 0 {
+		window = fmt.Sprintf(", from %v", w.Start)
+		if w.Stop > 0 {
+			window += fmt.Sprintf(" to %v", w.Stop)
+		}
+	}
+	if w.Kind == "rr" {
+		return fmt.Sprintf("requests of %d B at %.0f/s (Poisson), responses of %v B%s", w.RequestBytes, w.RatePerS, w.ResponseBytes, window)
+	}
+	dir := "upload"
+	if w.Download {
+		dir = "download"
+	}
+	s := fmt.Sprintf("bulk %s, %d flow(s)", dir, w.Flows)
+	if w.Size > 0 {
+		s += fmt.Sprintf(" of %.1f MB each", float64(w.Size)/1e6)
+	}
+	if w.RateBps > 0 {
+		s += fmt.Sprintf(", paced at %.1f Mbit/s", w.RateBps/1e6)
+	}
+	return s + window
+}
+
+// cell formats one figure with its ratios.
+func cell(m metric, s *SystemResult, res *Results) string {
+	v := m.get(s)
+	if v == nil {
+		return "-"
+	}
+	out := fmt.Sprintf(m.format, *v)
+	if !m.ratios {
+		return out
+	}
+	best := math.NaN()
+	for i := range res.Systems {
+		o := &res.Systems[i]
+		if o.Name == "limit" {
+			continue
+		}
+		if x := m.get(o); x != nil && (math.IsNaN(best) || (m.higher && *x > best) || (!m.higher && *x < best)) {
+			best = *x
+		}
+	}
+	ratio := func(den float64) string {
+		if math.IsNaN(den) || den == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f", *v/den)
+	}
+	lim := math.NaN()
+	if x := m.get(&res.Limit); x != nil {
+		lim = *x
+	}
+	return fmt.Sprintf("%s (%s, %s)", out, ratio(best), ratio(lim))
+}
+
+// Summary writes a short text table of the results, for a terminal.
+func Summary(w io.Writer, res *Results) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "system\tgoodput Mbit/s\tefficiency\tmax stall ms\tbytes lost\trr p99 ms\tcost $/GB\tSLA ok\tCPU s/GB\t")
+	show := func(p *float64, format string) string {
+		if p == nil {
+			return "-"
+		}
+		return fmt.Sprintf(format, *p)
+	}
+	for i := range res.Systems {
+		s := &res.Systems[i]
+		if s.Error != "" {
+			fmt.Fprintf(tw, "%s\tfailed: %s\t\t\t\t\t\t\t\t\n", s.Name, s.Error)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.Name,
+			show(scaled(s.GoodputBps, 1e-6), "%.1f"), show(s.Efficiency, "%.2f"), show(s.MaxStallMs, "%.0f"),
+			show(f64(s.BytesLost), "%.0f"), show(s.RRP99Ms, "%.1f"), show(s.CostUSDPerGB, "%.2f"),
+			show(s.SLAOKFraction, "%.2f"), show(s.CPUSPerGB, "%.1f"))
+	}
+	tw.Flush()
+}
