@@ -63,20 +63,22 @@ func Start(ctx context.Context, cfg Config) (*Client, error) {
 			return nil, errors.New("no usable network interface for automatic paths")
 		}
 	}
-	ln, err := net.Listen("tcp", cfg.SOCKS)
-	if err != nil {
-		if watch != nil {
-			watch.stop()
-		}
-		return nil, fmt.Errorf("socks listener: %w", err)
-	}
+	// Join first, then listen: a client that accepts SOCKS connections has
+	// a session to carry them.
 	sess, err := transport.Dial(ctx, cfg.Transport, cfg.Token, pds)
 	if err != nil {
-		ln.Close()
 		if watch != nil {
 			watch.stop()
 		}
 		return nil, fmt.Errorf("join concentrator: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.SOCKS)
+	if err != nil {
+		sess.Close()
+		if watch != nil {
+			watch.stop()
+		}
+		return nil, fmt.Errorf("socks listener: %w", err)
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger, sess: sess, ln: ln, conns: map[net.Conn]struct{}{}, auto: watch}
 	if watch != nil {
