@@ -4,8 +4,6 @@ package nstest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -65,24 +63,7 @@ var autoLinks = []autoLink{
 // namespaces, which destroys every veth in them.
 func newAutoNamespaces(t *testing.T, ctx context.Context) *topology {
 	t.Helper()
-	var rnd [4]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		t.Fatal(err)
-	}
-	suffix := hex.EncodeToString(rnd[:])
-	tp := &topology{cli: "braidc-" + suffix, srv: "braids-" + suffix}
-	for _, ns := range []string{tp.cli, tp.srv} {
-		if _, err := run(ctx, "ip", "netns", "add", ns); err != nil {
-			t.Skipf("skipping: cannot create a network namespace: %v", err)
-		}
-		t.Cleanup(func() {
-			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if _, err := run(cctx, "ip", "netns", "del", ns); err != nil {
-				t.Errorf("cleanup: %v", err)
-			}
-		})
-	}
+	tp := newNamespaces(t, ctx)
 	for _, ns := range []string{tp.cli, tp.srv} {
 		mustRun(t, ctx, false, "ip", "-n", ns, "link", "set", "lo", "up")
 		// all and default, before any veth exists: a device's own value

@@ -86,10 +86,9 @@ var links = []link{
 	{"vethB-c", "vethB-s", "10.99.2.1/24", "10.99.2.2/24", "20mbit"},
 }
 
-// newTopology builds the namespaces and links; t.Cleanup deletes the
-// namespaces, which destroys the veths in them. It skips when the kernel
-// or the container does not allow namespaces, veth or tbf.
-func newTopology(t *testing.T, ctx context.Context) *topology {
+// newNamespaces creates a client and a server namespace with random
+// names; t.Cleanup deletes them. It skips where namespaces cannot be made.
+func newNamespaces(t *testing.T, ctx context.Context) *topology {
 	t.Helper()
 	var rnd [4]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
@@ -109,6 +108,15 @@ func newTopology(t *testing.T, ctx context.Context) *topology {
 			}
 		})
 	}
+	return tp
+}
+
+// newTopology builds the namespaces and links; t.Cleanup deletes the
+// namespaces, which destroys the veths in them. It skips when the kernel
+// or the container does not allow namespaces, veth or tbf.
+func newTopology(t *testing.T, ctx context.Context) *topology {
+	t.Helper()
+	tp := newNamespaces(t, ctx)
 	must := func(skip bool, args ...string) {
 		t.Helper()
 		if _, err := run(ctx, args...); err != nil {
