@@ -38,6 +38,17 @@ type env struct {
 	close func()
 }
 
+// newEnv returns an env whose close runs, last first, the funcs appended
+// to *closers.
+func newEnv() (*env, *[]func()) {
+	closers := new([]func())
+	return &env{close: func() {
+		for i := len(*closers) - 1; i >= 0; i-- {
+			(*closers)[i]()
+		}
+	}}, closers
+}
+
 // envPath is one path of a running system.
 type envPath struct {
 	index int // in Scenario.Paths
@@ -108,12 +119,7 @@ func bestPath(sc *Scenario) int {
 
 // startBraid sets up braid under sys's policy over sys's paths.
 func startBraid(ctx context.Context, sc *Scenario, sys System, id identity) (_ *env, err error) {
-	var closers []func()
-	e := &env{close: func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}}
+	e, closers := newEnv()
 	defer func() {
 		if err != nil {
 			e.close()
@@ -125,7 +131,7 @@ func startBraid(ctx context.Context, sc *Scenario, sys System, id identity) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("concentrator: %w", err)
 	}
-	closers = append(closers, func() { srv.Close() })
+	*closers = append(*closers, func() { srv.Close() })
 	var pcs []client.PathConfig
 	for _, i := range systemPaths(sc, sys) {
 		p := &sc.Paths[i]
@@ -137,7 +143,7 @@ func startBraid(ctx context.Context, sc *Scenario, sys System, id identity) (_ *
 			if err != nil {
 				return nil, fmt.Errorf("emulator for path %s: %w", p.Name, err)
 			}
-			closers = append(closers, func() { r.Close() })
+			*closers = append(*closers, func() { r.Close() })
 			pc.Server = r.Addr().String()
 			ep.relay = r
 			ep.bytes = relayBytes(r)
@@ -150,7 +156,7 @@ func startBraid(ctx context.Context, sc *Scenario, sys System, id identity) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	closers = append(closers, func() { cli.Close() })
+	*closers = append(*closers, func() { cli.Close() })
 	for k := range e.paths {
 		if e.paths[k].bytes == nil {
 			name := sc.Paths[e.paths[k].index].Name
@@ -244,12 +250,7 @@ func directQUICConfig() *quic.Config {
 // connection, whose server dials the destination named at the stream's
 // start and relays both ways.
 func startDirect(ctx context.Context, sc *Scenario, sys System, id identity) (_ *env, err error) {
-	var closers []func()
-	e := &env{close: func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}}
+	e, closers := newEnv()
 	defer func() {
 		if err != nil {
 			e.close()
@@ -262,7 +263,7 @@ func startDirect(ctx context.Context, sc *Scenario, sys System, id identity) (_ 
 	srv := &directServer{ln: ln, conns: tracked{tcp: map[net.Conn]struct{}{}}}
 	srv.wg.Add(1)
 	go srv.serve()
-	closers = append(closers, srv.close)
+	*closers = append(*closers, srv.close)
 
 	i := systemPaths(sc, sys)[0]
 	p := &sc.Paths[i]
@@ -273,7 +274,7 @@ func startDirect(ctx context.Context, sc *Scenario, sys System, id identity) (_ 
 		if err != nil {
 			return nil, fmt.Errorf("emulator for path %s: %w", p.Name, err)
 		}
-		closers = append(closers, func() { r.Close() })
+		*closers = append(*closers, func() { r.Close() })
 		addr = r.Addr().String()
 		ep.relay = r
 		ep.bytes = relayBytes(r)
@@ -282,7 +283,7 @@ func startDirect(ctx context.Context, sc *Scenario, sys System, id identity) (_ 
 	if err != nil {
 		return nil, fmt.Errorf("quic-direct dial: %w", err)
 	}
-	closers = append(closers, func() { qc.CloseWithError(0, "") })
+	*closers = append(*closers, func() { qc.CloseWithError(0, "") })
 	if ep.bytes == nil {
 		ep.bytes = func() (uint64, uint64) {
 			s := qc.ConnectionStats()
@@ -299,7 +300,7 @@ func startDirect(ctx context.Context, sc *Scenario, sys System, id identity) (_ 
 	fe := &directFront{ln: front, qc: qc, conns: tracked{tcp: map[net.Conn]struct{}{}}}
 	fe.wg.Add(1)
 	go fe.serve()
-	closers = append(closers, fe.close)
+	*closers = append(*closers, fe.close)
 	e.dial = func(ctx context.Context, dest netip.AddrPort) (conn, error) {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", front.Addr().String())
