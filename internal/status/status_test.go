@@ -1,0 +1,44 @@
+package status
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"braid/transport"
+)
+
+func TestFromStats(t *testing.T) {
+	s := transport.PathStats{Name: "lte", Medium: transport.MediumCellular, Operator: transport.OperatorPartner,
+		PriceGB: 3, State: transport.StateDegraded, Conns: 2, RTT: 41500 * time.Microsecond,
+		Loss: 0.02, DeliveryBps: 18e6, BytesSent: 1e9, BytesReceived: 1e9}
+	p := FromStats(s, "")
+	if p.Medium != "cellular" || p.Operator != "partner" || p.State != "degraded" || p.RTTMs != 41.5 {
+		t.Fatalf("converted %+v", p)
+	}
+	if p.CostUSD != 6 { // 2 GB at $3
+		t.Fatalf("cost %v, want 6", p.CostUSD)
+	}
+	if p.MappedAddr != nil {
+		t.Fatal("unknown mapped address must be null")
+	}
+	b, _ := json.Marshal(p)
+	if !strings.Contains(string(b), `"mapped_addr":null`) {
+		t.Fatalf("JSON %s", b)
+	}
+	if q := FromStats(s, "203.0.113.5:4000"); q.MappedAddr == nil || *q.MappedAddr != "203.0.113.5:4000" {
+		t.Fatal("mapped address lost")
+	}
+}
+
+func TestWriteTable(t *testing.T) {
+	var b strings.Builder
+	WriteTable(&b, []Path{FromStats(transport.PathStats{Name: "fiber", State: transport.StateUp, DeliveryBps: 2.5e9, BytesSent: 1500}, "")}, 3)
+	out := b.String()
+	for _, want := range []string{"PATH", "fiber", "up", "2.50 Gbit/s", "1.5 KB", "3 flow(s)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
