@@ -1,7 +1,6 @@
 package client
 
 import (
-	"context"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -41,13 +40,11 @@ func (w *stunWatch) watch(path string, tr *quic.Transport, qc *quic.Conn, server
 			log.Debug("path's public address", "path", path, "mapped", new.String())
 		}
 	}, func(err error) {
-		if !errorsIsCanceled(qc.Context()) {
+		if qc.Context().Err() == nil { // not merely the connection ending
 			log.Debug("stun probe failed", "path", path, "err", err)
 		}
 	})
 }
-
-func errorsIsCanceled(ctx context.Context) bool { return ctx.Err() != nil }
 
 // mapped returns a path's public address, or "".
 func (w *stunWatch) mapped(path string) string {

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"braid/scheduler"
@@ -26,11 +27,16 @@ func (s *Session) pathStates(arr *[maxPaths]scheduler.PathState) ([]*Path, []sch
 	return paths, states
 }
 
+// statesPool holds the path-state arrays handed to the policy: passed
+// through an interface they would otherwise be allocated for every shard.
+var statesPool = sync.Pool{New: func() any { return new([maxPaths]scheduler.PathState) }}
+
 // coding returns k and m for a block of n bytes under the policy, with
 // enough data shards that none exceeds MaxShardSize.
 func (s *Session) coding(n int) (k, m int) {
-	var arr [maxPaths]scheduler.PathState
-	_, states := s.pathStates(&arr)
+	arr := statesPool.Get().(*[maxPaths]scheduler.PathState)
+	defer statesPool.Put(arr)
+	_, states := s.pathStates(arr)
 	k, m = s.policy.Code(n, states)
 	if k < MaxShards {
 		k = max(k, min(shardLenFor(n, MaxShardSize), MaxShards-m))
@@ -41,8 +47,9 @@ func (s *Session) coding(n int) (k, m int) {
 // pickPath returns the path the policy chooses for shard i of a block, or
 // nil when none can take it now (urgent shards ignore queue limits).
 func (s *Session) pickPath(size, shard int, urgent bool) *Path {
-	var arr [maxPaths]scheduler.PathState
-	paths, states := s.pathStates(&arr)
+	arr := statesPool.Get().(*[maxPaths]scheduler.PathState)
+	defer statesPool.Put(arr)
+	paths, states := s.pathStates(arr)
 	if i := s.policy.Place(states, size, shard, s.shardSeq.Add(1), urgent); i >= 0 {
 		return paths[i]
 	}

@@ -26,9 +26,13 @@ func coder(k, m int) (reedsolomon.Encoder, error) {
 	return actual.(reedsolomon.Encoder), nil
 }
 
-// encodeParity fills the m parity shards of a block whose k data shards are
-// already in place. shards has k+m entries of equal length.
-func encodeParity(shards [][]byte, k, m int) error {
+// shardsPool holds the slice headers handed to the coder: passed through
+// its interface they would otherwise be allocated for every block.
+var shardsPool = sync.Pool{New: func() any { return new([MaxShards][]byte) }}
+
+// encodeParity fills the m parity shards of a block laid out in buf as k+m
+// shards of sl bytes, the k data shards already in place.
+func encodeParity(buf []byte, sl, k, m int) error {
 	if m == 0 {
 		return nil
 	}
@@ -36,7 +40,15 @@ func encodeParity(shards [][]byte, k, m int) error {
 	if err != nil {
 		return err
 	}
-	return c.Encode(shards)
+	arr := shardsPool.Get().(*[MaxShards][]byte)
+	shards := arr[:k+m]
+	for i := range shards {
+		shards[i] = buf[i*sl : (i+1)*sl]
+	}
+	err = c.Encode(shards)
+	clear(shards) // do not keep the block alive from the pool
+	shardsPool.Put(arr)
+	return err
 }
 
 // reconstructData rebuilds the missing data shards of a block. A missing

@@ -286,12 +286,7 @@ func (f *Flow) sendOwned(ctx context.Context, buf []byte, n int, flags uint8) er
 	}
 	buf = buf[:(k+m)*sl]
 	clear(buf[n : k*sl])
-	var arr [MaxShards][]byte
-	shards := arr[:k+m]
-	for i := range shards {
-		shards[i] = buf[i*sl : (i+1)*sl]
-	}
-	if err := encodeParity(shards, k, m); err != nil {
+	if err := encodeParity(buf, sl, k, m); err != nil {
 		bufpool.Put(buf)
 		f.refund(n, flags)
 		return err

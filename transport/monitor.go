@@ -122,9 +122,8 @@ type recvSample struct {
 const deliverySpan = 250 * time.Millisecond
 
 type sample struct {
-	at                   time.Duration
-	sent, lost           uint64 // packets
-	bytesSent, bytesLost uint64
+	at         time.Duration
+	sent, lost uint64 // packets
 }
 
 // onPong records an answered probe: its round trip and the bytes the peer
@@ -193,7 +192,7 @@ func (m *monitor) onTick(now time.Duration, sent, lost, bytesSent, bytesLost, cw
 	defer m.mu.Unlock()
 	m.cwnd = cwnd
 	m.sentBytes, m.lostBytes = bytesSent, bytesLost
-	cur := sample{at: now, sent: sent, lost: lost, bytesSent: bytesSent, bytesLost: bytesLost}
+	cur := sample{at: now, sent: sent, lost: lost}
 	m.hist[m.nhist%len(m.hist)] = cur
 	m.nhist++
 	n := min(m.nhist, len(m.hist))

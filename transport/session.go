@@ -280,8 +280,8 @@ func (s *Session) rto() time.Duration {
 	return worst + 200*time.Millisecond
 }
 
-// connUp and connDown track whether any connection is up, for the grace
-// period, and wake dispatchers waiting for a path.
+// pathsChanged notes whether any path is up, for the grace period, and
+// wakes dispatchers waiting for a path.
 func (s *Session) pathsChanged() {
 	anyUp := false
 	for _, p := range s.pathList() {

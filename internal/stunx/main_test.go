@@ -119,25 +119,3 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
-
-// responder answers every Binding request written to c as if the server
-// the request was sent to saw it from mapped(). It stops when ctx ends.
-func responder(ctx context.Context, c *fakeConn, mapped func() netip.AddrPort) chan struct{} {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case p := <-c.out:
-				m, err := decodeMsg(p.data)
-				if err != nil || m.Type != stun.BindingRequest {
-					continue
-				}
-				c.send(successResponse(m.TransactionID, mapped()), p.addr)
-			}
-		}
-	}()
-	return done
-}
