@@ -2,8 +2,9 @@
 // state in, a decision out. It reads no clock, starts no goroutine and does
 // no I/O, so every decision can be table-tested and replayed.
 //
-// Today it holds the built-in policy: adaptive block coding and
-// earliest-arrival dispersion. The planner (profit under an SLA) grows here.
+// It holds the named policies (policy.go) and the best-value planner
+// (plan.go: the coding and dispersion that earn most while an SLA holds;
+// planner.go: when a new plan replaces the current one).
 package scheduler
 
 import (
@@ -24,6 +25,21 @@ type PathState struct {
 	Queued int64
 	// QueueLimit is the most bytes that may wait on the path.
 	QueueLimit int64
+
+	// What the planner also reads.
+
+	// Price is what the provider pays per GB carried, in USD; Own is true
+	// on the provider's own network (preferred at equal profit).
+	Price float64
+	Own   bool
+	// Loss is the packet loss fraction.
+	Loss float64
+	// MinRTT and RTTP99 are the least and the 99th percentile round trip.
+	MinRTT, RTTP99 time.Duration
+	// Capacity is the bytes per second the path can carry for the
+	// session: the most it was seen to deliver, or its configured rate
+	// while it has not been measured under load.
+	Capacity float64
 }
 
 // Coding returns the data and parity shard counts for a block of n bytes:
