@@ -310,8 +310,8 @@ func (s *solver) ladder() []rung {
 type solver struct {
 	pr    *Problem
 	sla   SLA
-	np    int                 // paths planned over
-	order [MaxPlanPaths]int   // index into pr.Paths, cheapest first
+	np    int               // paths planned over
+	order [MaxPlanPaths]int // index into pr.Paths, cheapest first
 	cap   [MaxPlanPaths]float64
 	price [MaxPlanPaths]float64
 	own   [MaxPlanPaths]bool
