@@ -141,6 +141,8 @@ type Plan struct {
 	Compress bool
 	// Names are the paths' names, for the explanation.
 	Names []string
+	// prices are the paths' prices when the plan was made.
+	prices []float64
 	Explain
 }
 
@@ -1055,10 +1057,11 @@ func compressCostGB(c CPUClass) float64 {
 
 func (s *solver) emptyPlan(now time.Time) Plan {
 	n := len(s.pr.Paths)
-	p := Plan{At: now, Shards: make([]int, n), Conns: make([]int, n), Names: make([]string, n)}
+	p := Plan{At: now, Shards: make([]int, n), Conns: make([]int, n), Names: make([]string, n), prices: make([]float64, n)}
 	for i := range s.pr.Paths {
 		ps := &s.pr.Paths[i]
 		p.Names[i] = ps.Name
+		p.prices[i] = ps.Price
 		p.Conns[i] = conns(ps)
 	}
 	if s.np == 0 {

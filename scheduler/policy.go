@@ -23,7 +23,7 @@ type Policy interface {
 
 // Names lists the registered policies; single takes a path name.
 func Names() []string {
-	names := []string{"duplicate", "minrtt", "roundrobin", "single:<path>", "weighted"}
+	names := []string{"bestvalue", "cheapest", "duplicate", "minrtt", "roundrobin", "single:<path>", "weighted"}
 	sort.Strings(names)
 	return names
 }
@@ -39,6 +39,10 @@ func New(name string, maxK, m, minShard int) (Policy, error) {
 		return minRTT{c}, nil
 	case name == "roundrobin":
 		return roundRobin{c}, nil
+	case name == "bestvalue":
+		return &BestValue{coder: c}, nil
+	case name == "cheapest":
+		return cheapest{c}, nil
 	case name == "duplicate":
 		return duplicate{}, nil
 	case strings.HasPrefix(name, "single:") && len(name) > len("single:"):

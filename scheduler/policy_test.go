@@ -78,3 +78,69 @@ func TestPlacement(t *testing.T) {
 		t.Errorf("duplicate codes an empty block %d+%d", k, m)
 	}
 }
+
+func TestBestValueFollowsPlan(t *testing.T) {
+	pol, err := New("bestvalue", 8, 0, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bv := pol.(*BestValue)
+	ps := costSLA()
+	plan := Solve(t0, &Problem{Paths: ps, RevenueGB: 5, Demand: 20 * mbit,
+		SLA: SLA{MinGoodput: 20 * mbit, P99Latency: time.Second}, Profile: Profile{CPU: CPUHigh}})
+	bv.SetPlan(&plan)
+	k, m := bv.Code(64<<10, ps)
+	if k != plan.K || m != plan.M {
+		t.Fatalf("full block coded %d+%d, plan %d+%d", k, m, plan.K, plan.M)
+	}
+	got := map[string]int{}
+	for i := range k + m {
+		got[ps[bv.Place(ps, 1024, i, 0, false)].Name]++
+	}
+	for i, name := range plan.Names {
+		if got[name] != plan.Shards[i] {
+			t.Fatalf("%s carries %d shards, plan says %d (%s)", name, got[name], plan.Shards[i], plan.String())
+		}
+	}
+	// The fiber's queue is full: its shard moves, but not onto the
+	// cellular path, dearer than anything the plan uses.
+	ps[0].Queued, ps[0].QueueLimit = 1<<20, 1<<20
+	for i := range k + m {
+		if j := bv.Place(ps, 1024, i, 0, false); j == 1 || j == 0 {
+			t.Fatalf("shard %d on %s with fiber full", i, ps[j].Name)
+		}
+	}
+	// The satellite goes down: never placed there; with fiber full too,
+	// nothing within the ceiling has room: wait.
+	ps[2].Up = false
+	for i := range k + m {
+		if j := bv.Place(ps, 1024, i, 0, false); j != -1 {
+			t.Fatalf("shard %d placed on %s", i, ps[j].Name)
+		}
+	}
+	// A re-send goes anywhere up.
+	if j := bv.Place(ps, 1024, 0, 0, true); j < 0 || !ps[j].Up {
+		t.Fatalf("urgent shard: %d", j)
+	}
+	// A short block on a plan that survives one path: its shards cover
+	// two paths at least.
+	two := Solve(t0, &Problem{Paths: costSLA()[:2], RevenueGB: 5, Demand: 5 * mbit,
+		SLA: SLA{MinGoodput: 5 * mbit, Survive: 1}, Profile: Profile{CPU: CPUHigh}})
+	bv.SetPlan(&two)
+	k, m = bv.Code(100, costSLA()[:2])
+	if k != 1 || m < 1 {
+		t.Fatalf("short block coded %d+%d under %s", k, m, two.String())
+	}
+}
+
+func TestCheapest(t *testing.T) {
+	pol, _ := New("cheapest", 8, 0, 1024)
+	ps := costSLA()
+	if j := pol.Place(ps, 1024, 0, 0, false); ps[j].Name != "fiber" {
+		t.Fatalf("cheapest chose %s", ps[j].Name)
+	}
+	ps[0].Queued, ps[0].QueueLimit = 1<<20, 1<<20
+	if j := pol.Place(ps, 1024, 0, 0, false); ps[j].Name != "sat" {
+		t.Fatalf("with fiber full, cheapest chose %s", ps[j].Name)
+	}
+}

@@ -1,0 +1,164 @@
+package scheduler
+
+import (
+	"math"
+	"sync/atomic"
+)
+
+// BestValue is the bestvalue policy: it follows the plan its session's
+// planner made (Solve, Planner), block by block. Shard i of a block goes
+// to the path of the plan's i-th slot; the slots interleave the paths in
+// proportion to their shares, so a short block's few shards still land on
+// distinct paths. A shard whose path is full moves to the path with room
+// where it arrives first among those no dearer than the plan's dearest
+// path (its cost ceiling); it never goes to a path that is down. Until a
+// plan exists it behaves as weighted.
+//
+// SetPlan may be called at any time from another goroutine.
+type BestValue struct {
+	coder
+	cur atomic.Pointer[slots]
+}
+
+var _ Policy = (*BestValue)(nil)
+
+// slots is a plan in the form Place reads.
+type slots struct {
+	k, m     int
+	survives int
+	shard    int
+	order    []string // path name per slot, interleaved
+	ceiling  float64  // the dearest price a shard may move to
+}
+
+// Name returns "bestvalue".
+func (*BestValue) Name() string { return "bestvalue" }
+
+// SetPlan makes p the plan followed from the next block on; nil (or a
+// plan with K == 0) returns to weighted.
+func (b *BestValue) SetPlan(p *Plan) {
+	if p == nil || p.K == 0 {
+		b.cur.Store(nil)
+		return
+	}
+	sl := &slots{k: p.K, m: p.M, survives: p.Survives, shard: p.ShardSize, ceiling: math.Inf(-1)}
+	left := append([]int(nil), p.Shards...)
+	for range p.K + p.M {
+		// Largest remaining share first (ties: first path), so every
+		// prefix is close to proportional.
+		best := -1
+		for i, x := range left {
+			if x > 0 && (best < 0 || x*p.Shards[best] > left[best]*p.Shards[i]) {
+				best = i
+			}
+		}
+		left[best]--
+		sl.order = append(sl.order, p.Names[best])
+	}
+	for i, x := range p.Shards {
+		if x > 0 && p.prices != nil {
+			sl.ceiling = max(sl.ceiling, p.prices[i])
+		}
+	}
+	if p.prices == nil {
+		sl.ceiling = math.Inf(1)
+	}
+	b.cur.Store(sl)
+}
+
+// Code returns the plan's coding for a full block and, for a short one,
+// as many data shards as its bytes fill at the plan's shard size, with
+// parity in proportion and enough that the paths of its slots can be lost
+// as the plan allows.
+func (b *BestValue) Code(n int, paths []PathState) (int, int) {
+	sl := b.cur.Load()
+	if sl == nil {
+		return b.coder.Code(n, paths)
+	}
+	if n == 0 {
+		return 1, 0
+	}
+	k := min(max(1, (n+sl.shard-1)/sl.shard), sl.k)
+	if k == sl.k {
+		return sl.k, sl.m
+	}
+	m := (sl.m*k + sl.k - 1) / sl.k
+	for m < len(sl.order)-k && topShare(sl.order[:k+m], sl.survives) > m {
+		m++
+	}
+	return k, m
+}
+
+// topShare is the number of slots the f most used paths hold.
+func topShare(order []string, f int) int {
+	if f == 0 {
+		return 0
+	}
+	counts := map[string]int{}
+	for _, n := range order {
+		counts[n]++
+	}
+	var top []int
+	for _, c := range counts {
+		top = append(top, c)
+	}
+	for i := 1; i < len(top); i++ {
+		for j := i; j > 0 && top[j] > top[j-1]; j-- {
+			top[j], top[j-1] = top[j-1], top[j]
+		}
+	}
+	sum := 0
+	for i := 0; i < f && i < len(top); i++ {
+		sum += top[i]
+	}
+	return sum
+}
+
+// Place sends shard i where the plan's slot i says, or moves it.
+func (b *BestValue) Place(paths []PathState, size, shard int, _ uint64, urgent bool) int {
+	sl := b.cur.Load()
+	if sl == nil {
+		return EarliestArrival(paths, size, urgent)
+	}
+	name := sl.order[shard%len(sl.order)]
+	for i := range paths {
+		if paths[i].Name == name {
+			if room(&paths[i], size, urgent) {
+				return i
+			}
+			break
+		}
+	}
+	// Its path is full or down: the path where it arrives first among
+	// those the ceiling allows; a re-send (urgent) goes anywhere.
+	best, bestT := -1, math.Inf(1)
+	for i := range paths {
+		p := &paths[i]
+		if !room(p, size, urgent) || !urgent && p.Price > sl.ceiling {
+			continue
+		}
+		if t := float64(p.Queued+int64(size))/p.Rate + p.SRTT.Seconds()/2; t < bestT {
+			best, bestT = i, t
+		}
+	}
+	return best
+}
+
+// cheapest fills the cheapest path with room first (the lowest RTT among
+// equal prices): least cost, whatever the latency.
+type cheapest struct{ coder }
+
+func (cheapest) Name() string { return "cheapest" }
+func (cheapest) Place(paths []PathState, size, _ int, _ uint64, urgent bool) int {
+	best := -1
+	for i := range paths {
+		p := &paths[i]
+		if !room(p, size, urgent) {
+			continue
+		}
+		if best < 0 || p.Price < paths[best].Price || p.Price == paths[best].Price && p.SRTT < paths[best].SRTT {
+			best = i
+		}
+	}
+	return best
+}
