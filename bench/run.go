@@ -52,15 +52,19 @@ type Results struct {
 // SystemResult holds one system's metrics. A nil pointer is a metric
 // that does not apply (JSON null), never 0.
 type SystemResult struct {
-	Name          string           `json:"name"`
-	GoodputBps    *float64         `json:"goodput_bps"`
-	CapacityBps   *float64         `json:"capacity_bps"`
-	Efficiency    *float64         `json:"efficiency"`
-	MaxStallMs    *float64         `json:"max_stall_ms"`
-	BytesLost     *int64           `json:"bytes_lost"`
-	RRP50Ms       *float64         `json:"rr_p50_ms"`
-	RRP99Ms       *float64         `json:"rr_p99_ms"`
-	BlockP99Ms    *float64         `json:"block_p99_ms"`
+	Name        string   `json:"name"`
+	GoodputBps  *float64 `json:"goodput_bps"`
+	CapacityBps *float64 `json:"capacity_bps"`
+	Efficiency  *float64 `json:"efficiency"`
+	MaxStallMs  *float64 `json:"max_stall_ms"`
+	BytesLost   *int64   `json:"bytes_lost"`
+	RRP50Ms     *float64 `json:"rr_p50_ms"`
+	RRP99Ms     *float64 `json:"rr_p99_ms"`
+	BlockP99Ms  *float64 `json:"block_p99_ms"`
+	// Redundancy is the bytes every path carried (both directions, on
+	// the wire) over the bytes delivered: 1 plus parity, copies, re-sends
+	// and headers. An additive field, like warmup_s.
+	Redundancy    *float64         `json:"redundancy"`
 	CostUSDPerGB  *float64         `json:"cost_usd_per_gb"`
 	SLAOKFraction *float64         `json:"sla_ok_fraction"`
 	CPUSPerGB     *float64         `json:"cpu_s_per_gb"`
@@ -545,6 +549,11 @@ func metrics(sc *Scenario, e *env, rec *recorder, res SystemResult, final [][2]u
 	}
 	if total > 0 {
 		res.CostUSDPerGB = num(cost / float64(total))
+		var wire int64
+		for _, n := range res.BytesPerPath {
+			wire += n
+		}
+		res.Redundancy = num(float64(wire) / float64(total))
 	}
 	if total > 0 {
 		res.CPUSPerGB = num(cpu.Seconds() / (float64(total) / 1e9))

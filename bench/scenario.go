@@ -51,6 +51,12 @@ type Scenario struct {
 type SLA struct {
 	MinGoodputBps float64
 	P99Latency    time.Duration
+	// What only braid's bestvalue planner reads: the tier's revenue per
+	// GB, the paths to survive, the residual loss and the cost cap.
+	RevenueGB    float64
+	Survive      int
+	ResidualLoss float64
+	MaxCostGB    float64
 }
 
 // Path is one emulated provider path (or, with Emulated false, a plain
@@ -101,7 +107,7 @@ type Event struct {
 
 // Policies are braid's dispersion policies, as transport.Config.Policy
 // spells them; "single:NAME" is also one.
-var Policies = []string{"weighted", "minrtt", "roundrobin", "duplicate"}
+var Policies = []string{"bestvalue", "cheapest", "weighted", "minrtt", "roundrobin", "duplicate"}
 
 // The file format, decoded by decodeTable.
 type fileScenario struct {
@@ -120,6 +126,10 @@ type fileScenario struct {
 type fileSLA struct {
 	MinGoodputMbps *float64 `toml:"min_goodput_mbps"`
 	P99LatencyMs   *float64 `toml:"p99_latency_ms"`
+	RevenueGB      *float64 `toml:"revenue_usd_per_gb"`
+	Survive        *int     `toml:"survive_paths"`
+	ResidualLoss   *float64 `toml:"residual_loss"`
+	MaxCostGB      *float64 `toml:"max_cost_usd_per_gb"`
 }
 
 type filePath struct {
@@ -333,8 +343,32 @@ func parse(source string, data []byte, opt LoadOptions, isFile bool) (*Scenario,
 			}
 			s.P99Latency = millis(*v)
 		}
-		if s.MinGoodputBps == 0 && s.P99Latency == 0 {
-			return nil, errAt("sla", "set min_goodput_mbps, p99_latency_ms or both")
+		if v := f.SLA.RevenueGB; v != nil {
+			if !(*v >= 0) || math.IsInf(*v, 0) {
+				return nil, errAt("sla.revenue_usd_per_gb", "must be a number >= 0")
+			}
+			s.RevenueGB = *v
+		}
+		if v := f.SLA.Survive; v != nil {
+			if *v < 0 || *v > 7 {
+				return nil, errAt("sla.survive_paths", "must be 0 to 7")
+			}
+			s.Survive = *v
+		}
+		if v := f.SLA.ResidualLoss; v != nil {
+			if !(*v >= 0 && *v < 1) {
+				return nil, errAt("sla.residual_loss", "must be >= 0 and < 1")
+			}
+			s.ResidualLoss = *v
+		}
+		if v := f.SLA.MaxCostGB; v != nil {
+			if !(*v >= 0) || math.IsInf(*v, 0) {
+				return nil, errAt("sla.max_cost_usd_per_gb", "must be a number >= 0")
+			}
+			s.MaxCostGB = *v
+		}
+		if s.MinGoodputBps == 0 && s.P99Latency == 0 && s.Survive == 0 {
+			return nil, errAt("sla", "set min_goodput_mbps, p99_latency_ms, survive_paths or some of them")
 		}
 		sc.SLA = s
 	}

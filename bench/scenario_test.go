@@ -203,7 +203,7 @@ path = "a"
 action = "explode"
 `, `events[0].action: "explode" is not kill or restore`},
 		{"sla", "[sla]\nmin_goodput_mbps = -1\n" + goodPaths + goodWorkload, "sla.min_goodput_mbps: must be >= 0"},
-		{"empty sla", "[sla]\n" + goodPaths + goodWorkload, "sla: set min_goodput_mbps, p99_latency_ms or both"},
+		{"empty sla", "[sla]\n" + goodPaths + goodWorkload, "sla: set min_goodput_mbps, p99_latency_ms, survive_paths or some of them"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := Parse("x.toml", []byte(c.toml), LoadOptions{TracesDir: t.TempDir()}, false)

@@ -6,6 +6,7 @@ package bench
 // per TCP connection, which is what a single-path QUIC proxy gets.
 
 import (
+	"braid/scheduler"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -117,6 +118,17 @@ func bestPath(sc *Scenario) int {
 	return best
 }
 
+// terms are the scenario's SLA as the bestvalue planner reads it.
+func (sc *Scenario) terms() transport.Terms {
+	if sc.SLA == nil {
+		return transport.Terms{}
+	}
+	s := sc.SLA
+	return transport.Terms{Tier: sc.Name, RevenueGB: s.RevenueGB, Profile: scheduler.Profile{CPU: scheduler.CPUHigh},
+		SLA: scheduler.SLA{MinGoodput: s.MinGoodputBps / 8, P99Latency: s.P99Latency, Survive: s.Survive,
+			ResidualLoss: s.ResidualLoss, MaxCostGB: s.MaxCostGB}}
+}
+
 // startBraid sets up braid under sys's policy over sys's paths.
 func startBraid(ctx context.Context, sc *Scenario, sys System, id identity) (_ *env, err error) {
 	e, closers := newEnv()
@@ -125,7 +137,7 @@ func startBraid(ctx context.Context, sc *Scenario, sys System, id identity) (_ *
 			e.close()
 		}
 	}()
-	tcfg := transport.Config{Policy: sys.Policy}
+	tcfg := transport.Config{Policy: sys.Policy, Terms: sc.terms()}
 	srv, err := server.Start(server.Config{Listen: "127.0.0.1:0", Cert: id.cert, Tokens: []string{"bench"},
 		AllowPrivate: true, Transport: tcfg})
 	if err != nil {
@@ -136,7 +148,8 @@ func startBraid(ctx context.Context, sc *Scenario, sys System, id identity) (_ *
 	for _, i := range systemPaths(sc, sys) {
 		p := &sc.Paths[i]
 		pc := client.PathConfig{Name: p.Name, Bind: netx.Bind{IP: netip.MustParseAddr("127.0.0.1")},
-			Server: srv.Addr().String(), Conns: p.Conns, PriceGB: p.PriceGB, Medium: p.Medium, Operator: p.Operator}
+			Server: srv.Addr().String(), Conns: p.Conns, PriceGB: p.PriceGB, Medium: p.Medium, Operator: p.Operator,
+			RateMbps: min(p.Up.RateBps, p.Down.RateBps) / 1e6}
 		ep := envPath{index: i}
 		if p.Emulated {
 			r, err := emu.NewRelay("127.0.0.1:0", srv.Addr(), p.Up, p.Down, relaySeed(sc.Seed, i))

@@ -121,7 +121,7 @@ func (cfg *Config) pathDialer(p PathConfig) transport.PathDialer {
 	}
 	return transport.PathDialer{
 		Info: transport.PathInfo{Name: p.Name, Medium: Media[p.Medium],
-			Operator: Operators[p.Operator], PriceGB: p.PriceGB},
+			Operator: Operators[p.Operator], PriceGB: p.PriceGB, RateMbps: p.RateMbps},
 		Conns: p.Conns,
 		Dial: dialer(p.Bind, srv, cfg.Pin, func(tr *quic.Transport, qc *quic.Conn, raddr net.Addr) {
 			stunServer := raddr
@@ -197,7 +197,8 @@ func (c *Client) StatusAddr() net.Addr {
 
 // Status returns what the client knows about its paths and flows.
 func (c *Client) Status() status.Client {
-	return status.Client{Paths: status.SessionPaths(c.sess.Session, c.cfg.stun.mapped), Flows: c.sess.NumFlows()}
+	return status.Client{Paths: status.SessionPaths(c.sess.Session, c.cfg.stun.mapped), Flows: c.sess.NumFlows(),
+		Plan: status.SessionPlan(c.sess.Session)}
 }
 
 // Session returns the client's transport session.

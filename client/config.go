@@ -6,6 +6,7 @@ package client
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"time"
@@ -68,6 +69,9 @@ type PathConfig struct {
 	Conns int
 	// PriceGB is what a GB over this path costs, in USD.
 	PriceGB float64
+	// RateMbps is the path's nominal rate (0: unknown), the best-value
+	// planner's capacity for the path until it is measured under load.
+	RateMbps float64
 	// Medium is ethernet, wifi, cellular, satellite or other.
 	Medium string
 	// Operator is own or partner.
@@ -165,6 +169,8 @@ func (c *Config) Validate() error {
 			return &ConfigError{field, fmt.Sprintf("conns=%d is outside 1..16", p.Conns)}
 		case p.PriceGB < 0 || p.PriceGB != p.PriceGB:
 			return &ConfigError{field, "price must be a number >= 0"}
+		case p.RateMbps < 0 || p.RateMbps != p.RateMbps || math.IsInf(p.RateMbps, 0):
+			return &ConfigError{field, "rate must be a number >= 0"}
 		}
 		names[p.Name] = true
 		if _, ok := Media[p.Medium]; !ok {

@@ -4,6 +4,7 @@
 package server
 
 import (
+	"braid/internal/tier"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -21,8 +22,12 @@ type Config struct {
 	Listen string
 	// Cert is the concentrator's certificate; clients pin its key.
 	Cert tls.Certificate
-	// Tokens are the accepted user tokens.
+	// Tokens are the accepted user tokens (with those Policy lists).
 	Tokens []string
+	// Policy maps tokens to tiers (revenue per GB, an SLA per class) and
+	// sets default path prices by medium; nil: no tiers, every session
+	// plans with empty terms.
+	Policy *tier.Policy
 	// Status is the HOST:PORT where GET /status serves every session's
 	// paths as JSON; empty means none. It lists no secrets, but it does
 	// show clients' traffic: keep it on loopback or a management network.
@@ -84,7 +89,7 @@ func (c *Config) Validate() error {
 	if len(c.Cert.Certificate) == 0 {
 		return &ConfigError{"cert", "is required (braid keygen writes one)"}
 	}
-	if len(c.Tokens) == 0 {
+	if len(c.Tokens) == 0 && (c.Policy == nil || len(c.Policy.Tokens) == 0) {
 		return &ConfigError{"token", "at least one token is required"}
 	}
 	for _, t := range c.Tokens {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"braid/internal/tier"
 	"context"
 	"crypto/subtle"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -40,6 +42,8 @@ type Server struct {
 
 	mu         sync.Mutex
 	sessions   map[[16]byte]*transport.Session
+	tokens     map[[16]byte]string // each session's token, for SetPolicy
+	policy     atomic.Pointer[tier.Policy]
 	handshaken map[string]struct{} // remote addresses whose handshake completed
 	closed     bool
 	wg         sync.WaitGroup
@@ -63,7 +67,10 @@ func Start(cfg Config) (*Server, error) {
 	udp.SetReadBuffer(7 << 20)
 	udp.SetWriteBuffer(7 << 20)
 	s := &Server{cfg: cfg, log: cfg.Logger, udp: udp,
-		sessions: map[[16]byte]*transport.Session{}, handshaken: map[string]struct{}{}}
+		sessions: map[[16]byte]*transport.Session{}, tokens: map[[16]byte]string{}, handshaken: map[string]struct{}{}}
+	if cfg.Policy != nil {
+		s.policy.Store(cfg.Policy)
+	}
 	s.tr = &quic.Transport{Conn: udp, ConnContext: connContext}
 	tlsConf := s.watchHandshakes(pki.ServerTLS(cfg.Cert, transport.ALPN))
 	s.ln, err = s.tr.Listen(tlsConf, transport.QUICConfig())
@@ -116,7 +123,7 @@ func (s *Server) Status() status.Server {
 	for _, ss := range s.Sessions() {
 		id := ss.ID()
 		doc.Sessions = append(doc.Sessions, status.Session{ID: hex.EncodeToString(id[:8]),
-			Paths: status.SessionPaths(ss, nil), Flows: ss.NumFlows()})
+			Paths: status.SessionPaths(ss, nil), Flows: ss.NumFlows(), Plan: status.SessionPlan(ss)})
 	}
 	sort.Slice(doc.Sessions, func(i, j int) bool { return doc.Sessions[i].ID < doc.Sessions[j].ID })
 	return doc
@@ -182,7 +189,56 @@ func (s *Server) tokenOK(tok string) bool {
 	for _, t := range s.cfg.Tokens {
 		ok |= subtle.ConstantTimeCompare([]byte(t), []byte(tok))
 	}
+	if p := s.policy.Load(); p != nil {
+		for t := range p.Tokens {
+			ok |= subtle.ConstantTimeCompare([]byte(t), []byte(tok))
+		}
+	}
 	return ok == 1
+}
+
+// media are the medium names of policy files, as transport numbers them.
+var media = map[string]uint8{"ethernet": transport.MediumEthernet, "wifi": transport.MediumWiFi,
+	"cellular": transport.MediumCellular, "satellite": transport.MediumSatellite, "other": transport.MediumOther}
+
+// sessionConfig is the transport config of a new session for token: its
+// tier and the policy's default prices.
+func (s *Server) sessionConfig(token string) transport.Config {
+	cfg := s.cfg.Transport
+	p := s.policy.Load()
+	if p == nil {
+		return cfg
+	}
+	if t, ok := p.TierFor(token); ok {
+		cfg.Tier = t
+	}
+	if len(p.Prices) > 0 {
+		cfg.Prices = map[uint8]float64{}
+		for name, price := range p.Prices {
+			cfg.Prices[media[name]] = price
+		}
+	}
+	return cfg
+}
+
+// SetPolicy replaces the policy (a reloaded file): new sessions get their
+// tier from it, and every session whose token now maps to another tier,
+// or to a changed one, is re-planned and told.
+func (s *Server) SetPolicy(p *tier.Policy) {
+	s.policy.Store(p)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, sess := range s.sessions {
+		t, ok := p.TierFor(s.tokens[id])
+		if !ok {
+			continue
+		}
+		if err := sess.SetTier(t); err != nil {
+			s.log.Warn("tier not applied", "tier", t.Name, "err", err)
+			continue
+		}
+		s.log.Info("session tier set", "session", fmt.Sprintf("%x", id[:8]), "tier", t.String())
+	}
 }
 
 // join authenticates a new connection and adds it to its session.
@@ -211,12 +267,17 @@ func (s *Server) join(qc *quic.Conn) {
 			j.Refuse(transport.JoinErrLimit, "too many sessions")
 			return
 		}
-		sess, err := transport.NewServerSession(s.cfg.Transport, j)
+		cfg := s.sessionConfig(j.Msg.Token)
+		sess, err := transport.NewServerSession(cfg, j)
 		if err != nil {
 			s.log.Warn("session setup failed", "remote", remote, "err", err)
 			return
 		}
 		s.sessions[sess.ID()] = sess
+		s.tokens[sess.ID()] = j.Msg.Token
+		if cfg.Tier != nil {
+			s.log.Info("session tier", "tier", cfg.Tier.String())
+		}
 		s.log.Info("session opened", "remote", remote, "path", j.Msg.Path.Name)
 		s.wg.Add(1)
 		go s.run(sess)
@@ -252,6 +313,7 @@ func (s *Server) run(sess *transport.Session) {
 	sess.Close()
 	s.mu.Lock()
 	delete(s.sessions, sess.ID())
+	delete(s.tokens, sess.ID())
 	s.mu.Unlock()
 	s.log.Info("session closed", "err", sess.Err())
 }

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"braid/internal/tier"
 	"fmt"
 
 	"braid/scheduler"
@@ -46,8 +47,28 @@ type Config struct {
 	// Policy names the scheduling policy (scheduler.New): weighted (the
 	// default), minrtt, roundrobin, duplicate or single:PATH.
 	Policy string
+	// Terms are what the session's user buys, read by the bestvalue
+	// planner; Session.SetTerms changes them.
+	Terms Terms
+	// Tier, at the concentrator, is the user's tier: it sets Terms (its
+	// default class) and is pushed to the client in a TIER message when
+	// each connection joins, so the client plans its uploads by it.
+	Tier *tier.Tier
+	// Prices are the USD per GB of paths that report no price, by medium
+	// (MediumX), at the concentrator.
+	Prices map[uint8]float64
 	// Logger receives diagnostics; nil discards them.
 	Logger *slog.Logger
+}
+
+// Terms are the economics and promise the bestvalue planner plans for:
+// revenue per GB of the user's tier, its SLA, and the client device.
+type Terms struct {
+	// Tier names the user's tier, for logs and status.
+	Tier      string
+	RevenueGB float64
+	SLA       scheduler.SLA
+	Profile   scheduler.Profile
 }
 
 // MinShard is the smallest shard a block is cut into, so tiny writes are

@@ -22,7 +22,7 @@ func (s *Session) pathStates(arr *[maxPaths]scheduler.PathState) ([]*Path, []sch
 	states := arr[:len(paths)]
 	for i, p := range paths {
 		states[i] = scheduler.PathState{Name: p.info.Name, Up: p.Up(), SRTT: p.SRTT(), Rate: p.Rate(),
-			Queued: p.queued.Load(), QueueLimit: p.queueLimit()}
+			Queued: p.queued.Load(), QueueLimit: p.queueLimit(), Price: p.info.PriceGB}
 	}
 	return paths, states
 }
@@ -61,8 +61,12 @@ func (s *Session) pickPath(size, shard int, urgent bool) *Path {
 func (s *Session) dispatch(ctx context.Context, b *txBlock, i int, dead <-chan struct{}) error {
 	size := int(b.hdr.ShardLen)
 	var timer *time.Timer
+	var waitFrom time.Time
 	for {
 		if p := s.pickPath(size, i, false); p != nil {
+			if !waitFrom.IsZero() {
+				s.waited.Add(int64(time.Since(waitFrom)))
+			}
 			b.conn[i].Store(nil)
 			b.path[i].Store(p)
 			p.queued.Add(int64(size))
@@ -74,6 +78,9 @@ func (s *Session) dispatch(ctx context.Context, b *txBlock, i int, dead <-chan s
 			}
 		}
 		changed := s.changedCh()
+		if waitFrom.IsZero() {
+			waitFrom = time.Now()
+		}
 		if timer == nil {
 			timer = time.NewTimer(20 * time.Millisecond)
 			defer timer.Stop()

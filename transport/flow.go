@@ -314,6 +314,9 @@ func (f *Flow) sendOwned(ctx context.Context, buf []byte, n int, flags uint8) er
 	f.txBlocks = append(f.txBlocks, b)
 	f.mu.Unlock()
 	f.s.stats.BlocksSent.Add(1)
+	if flags&(FlagOpen|FlagReply) == 0 {
+		f.s.offered.Add(uint64(n))
+	}
 	for i := range k + m {
 		if err := f.s.dispatch(ctx, b, i, f.dead); err != nil {
 			// The flow died or the caller gave up: drop what was not queued.

@@ -340,6 +340,9 @@ func NewServerSession(cfg Config, j *Join) (*Session, error) {
 // Attach adds a joined connection to the session (the caller has checked
 // the token and, for a session that exists, the secret) and answers it.
 func (s *Session) Attach(j *Join) error {
+	if j.Msg.Path.PriceGB == 0 {
+		j.Msg.Path.PriceGB = s.cfg.Prices[j.Msg.Path.Medium]
+	}
 	p, err := s.path(j.Msg.Path)
 	if err != nil {
 		j.Refuse(JoinErrLimit, err.Error())
@@ -359,8 +362,12 @@ func (s *Session) Attach(j *Join) error {
 		j.conn.CloseWithError(0, "")
 		return fmt.Errorf("answer join: %w", err)
 	}
-	if s.attach(p, j.conn, j.ctrl) == nil {
+	c := s.attach(p, j.conn, j.ctrl)
+	if c == nil {
 		return ErrSessionClosed
+	}
+	if t := s.tierMsg.Load(); t != nil {
+		c.sendControl(&Msg{Type: MsgTier, Body: *t})
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ package transport
 // block.
 
 import (
+	"braid/internal/tier"
 	"context"
 
 	"braid/scheduler"
@@ -43,6 +44,16 @@ var (
 type Session struct {
 	cfg    Config
 	policy scheduler.Policy
+
+	// The bestvalue planner (plan.go).
+	terms    atomic.Pointer[Terms]
+	tierMsg  atomic.Pointer[[]byte] // the tier pushed to the client
+	replan   chan struct{}          // SetTerms asks for a plan at once
+	curPlan  atomic.Pointer[scheduler.Plan]
+	offered  atomic.Uint64 // data bytes cut into blocks
+	waited   atomic.Int64  // ns dispatch waited for a path with room
+	planStat struct{ changes, violations atomic.Uint64 }
+
 	log    *slog.Logger
 	client bool
 	id     [16]byte
@@ -105,11 +116,26 @@ func newSession(cfg Config, client bool) (*Session, error) {
 		space:    make(chan struct{}, 1),
 		changed:  make(chan struct{}),
 		done:     make(chan struct{}),
+		replan:   make(chan struct{}, 1),
 	}
 	s.policy, _ = scheduler.New(cfg.Policy, cfg.K, cfg.M, MinShard) // Validate checked the name
 	s.downSince = s.epoch
+	s.terms.Store(&cfg.Terms)
+	if cfg.Tier != nil {
+		b, err := cfg.Tier.AppendBinary(nil)
+		if err != nil {
+			return nil, fmt.Errorf("tier %s: %w", cfg.Tier.Name, err)
+		}
+		s.tierMsg.Store(&b)
+		t := TermsOf(cfg.Tier, cfg.Terms.Profile)
+		s.terms.Store(&t)
+	}
 	s.wg.Add(1)
 	go s.maintain()
+	if bv, ok := s.policy.(*scheduler.BestValue); ok {
+		s.wg.Add(1)
+		go s.plan(bv)
+	}
 	return s, nil
 }
 
@@ -451,6 +477,19 @@ func (s *Session) NumFlows() int {
 // onControl handles a session-level control message from the peer.
 func (s *Session) onControl(m *Msg) error {
 	switch m.Type {
+	case MsgTier:
+		if !s.client {
+			return malformed("tier from a client")
+		}
+		t, err := tier.ParseBinary(m.Body)
+		if err != nil {
+			return err // wraps tier.ErrMalformed
+		}
+		if cur := s.Terms(); cur.Tier != t.Name || cur.RevenueGB != t.RevenueGB || cur.SLA != t.Classes[0].SLA {
+			s.log.Info("tier from the concentrator", "tier", t.String())
+			s.SetTerms(TermsOf(t, cur.Profile))
+		}
+		return nil
 	case MsgAck, MsgCredit, MsgReset:
 		s.mu.Lock()
 		f := s.flows[m.Flow]

@@ -161,6 +161,7 @@ const (
 	MsgSessionCredit MsgType = 0x22
 	MsgReset         MsgType = 0x23
 	MsgClose         MsgType = 0x30
+	MsgTier          MsgType = 0x40
 )
 
 func (t MsgType) String() string {
@@ -185,6 +186,8 @@ func (t MsgType) String() string {
 		return "reset"
 	case MsgClose:
 		return "close"
+	case MsgTier:
+		return "tier"
 	}
 	return fmt.Sprintf("msg(%#x)", uint8(t))
 }
@@ -209,6 +212,10 @@ type PathInfo struct {
 	Medium   uint8   // MediumX
 	Operator uint8   // OperatorOwn or OperatorPartner
 	PriceGB  float64 // USD per GB carried
+	// RateMbps is the path's nominal rate (a subscription's or a link's),
+	// 0 if unknown: the planner's capacity for a path it has not yet
+	// measured under load.
+	RateMbps float64
 }
 
 // Path media and operators.
@@ -247,6 +254,10 @@ type Msg struct {
 	// Ack, Credit, SessionCredit, Reset.
 	Flow  uint32
 	Value uint64 // Ack: next block expected; Credit/SessionCredit: max offset; Reset: final offset sent; Pong: bytes received
+
+	// Tier: the user's tier, opaque to transport (internal/tier's
+	// encoding). Parsing copies it.
+	Body []byte
 }
 
 // AppendMsg appends the framed encoding of m: type, 2-byte body length,
@@ -263,6 +274,7 @@ func AppendMsg(b []byte, m *Msg) []byte {
 		b = appendStr(b, m.Path.Name)
 		b = append(b, m.Path.Medium, m.Path.Operator)
 		b = binary.BigEndian.AppendUint64(b, math.Float64bits(m.Path.PriceGB))
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(m.Path.RateMbps))
 		b = append(b, m.ConnIndex)
 		b = binary.BigEndian.AppendUint32(b, m.FlowWindow)
 		b = binary.BigEndian.AppendUint64(b, m.SessionWindow)
@@ -285,6 +297,8 @@ func AppendMsg(b []byte, m *Msg) []byte {
 		b = binary.BigEndian.AppendUint32(b, m.Flow)
 		b = append(b, m.Code)
 		b = binary.BigEndian.AppendUint64(b, m.Value)
+	case MsgTier:
+		b = append(b, m.Body[:min(len(m.Body), MaxControlBody)]...)
 	}
 	binary.BigEndian.PutUint16(b[start+1:], uint16(len(b)-start-3))
 	return b
@@ -326,11 +340,15 @@ func ParseMsgBody(t MsgType, body []byte, m *Msg) error {
 		m.Path.Medium = r.u8()
 		m.Path.Operator = r.u8()
 		m.Path.PriceGB = math.Float64frombits(r.u64())
+		m.Path.RateMbps = math.Float64frombits(r.u64())
 		m.ConnIndex = r.u8()
 		m.FlowWindow = r.u32()
 		m.SessionWindow = r.u64()
 		if !r.short && (math.IsNaN(m.Path.PriceGB) || m.Path.PriceGB < 0 || math.IsInf(m.Path.PriceGB, 0)) {
 			return malformed("%v: price %v", t, m.Path.PriceGB)
+		}
+		if !r.short && (math.IsNaN(m.Path.RateMbps) || m.Path.RateMbps < 0 || math.IsInf(m.Path.RateMbps, 0)) {
+			return malformed("%v: rate %v", t, m.Path.RateMbps)
 		}
 	case MsgJoinErr, MsgClose:
 		m.Code = r.u8()
@@ -351,6 +369,9 @@ func ParseMsgBody(t MsgType, body []byte, m *Msg) error {
 		m.Flow = r.u32()
 		m.Code = r.u8()
 		m.Value = r.u64()
+	case MsgTier:
+		m.Body = append([]byte(nil), r.b...)
+		r.b = nil
 	default:
 		return malformed("control: unknown type %#x", uint8(t))
 	}

@@ -3,6 +3,7 @@ package transport
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"testing"
 )
 
@@ -85,6 +86,7 @@ func TestMsgRoundTrip(t *testing.T) {
 		{Type: MsgSessionCredit, Value: 1 << 40},
 		{Type: MsgReset, Flow: 8, Code: 1, Value: 1000},
 		{Type: MsgClose, Code: 0, Reason: "bye"},
+		{Type: MsgTier, Body: []byte{1, 2, 3}},
 	}
 	var stream []byte
 	for i := range msgs {
@@ -97,7 +99,7 @@ func TestMsgRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v: %v", msgs[i].Type, err)
 		}
-		if m != msgs[i] {
+		if !reflect.DeepEqual(m, msgs[i]) {
 			t.Fatalf("round trip: got %+v, want %+v", m, msgs[i])
 		}
 	}

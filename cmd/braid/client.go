@@ -23,7 +23,7 @@ type clientOpts struct {
 	socks                string
 	socksUser, socksPass string
 	paths                strList
-	fec, grace, policy   string
+	fec, grace, sched    string
 	status               string
 	config, logLevel     string
 }
@@ -39,7 +39,7 @@ type clientFile struct {
 	LogLevel  string      `toml:"log_level"`
 	FEC       string      `toml:"fec"`
 	Grace     string      `toml:"grace"`
-	Policy    string      `toml:"policy"`
+	Scheduler string      `toml:"scheduler"`
 	Status    string      `toml:"status"`
 	Paths     []pathTable `toml:"path"`
 }
@@ -72,7 +72,7 @@ func clientFlags(o *clientOpts) *flag.FlagSet {
 	fs.Var(&o.paths, "path", "a network path `NAME=SPEC` (repeatable; see above)")
 	fs.StringVar(&o.fec, "fec", "", "erasure coding `K,M`: up to K data shards plus M parity shards per block (default 8,0)")
 	fs.StringVar(&o.status, "status", "127.0.0.1:1081", "loopback `HOST:PORT` of the status page (GET /status; braid status reads it); \"off\" for none")
-	fs.StringVar(&o.policy, "policy", "", "how uploads are spread over the paths: weighted (default), minrtt, roundrobin, duplicate or single:PATH")
+	fs.StringVar(&o.sched, "scheduler", "", "how uploads are spread over the paths: weighted (default), bestvalue (by the tier the concentrator pushes), cheapest, minrtt, roundrobin, duplicate or single:PATH")
 	fs.StringVar(&o.grace, "grace", "", "how long flows wait for a live path before failing, a `DURATION` like 30s (default 30s)")
 	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
@@ -103,7 +103,7 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 		fromFile(&o.socksPass, f.SocksPass, set["socks-pass"])
 		fromFile(&o.fec, f.FEC, set["fec"])
 		fromFile(&o.grace, f.Grace, set["grace"])
-		fromFile(&o.policy, f.Policy, set["policy"])
+		fromFile(&o.sched, f.Scheduler, set["scheduler"])
 		fromFile(&o.status, f.Status, set["status"])
 		fromFile(&o.logLevel, f.LogLevel, set["log-level"])
 		if !set["path"] {
@@ -140,7 +140,7 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 			return client.Config{}, err
 		}
 	}
-	cfg.Transport.Policy = o.policy
+	cfg.Transport.Policy = o.sched
 	if o.status != "off" {
 		cfg.Status = o.status
 	}
@@ -345,6 +345,12 @@ func buildPath(name, field string, kvs [][2]string) (client.PathConfig, error) {
 				return p, badf(field, "price %q is not a number >= 0 (USD per GB)", v)
 			}
 			p.PriceGB = f
+		case "rate":
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+				return p, badf(field, "rate %q is not a number >= 0 (Mbit/s)", v)
+			}
+			p.RateMbps = f
 		case "medium":
 			m := strings.ToLower(v)
 			if _, ok := client.Media[m]; !ok {

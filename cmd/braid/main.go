@@ -49,7 +49,7 @@ with _ for -). Run 'braid COMMAND -h' for a command's flags.
 
 func main() {
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, sig))
 }
 
@@ -140,6 +140,7 @@ Runs the local SOCKS5 proxy. Each --path is one network path:
   SPEC = BIND[,KEY=VALUE...]
   BIND = an IP address (192.168.1.10), ip:ADDR, dev:IFNAME or any
   KEY  = ip (with dev:), server=HOST:PORT, conns=N (1..16), price=USD_PER_GB,
+         rate=MBIT_PER_S (the path's nominal rate, for the bestvalue planner),
          medium=ethernet|wifi|cellular|satellite|other, operator=own|partner,
          stun=HOST:PORT (a public STUN server to learn the path's public
          address from, instead of the concentrator)
@@ -267,7 +268,7 @@ func flagForField(field, reason string) *usageError {
 			case "grace":
 				return &usageError{"--grace", r}
 			case "policy":
-				return &usageError{"--policy", r}
+				return &usageError{"--scheduler", r}
 			}
 		}
 		return &usageError{"transport", reason}

@@ -49,6 +49,8 @@ func TestParsePath(t *testing.T) {
 		{arg: "o=any,medium=other", want: client.PathConfig{Name: "o", Medium: "other"}},
 		{arg: "n=any,stun=stun.example.net:3478", want: client.PathConfig{Name: "n", STUN: "stun.example.net:3478"}},
 		{arg: "n=any,stun=nope", wantErr: `--path n: stun "nope" is not HOST:PORT`},
+		{arg: "n=any,rate=20.5", want: client.PathConfig{Name: "n", RateMbps: 20.5}},
+		{arg: "n=any,rate=-1", wantErr: `--path n: rate "-1" is not a number >= 0 (Mbit/s)`},
 
 		{arg: "noequals", wantErr: `--path: "noequals" is not NAME=SPEC`},
 		{arg: "=127.0.0.1", wantErr: `--path: "=127.0.0.1" has no name before =`},
@@ -159,6 +161,8 @@ func TestUsageErrors(t *testing.T) {
 	cli := func(extra ...string) []string { return append([]string{"client"}, clientArgs(extra...)...) }
 	unknownKey := writeFile(t, "c.toml", "server = \"127.0.0.1:1\"\n[[path]]\nname = \"a\"\ncolour = \"red\"\n")
 	malformed := writeFile(t, "m.toml", "listen = \"127.0.0.1:1\"\ntokens = [\"a\"\n")
+	badPolicy := writeFile(t, "p.toml", "[tiers.basic]\nrevenue_usd_per_gb = -1\n")
+	policyExt := writeFile(t, "p.ini", "")
 	badType := writeFile(t, "t.toml", "[[path]]\nname = \"a\"\nconns = \"two\"\n")
 	both := writeFile(t, "b.toml", "[[path]]\nname = \"a\"\nspec = \"any\"\nmedium = \"wifi\"\n")
 	noName := writeFile(t, "n.toml", "[[path]]\nspec = \"any\"\n")
@@ -183,7 +187,7 @@ func TestUsageErrors(t *testing.T) {
 		{cli("--fec", "200,2"), "braid client: --fec: K 200 is outside"},
 		{cli("--grace", "soon"), `braid client: --grace: "soon" is not a duration like 30s or 2m`},
 		{cli("--grace", "-1s"), "braid client: --grace: must not be negative"},
-		{cli("--policy", "fastest"), `braid client: --policy: unknown policy "fastest" (known: duplicate, minrtt, roundrobin, single:<path>, weighted)`},
+		{cli("--scheduler", "fastest"), `braid client: --scheduler: unknown policy "fastest" (known: bestvalue, cheapest, duplicate, minrtt, roundrobin, single:<path>, weighted)`},
 		{cli("--log-level", "loud"), `braid client: --log-level: "loud" is not debug, info, warn or error`},
 		{cli("--bogus"), "braid client: flag provided but not defined: -bogus"},
 		{cli("extra"), `braid client: unexpected argument "extra"`},
@@ -203,6 +207,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"server", "--cert", cert, "--key", key, "--token", "a"}, "braid server: --listen is required"},
 		{srv("--token", "a", "--listen", "noport"), `braid server: --listen: "noport" is not HOST:PORT`},
 		{srv("--token", strings.Repeat("x", 256)), "braid server: --token: tokens are 1 to 255 bytes"},
+		{srv("--token", "a", "--policy", badPolicy), "braid server: --policy: policy " + badPolicy + ": tiers.basic.revenue_usd_per_gb: must be >= 0"},
+		{srv("--token", "a", "--policy", policyExt), "braid server: --policy: "},
+		{srv("--token", "a", "--policy", "/nonexistent/p.toml"), "braid server: --policy: "},
+		{srv("--token", "a", "--scheduler", "fastest"), `braid server: --scheduler: unknown policy "fastest"`},
 
 		{[]string{"keygen"}, "braid keygen: --dir is required"},
 		{[]string{"demo", "--duration", "-1s"}, "braid demo: --duration: must not be negative"},

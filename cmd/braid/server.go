@@ -1,6 +1,7 @@
 package main
 
 import (
+	"braid/internal/tier"
 	"bufio"
 	"errors"
 	"flag"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 
 	"braid/internal/pki"
 	"braid/server"
@@ -18,7 +20,7 @@ type serverOpts struct {
 	tokens            strList
 	tokenFile         string
 	allowPrivate      bool
-	policy            string
+	scheduler, policy string
 	config, logLevel  string
 }
 
@@ -31,6 +33,7 @@ type serverFile struct {
 	TokenFile    string   `toml:"token_file"`
 	AllowPrivate bool     `toml:"allow_private"`
 	LogLevel     string   `toml:"log_level"`
+	Scheduler    string   `toml:"scheduler"`
 	Policy       string   `toml:"policy"`
 }
 
@@ -42,7 +45,8 @@ func serverFlags(o *serverOpts) *flag.FlagSet {
 	fs.Var(&o.tokens, "token", "a `TOKEN` clients may use (repeatable)")
 	fs.StringVar(&o.tokenFile, "token-file", "", "`FILE` of tokens, one per line; blank lines and #comments are ignored")
 	fs.BoolVar(&o.allowPrivate, "allow-private", false, "let flows reach loopback, private and link-local destinations")
-	fs.StringVar(&o.policy, "policy", "", "how downloads are spread over a client's paths: weighted (default), minrtt, roundrobin, duplicate or single:PATH")
+	fs.StringVar(&o.scheduler, "scheduler", "", "how downloads are spread over a client's paths: bestvalue (the default with --policy), weighted (the default without), cheapest, minrtt, roundrobin, duplicate or single:PATH")
+	fs.StringVar(&o.policy, "policy", "", "policy `FILE` (.toml, .yaml or .yml): tiers with revenue and SLAs, tokens to tiers, default path prices; SIGHUP reloads it")
 	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
 	return fs
@@ -67,6 +71,7 @@ func parseServer(args []string, logOut io.Writer) (server.Config, error) {
 		fromFile(&o.key, f.Key, set["key"])
 		fromFile(&o.tokenFile, f.TokenFile, set["token-file"])
 		fromFile(&o.logLevel, f.LogLevel, set["log-level"])
+		fromFile(&o.scheduler, f.Scheduler, set["scheduler"])
 		fromFile(&o.policy, f.Policy, set["policy"])
 		if !set["token"] {
 			o.tokens = f.Tokens
@@ -115,7 +120,17 @@ func parseServer(args []string, logOut io.Writer) (server.Config, error) {
 		Logger:       logger,
 	}
 	cfg.Transport.Logger = logger
-	cfg.Transport.Policy = o.policy
+	cfg.Transport.Policy = o.scheduler
+	if o.policy != "" {
+		p, err := tier.Load(o.policy)
+		if err != nil {
+			return server.Config{}, badf("--policy", "%v", err)
+		}
+		cfg.Policy = p
+		if o.scheduler == "" {
+			cfg.Transport.Policy = "bestvalue"
+		}
+	}
 	// Validate a filled copy: the caller gets the config as given and
 	// server.Start applies the same defaults.
 	check := cfg
@@ -157,6 +172,22 @@ func readTokenFile(path string) ([]string, error) {
 	return tokens, nil
 }
 
+// policyPath is the --policy file of a command line (or its config file).
+func policyPath(args []string) string {
+	var o serverOpts
+	fs := serverFlags(&o)
+	if parseFlags(fs, args) != nil {
+		return ""
+	}
+	if o.config != "" && !setFlags(fs)["policy"] {
+		var f serverFile
+		if decodeFile(o.config, &f) == nil {
+			return f.Policy
+		}
+	}
+	return o.policy
+}
+
 func runServer(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
 	cfg, err := parseServer(args, stderr)
 	if err != nil {
@@ -168,7 +199,25 @@ func runServer(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) in
 	}
 	// The pin is what clients need; saying it here saves a trip to keygen's output.
 	cfg.Logger.Info("concentrator key", "addr", srv.Addr().String(), "pin", pki.Pin(cfg.Cert.Leaf))
-	s := <-sig
+	var s os.Signal
+	for s = range sig {
+		if s != syscall.SIGHUP {
+			break
+		}
+		// Reload the policy file; a broken one leaves the old in force.
+		path := policyPath(args)
+		if path == "" {
+			cfg.Logger.Warn("SIGHUP: no --policy file to reload")
+			continue
+		}
+		p, err := tier.Load(path)
+		if err != nil {
+			cfg.Logger.Error("policy not reloaded, the old one stays", "file", path, "err", err)
+			continue
+		}
+		srv.SetPolicy(p)
+		cfg.Logger.Info("policy reloaded", "file", path, "tiers", len(p.Tiers))
+	}
 	cfg.Logger.Info("shutting down", "signal", s)
 	if err := srv.Close(); err != nil {
 		return fail(stdout, stderr, "server", nil, fmt.Errorf("shutdown: %w", err))

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"braid/internal/tier"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -46,6 +47,8 @@ type options struct {
 	status    string // status address of both ends, "" for none
 	stunEvery time.Duration
 	handler   func(net.Conn)
+	prices    []float64 // per path, USD per GB; the paths also get their link's rate
+	policy    *tier.Policy
 }
 
 func logger(t *testing.T) *slog.Logger {
@@ -64,7 +67,7 @@ func startServer(t *testing.T, o options) (*server.Server, [32]byte) {
 	pin, _ := pki.ParsePin(pinStr)
 	srv, err := server.Start(server.Config{
 		Listen: "127.0.0.1:0", Cert: cert, Tokens: []string{"secret-token"}, Status: o.status,
-		AllowPrivate: !o.private, Transport: o.transport, Logger: logger(t),
+		AllowPrivate: !o.private, Transport: o.transport, Logger: logger(t), Policy: o.policy,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -90,6 +93,10 @@ func newWorld(t *testing.T, o options) *world {
 			Name: fmt.Sprintf("p%d", i), Bind: netx.Bind{IP: netip.MustParseAddr("127.0.0.1")},
 			Server: r.Addr().String(), Conns: o.conns,
 		})
+		if i < len(o.prices) {
+			paths[len(paths)-1].PriceGB = o.prices[i]
+			paths[len(paths)-1].RateMbps = l.RateBps / 1e6
+		}
 	}
 	tok := o.token
 	if tok == "" {

@@ -38,6 +38,8 @@ type Path struct {
 type Client struct {
 	Paths []Path `json:"paths"`
 	Flows int    `json:"flows"`
+	// Plan is the bestvalue plan for uploads; absent under other policies.
+	Plan *Plan `json:"plan,omitempty"`
 }
 
 // Session is one session's status at the concentrator.
@@ -45,6 +47,53 @@ type Session struct {
 	ID    string `json:"id"`
 	Paths []Path `json:"paths"`
 	Flows int    `json:"flows"`
+	// Plan is the bestvalue plan for downloads; absent under other
+	// policies.
+	Plan *Plan `json:"plan,omitempty"`
+}
+
+// Plan is the bestvalue plan in force and its explanation.
+type Plan struct {
+	Tier           string         `json:"tier"`
+	K              int            `json:"k"`
+	M              int            `json:"m"`
+	Shards         map[string]int `json:"shards"`
+	ShardBytes     int            `json:"shard_bytes"`
+	Compress       bool           `json:"compress"`
+	GoodputBps     float64        `json:"goodput_bps"`
+	CapacityBps    float64        `json:"capacity_bps"`
+	P99Ms          float64        `json:"p99_ms"`
+	ResidualLoss   float64        `json:"residual_loss"`
+	Survives       int            `json:"survives"`
+	CostUSDPerGB   float64        `json:"cost_usd_per_gb"`
+	ProfitUSDPerH  float64        `json:"profit_usd_per_h"`
+	Binding        string         `json:"binding"`
+	SLAMet         bool           `json:"sla_met"`
+	Relaxed        []string       `json:"relaxed"`
+	Since          time.Time      `json:"since"`
+	Changes        uint64         `json:"changes"`
+	ViolationTicks uint64         `json:"violation_ticks"`
+	Text           string         `json:"text"`
+}
+
+// SessionPlan converts the session's plan; nil when it has none.
+func SessionPlan(s *transport.Session) *Plan {
+	pi, ok := s.Plan()
+	if !ok {
+		return nil
+	}
+	p := &pi.Plan
+	out := &Plan{Tier: s.Terms().Tier, K: p.K, M: p.M, Shards: map[string]int{}, ShardBytes: p.ShardSize, Compress: p.Compress,
+		GoodputBps: p.Goodput * 8, CapacityBps: p.Capacity * 8, P99Ms: ms(p.P99), ResidualLoss: p.ResidualLoss,
+		Survives: p.Survives, CostUSDPerGB: p.CostGB, ProfitUSDPerH: p.Profit * 3600, Binding: p.Binding,
+		SLAMet: p.Feasible, Relaxed: append([]string{}, p.Relaxed...), Since: p.At, Changes: pi.Changes,
+		ViolationTicks: pi.Violations, Text: p.String()}
+	for i, n := range p.Shards {
+		if n > 0 && i < len(p.Names) {
+			out.Shards[p.Names[i]] = n
+		}
+	}
+	return out
 }
 
 // Server is the concentrator's status document.

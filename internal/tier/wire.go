@@ -1,0 +1,203 @@
+package tier
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"braid/scheduler"
+)
+
+// Wire form of a Tier, version 1: what the concentrator pushes to a client
+// in one control message. All integers are big-endian; a float64 is its
+// IEEE 754 bits as a uint64 and must be finite with the sign bit clear;
+// a string is a 1-byte length then that many bytes.
+//
+//	version       uint8    1
+//	name          string   1 to 64 bytes, printable ASCII, no spaces
+//	revenue       float64  USD per GB
+//	classes       uint8    1 to 16, then per class:
+//	  name          string   class 0: "default"; others unique, same rule as tier names
+//	  min_goodput   float64  bytes per second; 0: none
+//	  p99_latency   int64    nanoseconds, >= 0; 0: none
+//	  residual_loss float64  fraction of blocks, < 1; 0: none
+//	  survive       uint8    0 to 7
+//	  max_cost      float64  USD per GB; 0: none
+//	  ports         uint8    0 to 32 (0 in class 0), then per range:
+//	    lo            uint16   1 to hi
+//	    hi            uint16   lo to 65535
+//	  users         uint8    0 to 32 (0 in class 0), then per user:
+//	    user          string   1 to 255 bytes
+//
+// Class 1 and later lists at least one port range or user. The whole
+// encoding is at most MaxEncoded (1000) bytes, and nothing follows it.
+
+// wireVersion is the first byte of the wire form.
+const wireVersion = 1
+
+// ErrMalformed is wrapped by every error ParseBinary returns.
+var ErrMalformed = errors.New("malformed tier")
+
+// errTooBig is AppendBinary's error for a tier over MaxEncoded bytes.
+var errTooBig = fmt.Errorf("tier encodes to more than %d bytes", MaxEncoded)
+
+// encodedLen is the size of t's wire form; t has passed check.
+func (t *Tier) encodedLen() int {
+	n := 1 + 1 + len(t.Name) + 8 + 1
+	for i := range t.Classes {
+		c := &t.Classes[i]
+		n += 1 + len(c.Name) + 8 + 8 + 8 + 1 + 8 + 1 + 4*len(c.Ports) + 1
+		for _, u := range c.Users {
+			n += 1 + len(u)
+		}
+	}
+	return n
+}
+
+// AppendBinary appends t's wire form to b. It fails, returning b
+// unchanged, when t breaks a rule of the wire form (the error is a
+// *FieldError naming the Go field) or encodes to more than MaxEncoded
+// bytes. A Tier from Parse always encodes.
+func (t *Tier) AppendBinary(b []byte) ([]byte, error) {
+	if err := t.check(); err != nil {
+		return b, fmt.Errorf("encode tier: %w", err)
+	}
+	if n := t.encodedLen(); n > MaxEncoded {
+		return b, fmt.Errorf("%w (%d)", errTooBig, n)
+	}
+	b = append(b, wireVersion)
+	b = appendString(b, t.Name)
+	b = binary.BigEndian.AppendUint64(b, math.Float64bits(t.RevenueGB))
+	b = append(b, byte(len(t.Classes)))
+	for i := range t.Classes {
+		c := &t.Classes[i]
+		b = appendString(b, c.Name)
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(c.SLA.MinGoodput))
+		b = binary.BigEndian.AppendUint64(b, uint64(c.SLA.P99Latency))
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(c.SLA.ResidualLoss))
+		b = append(b, byte(c.SLA.Survive))
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(c.SLA.MaxCostGB))
+		b = append(b, byte(len(c.Ports)))
+		for _, r := range c.Ports {
+			b = binary.BigEndian.AppendUint16(b, r.Lo)
+			b = binary.BigEndian.AppendUint16(b, r.Hi)
+		}
+		b = append(b, byte(len(c.Users)))
+		for _, u := range c.Users {
+			b = appendString(b, u)
+		}
+	}
+	return b, nil
+}
+
+func appendString(b []byte, s string) []byte {
+	b = append(b, byte(len(s)))
+	return append(b, s...)
+}
+
+// ParseBinary decodes a Tier's wire form, which must fill b exactly. It
+// does not retain b. Every error wraps ErrMalformed; a Tier it returns
+// obeys the same rules as one from Parse and re-encodes to b.
+func ParseBinary(b []byte) (*Tier, error) {
+	if len(b) > MaxEncoded {
+		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrMalformed, len(b), MaxEncoded)
+	}
+	r := reader{b: b}
+	if v := r.u8(); r.err == nil && v != wireVersion {
+		return nil, fmt.Errorf("%w: version %d, want %d", ErrMalformed, v, wireVersion)
+	}
+	t := &Tier{Name: r.str(), RevenueGB: r.f64()}
+	n := int(r.u8())
+	if r.err == nil && (n == 0 || n > MaxClasses) {
+		return nil, fmt.Errorf("%w: %d classes, want 1 to %d", ErrMalformed, n, MaxClasses)
+	}
+	for i := 0; i < n && r.err == nil; i++ {
+		c := Class{Name: r.str()}
+		c.SLA = scheduler.SLA{
+			MinGoodput:   r.f64(),
+			P99Latency:   time.Duration(r.u64()),
+			ResidualLoss: r.f64(),
+			Survive:      int(r.u8()),
+			MaxCostGB:    r.f64(),
+		}
+		np := int(r.u8())
+		if np > MaxPortRanges {
+			return nil, fmt.Errorf("%w: class %d has %d port ranges, at most %d", ErrMalformed, i, np, MaxPortRanges)
+		}
+		for j := 0; j < np && r.err == nil; j++ {
+			c.Ports = append(c.Ports, PortRange{r.u16(), r.u16()})
+		}
+		nu := int(r.u8())
+		if nu > MaxUsers {
+			return nil, fmt.Errorf("%w: class %d has %d users, at most %d", ErrMalformed, i, nu, MaxUsers)
+		}
+		for j := 0; j < nu && r.err == nil; j++ {
+			c.Users = append(c.Users, r.str())
+		}
+		t.Classes = append(t.Classes, c)
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if r.off != len(b) {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(b)-r.off)
+	}
+	if err := t.check(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return t, nil
+}
+
+// reader reads the wire form; after the first short read, err is set and
+// every read returns zero.
+type reader struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (r *reader) take(n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if len(r.b)-r.off < n {
+		r.err = fmt.Errorf("%w: truncated at byte %d", ErrMalformed, len(r.b))
+		return nil
+	}
+	p := r.b[r.off : r.off+n]
+	r.off += n
+	return p
+}
+
+func (r *reader) u8() uint8 {
+	if p := r.take(1); p != nil {
+		return p[0]
+	}
+	return 0
+}
+
+func (r *reader) u16() uint16 {
+	if p := r.take(2); p != nil {
+		return binary.BigEndian.Uint16(p)
+	}
+	return 0
+}
+
+func (r *reader) u64() uint64 {
+	if p := r.take(8); p != nil {
+		return binary.BigEndian.Uint64(p)
+	}
+	return 0
+}
+
+func (r *reader) f64() float64 { return math.Float64frombits(r.u64()) }
+
+func (r *reader) str() string {
+	n := int(r.u8())
+	if p := r.take(n); p != nil {
+		return string(p)
+	}
+	return ""
+}
