@@ -198,7 +198,7 @@ func (c *Client) StatusAddr() net.Addr {
 // Status returns what the client knows about its paths and flows.
 func (c *Client) Status() status.Client {
 	return status.Client{Paths: status.SessionPaths(c.sess.Session, c.cfg.stun.mapped), Flows: c.sess.NumFlows(),
-		Plan: status.SessionPlan(c.sess.Session)}
+		Plans: status.SessionPlans(c.sess.Session)}
 }
 
 // Session returns the client's transport session.
@@ -260,7 +260,9 @@ func (c *Client) serve() {
 
 func (c *Client) handle(conn net.Conn) {
 	defer conn.Close()
-	var creds *socks5.Credentials
+	// Without a configured user, any username is accepted as a label of
+	// the application: the tier's classes may pick traffic by it.
+	creds := &socks5.Credentials{AnyUser: true}
 	if c.cfg.SOCKSUser != "" {
 		creds = &socks5.Credentials{User: c.cfg.SOCKSUser, Pass: c.cfg.SOCKSPass}
 	}
@@ -276,7 +278,8 @@ func (c *Client) handle(conn net.Conn) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ConnectTimeout)
-	f, err := c.sess.OpenFlow(ctx, dest)
+	class := c.sess.Classify(req.Dest.Port, req.User)
+	f, err := c.sess.OpenFlowClass(ctx, dest, class)
 	cancel()
 	if err != nil {
 		code := socks5.GeneralFailure

@@ -17,7 +17,20 @@ import (
 // SetPlan may be called at any time from another goroutine.
 type BestValue struct {
 	coder
-	cur atomic.Pointer[slots]
+	cur [MaxClasses]atomic.Pointer[slots]
+}
+
+// MaxClasses bounds a tier's traffic classes (the default one included).
+const MaxClasses = 16
+
+// plan returns class's plan, or the default class's while it has none.
+func (b *BestValue) plan(class int) *slots {
+	if class > 0 && class < MaxClasses {
+		if sl := b.cur[class].Load(); sl != nil {
+			return sl
+		}
+	}
+	return b.cur[0].Load()
 }
 
 var _ Policy = (*BestValue)(nil)
@@ -34,11 +47,15 @@ type slots struct {
 // Name returns "bestvalue".
 func (*BestValue) Name() string { return "bestvalue" }
 
-// SetPlan makes p the plan followed from the next block on; nil (or a
-// plan with K == 0) returns to weighted.
-func (b *BestValue) SetPlan(p *Plan) {
+// SetPlan makes p the plan of traffic class class from the next block
+// on; nil (or a plan with K == 0) returns the class to the default
+// class's plan, and the default class to weighted.
+func (b *BestValue) SetPlan(class int, p *Plan) {
+	if class < 0 || class >= MaxClasses {
+		return
+	}
 	if p == nil || p.K == 0 {
-		b.cur.Store(nil)
+		b.cur[class].Store(nil)
 		return
 	}
 	sl := &slots{k: p.K, m: p.M, survives: p.Survives, shard: p.ShardSize, ceiling: math.Inf(-1)}
@@ -63,17 +80,17 @@ func (b *BestValue) SetPlan(p *Plan) {
 	if p.prices == nil {
 		sl.ceiling = math.Inf(1)
 	}
-	b.cur.Store(sl)
+	b.cur[class].Store(sl)
 }
 
 // Code returns the plan's coding for a full block and, for a short one,
 // as many data shards as its bytes fill at the plan's shard size, with
 // parity in proportion and enough that the paths of its slots can be lost
 // as the plan allows.
-func (b *BestValue) Code(n int, paths []PathState) (int, int) {
-	sl := b.cur.Load()
+func (b *BestValue) Code(n, class int, paths []PathState) (int, int) {
+	sl := b.plan(class)
 	if sl == nil {
-		return b.coder.Code(n, paths)
+		return b.coder.Code(n, class, paths)
 	}
 	if n == 0 {
 		return 1, 0
@@ -115,8 +132,8 @@ func topShare(order []string, f int) int {
 }
 
 // Place sends shard i where the plan's slot i says, or moves it.
-func (b *BestValue) Place(paths []PathState, size, shard int, _ uint64, urgent bool) int {
-	sl := b.cur.Load()
+func (b *BestValue) Place(paths []PathState, size, shard, class int, _ uint64, urgent bool) int {
+	sl := b.plan(class)
 	if sl == nil {
 		return EarliestArrival(paths, size, urgent)
 	}
@@ -149,7 +166,7 @@ func (b *BestValue) Place(paths []PathState, size, shard int, _ uint64, urgent b
 type cheapest struct{ coder }
 
 func (cheapest) Name() string { return "cheapest" }
-func (cheapest) Place(paths []PathState, size, _ int, _ uint64, urgent bool) int {
+func (cheapest) Place(paths []PathState, size, _, _ int, _ uint64, urgent bool) int {
 	best := -1
 	for i := range paths {
 		p := &paths[i]

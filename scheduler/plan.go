@@ -198,6 +198,18 @@ func (p *Plan) String() string {
 	return b.String()
 }
 
+// ShareOf returns the shards per block the plan puts on the path named
+// name (paths are matched by name: the session's list may have changed
+// since the plan was made).
+func (p *Plan) ShareOf(name string) int {
+	for i, n := range p.Names {
+		if n == name && i < len(p.Shards) {
+			return p.Shards[i]
+		}
+	}
+	return 0
+}
+
 // Uses reports whether the plan puts shards on path i.
 func (p *Plan) Uses(i int) bool { return i < len(p.Shards) && p.Shards[i] > 0 }
 
@@ -253,18 +265,13 @@ func Evaluate(pr *Problem, p *Plan) Explain {
 	s.sla = pr.SLA
 	s.setK(p.K)
 	var a [MaxPlanPaths]int
-	down := false
+	placed := 0
 	for oi := range s.np {
-		i := s.order[oi]
-		if i < len(p.Shards) {
-			a[oi] = p.Shards[i]
-		}
+		a[oi] = p.ShareOf(pr.Paths[s.order[oi]].Name)
+		placed += a[oi]
 	}
-	for i, n := range p.Shards {
-		if n > 0 && (i >= len(pr.Paths) || !usable(&pr.Paths[i])) {
-			down = true
-		}
-	}
+	// Shares on paths that are down or gone are not placed.
+	down := placed != p.K+p.M
 	if p.K == 0 || down {
 		return Explain{Binding: "a path it uses is down"}
 	}

@@ -11,14 +11,14 @@ import (
 type Policy interface {
 	// Name is the policy's registry name.
 	Name() string
-	// Code returns the data and parity shards for a block of n bytes,
-	// given the paths as they are now.
-	Code(n int, paths []PathState) (k, m int)
+	// Code returns the data and parity shards for a block of n bytes of
+	// a flow of traffic class class, given the paths as they are now.
+	Code(n, class int, paths []PathState) (k, m int)
 	// Place returns the index of the path for shard `shard` (0..k+m-1) of
 	// a block, seq being a running count of shards placed in the session,
 	// or -1 when no path can take it now. urgent shards (re-sends) ignore
 	// queue limits.
-	Place(paths []PathState, size, shard int, seq uint64, urgent bool) int
+	Place(paths []PathState, size, shard, class int, seq uint64, urgent bool) int
 }
 
 // Names lists the registered policies; single takes a path name.
@@ -53,7 +53,7 @@ func New(name string, maxK, m, minShard int) (Policy, error) {
 
 type coder struct{ maxK, m, minShard int }
 
-func (c coder) Code(n int, _ []PathState) (int, int) { return Coding(n, c.maxK, c.m, c.minShard) }
+func (c coder) Code(n, _ int, _ []PathState) (int, int) { return Coding(n, c.maxK, c.m, c.minShard) }
 
 // room reports whether p can take a shard of size bytes now.
 func room(p *PathState, size int, urgent bool) bool {
@@ -65,7 +65,7 @@ func room(p *PathState, size int, urgent bool) bool {
 type weighted struct{ coder }
 
 func (weighted) Name() string { return "weighted" }
-func (weighted) Place(paths []PathState, size, _ int, _ uint64, urgent bool) int {
+func (weighted) Place(paths []PathState, size, _, _ int, _ uint64, urgent bool) int {
 	return EarliestArrival(paths, size, urgent)
 }
 
@@ -74,7 +74,7 @@ func (weighted) Place(paths []PathState, size, _ int, _ uint64, urgent bool) int
 type minRTT struct{ coder }
 
 func (minRTT) Name() string { return "minrtt" }
-func (minRTT) Place(paths []PathState, size, _ int, _ uint64, urgent bool) int {
+func (minRTT) Place(paths []PathState, size, _, _ int, _ uint64, urgent bool) int {
 	best := -1
 	for i := range paths {
 		if room(&paths[i], size, urgent) && (best < 0 || paths[i].SRTT < paths[best].SRTT) {
@@ -88,7 +88,7 @@ func (minRTT) Place(paths []PathState, size, _ int, _ uint64, urgent bool) int {
 type roundRobin struct{ coder }
 
 func (roundRobin) Name() string { return "roundrobin" }
-func (roundRobin) Place(paths []PathState, size, _ int, seq uint64, urgent bool) int {
+func (roundRobin) Place(paths []PathState, size, _, _ int, seq uint64, urgent bool) int {
 	n := 0
 	for i := range paths {
 		if room(&paths[i], size, urgent) {
@@ -116,7 +116,7 @@ func (roundRobin) Place(paths []PathState, size, _ int, seq uint64, urgent bool)
 type duplicate struct{}
 
 func (duplicate) Name() string { return "duplicate" }
-func (duplicate) Code(n int, paths []PathState) (int, int) {
+func (duplicate) Code(n, _ int, paths []PathState) (int, int) {
 	up := 0
 	for i := range paths {
 		if paths[i].Up {
@@ -128,7 +128,7 @@ func (duplicate) Code(n int, paths []PathState) (int, int) {
 	}
 	return 1, max(up, 1) - 1
 }
-func (duplicate) Place(paths []PathState, size, shard int, _ uint64, urgent bool) int {
+func (duplicate) Place(paths []PathState, size, shard, _ int, _ uint64, urgent bool) int {
 	seen := 0
 	for i := range paths {
 		if !paths[i].Up {
@@ -154,7 +154,7 @@ type single struct {
 }
 
 func (s single) Name() string { return "single:" + s.path }
-func (s single) Place(paths []PathState, size, _ int, _ uint64, urgent bool) int {
+func (s single) Place(paths []PathState, size, _, _ int, _ uint64, urgent bool) int {
 	for i := range paths {
 		if paths[i].Name == s.path && room(&paths[i], size, urgent) {
 			return i

@@ -41,17 +41,17 @@ func TestPlacement(t *testing.T) {
 		return p
 	}
 	ps := states()
-	if i := get("minrtt").Place(ps, 1000, 0, 0, false); i != 1 {
+	if i := get("minrtt").Place(ps, 1000, 0, 0, 0, false); i != 1 {
 		t.Errorf("minrtt chose %d, want the live path with the lowest RTT (1)", i)
 	}
 	full := states()
 	full[1].Queued = 1 << 20
-	if i := get("minrtt").Place(full, 1000, 0, 0, false); i != 0 {
+	if i := get("minrtt").Place(full, 1000, 0, 0, 0, false); i != 0 {
 		t.Errorf("minrtt with a full best path chose %d, want 0", i)
 	}
 	var seen []int
 	for seq := range uint64(4) {
-		seen = append(seen, get("roundrobin").Place(ps, 1000, 0, seq, false))
+		seen = append(seen, get("roundrobin").Place(ps, 1000, 0, 0, seq, false))
 	}
 	if seen[0] == seen[1] || seen[0] != seen[2] || seen[1] != seen[3] {
 		t.Errorf("roundrobin placed %v, want alternation over the two live paths", seen)
@@ -61,20 +61,20 @@ func TestPlacement(t *testing.T) {
 			t.Error("roundrobin used a down path")
 		}
 	}
-	if i := get("single:b").Place(ps, 1000, 0, 0, false); i != 1 {
+	if i := get("single:b").Place(ps, 1000, 0, 0, 0, false); i != 1 {
 		t.Errorf("single:b chose %d", i)
 	}
-	if i := get("single:c").Place(ps, 1000, 0, 0, false); i != -1 {
+	if i := get("single:c").Place(ps, 1000, 0, 0, 0, false); i != -1 {
 		t.Errorf("single:c chose %d although c is down", i)
 	}
 	d := get("duplicate")
-	if k, m := d.Code(5000, ps); k != 1 || m != 1 {
+	if k, m := d.Code(5000, 0, ps); k != 1 || m != 1 {
 		t.Errorf("duplicate codes %d+%d on two live paths, want 1+1", k, m)
 	}
-	if a, b := d.Place(ps, 5000, 0, 0, false), d.Place(ps, 5000, 1, 0, false); a == b || a == 2 || b == 2 {
+	if a, b := d.Place(ps, 5000, 0, 0, 0, false), d.Place(ps, 5000, 1, 0, 0, false); a == b || a == 2 || b == 2 {
 		t.Errorf("duplicate put copies on %d and %d, want the two live paths", a, b)
 	}
-	if k, m := d.Code(0, ps); k != 1 || m != 0 {
+	if k, m := d.Code(0, 0, ps); k != 1 || m != 0 {
 		t.Errorf("duplicate codes an empty block %d+%d", k, m)
 	}
 }
@@ -88,14 +88,14 @@ func TestBestValueFollowsPlan(t *testing.T) {
 	ps := costSLA()
 	plan := Solve(t0, &Problem{Paths: ps, RevenueGB: 5, Demand: 20 * mbit,
 		SLA: SLA{MinGoodput: 20 * mbit, P99Latency: time.Second}, Profile: Profile{CPU: CPUHigh}})
-	bv.SetPlan(&plan)
-	k, m := bv.Code(64<<10, ps)
+	bv.SetPlan(0, &plan)
+	k, m := bv.Code(64<<10, 0, ps)
 	if k != plan.K || m != plan.M {
 		t.Fatalf("full block coded %d+%d, plan %d+%d", k, m, plan.K, plan.M)
 	}
 	got := map[string]int{}
 	for i := range k + m {
-		got[ps[bv.Place(ps, 1024, i, 0, false)].Name]++
+		got[ps[bv.Place(ps, 1024, i, 0, 0, false)].Name]++
 	}
 	for i, name := range plan.Names {
 		if got[name] != plan.Shards[i] {
@@ -106,7 +106,7 @@ func TestBestValueFollowsPlan(t *testing.T) {
 	// cellular path, dearer than anything the plan uses.
 	ps[0].Queued, ps[0].QueueLimit = 1<<20, 1<<20
 	for i := range k + m {
-		if j := bv.Place(ps, 1024, i, 0, false); j == 1 || j == 0 {
+		if j := bv.Place(ps, 1024, i, 0, 0, false); j == 1 || j == 0 {
 			t.Fatalf("shard %d on %s with fiber full", i, ps[j].Name)
 		}
 	}
@@ -114,20 +114,20 @@ func TestBestValueFollowsPlan(t *testing.T) {
 	// nothing within the ceiling has room: wait.
 	ps[2].Up = false
 	for i := range k + m {
-		if j := bv.Place(ps, 1024, i, 0, false); j != -1 {
+		if j := bv.Place(ps, 1024, i, 0, 0, false); j != -1 {
 			t.Fatalf("shard %d placed on %s", i, ps[j].Name)
 		}
 	}
 	// A re-send goes anywhere up.
-	if j := bv.Place(ps, 1024, 0, 0, true); j < 0 || !ps[j].Up {
+	if j := bv.Place(ps, 1024, 0, 0, 0, true); j < 0 || !ps[j].Up {
 		t.Fatalf("urgent shard: %d", j)
 	}
 	// A short block on a plan that survives one path: its shards cover
 	// two paths at least.
 	two := Solve(t0, &Problem{Paths: costSLA()[:2], RevenueGB: 5, Demand: 5 * mbit,
 		SLA: SLA{MinGoodput: 5 * mbit, Survive: 1}, Profile: Profile{CPU: CPUHigh}})
-	bv.SetPlan(&two)
-	k, m = bv.Code(100, costSLA()[:2])
+	bv.SetPlan(0, &two)
+	k, m = bv.Code(100, 0, costSLA()[:2])
 	if k != 1 || m < 1 {
 		t.Fatalf("short block coded %d+%d under %s", k, m, two.String())
 	}
@@ -136,11 +136,11 @@ func TestBestValueFollowsPlan(t *testing.T) {
 func TestCheapest(t *testing.T) {
 	pol, _ := New("cheapest", 8, 0, 1024)
 	ps := costSLA()
-	if j := pol.Place(ps, 1024, 0, 0, false); ps[j].Name != "fiber" {
+	if j := pol.Place(ps, 1024, 0, 0, 0, false); ps[j].Name != "fiber" {
 		t.Fatalf("cheapest chose %s", ps[j].Name)
 	}
 	ps[0].Queued, ps[0].QueueLimit = 1<<20, 1<<20
-	if j := pol.Place(ps, 1024, 0, 0, false); ps[j].Name != "sat" {
+	if j := pol.Place(ps, 1024, 0, 0, 0, false); ps[j].Name != "sat" {
 		t.Fatalf("with fiber full, cheapest chose %s", ps[j].Name)
 	}
 }

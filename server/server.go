@@ -123,7 +123,7 @@ func (s *Server) Status() status.Server {
 	for _, ss := range s.Sessions() {
 		id := ss.ID()
 		doc.Sessions = append(doc.Sessions, status.Session{ID: hex.EncodeToString(id[:8]),
-			Paths: status.SessionPaths(ss, nil), Flows: ss.NumFlows(), Plan: status.SessionPlan(ss)})
+			Paths: status.SessionPaths(ss, nil), Flows: ss.NumFlows(), Plans: status.SessionPlans(ss)})
 	}
 	sort.Slice(doc.Sessions, func(i, j int) bool { return doc.Sessions[i].ID < doc.Sessions[j].ID })
 	return doc

@@ -67,8 +67,18 @@ type Terms struct {
 	// Tier names the user's tier, for logs and status.
 	Tier      string
 	RevenueGB float64
-	SLA       scheduler.SLA
-	Profile   scheduler.Profile
+	// SLA is the default class's SLA when Classes is empty.
+	SLA scheduler.SLA
+	// Classes are the tier's traffic classes, the default one first;
+	// flows name theirs when they open (Session.OpenFlowClass).
+	Classes []ClassTerms
+	Profile scheduler.Profile
+}
+
+// ClassTerms is one traffic class's SLA.
+type ClassTerms struct {
+	Name string
+	SLA  scheduler.SLA
 }
 
 // MinShard is the smallest shard a block is cut into, so tiny writes are

@@ -33,11 +33,11 @@ var statesPool = sync.Pool{New: func() any { return new([maxPaths]scheduler.Path
 
 // coding returns k and m for a block of n bytes under the policy, with
 // enough data shards that none exceeds MaxShardSize.
-func (s *Session) coding(n int) (k, m int) {
+func (s *Session) coding(n, class int) (k, m int) {
 	arr := statesPool.Get().(*[maxPaths]scheduler.PathState)
 	defer statesPool.Put(arr)
 	_, states := s.pathStates(arr)
-	k, m = s.policy.Code(n, states)
+	k, m = s.policy.Code(n, class, states)
 	if k < MaxShards {
 		k = max(k, min(shardLenFor(n, MaxShardSize), MaxShards-m))
 	}
@@ -46,11 +46,11 @@ func (s *Session) coding(n int) (k, m int) {
 
 // pickPath returns the path the policy chooses for shard i of a block, or
 // nil when none can take it now (urgent shards ignore queue limits).
-func (s *Session) pickPath(size, shard int, urgent bool) *Path {
+func (s *Session) pickPath(size, shard, class int, urgent bool) *Path {
 	arr := statesPool.Get().(*[maxPaths]scheduler.PathState)
 	defer statesPool.Put(arr)
 	paths, states := s.pathStates(arr)
-	if i := s.policy.Place(states, size, shard, s.shardSeq.Add(1), urgent); i >= 0 {
+	if i := s.policy.Place(states, size, shard, class, s.shardSeq.Add(1), urgent); i >= 0 {
 		return paths[i]
 	}
 	return nil
@@ -63,9 +63,9 @@ func (s *Session) dispatch(ctx context.Context, b *txBlock, i int, dead <-chan s
 	var timer *time.Timer
 	var waitFrom time.Time
 	for {
-		if p := s.pickPath(size, i, false); p != nil {
+		if p := s.pickPath(size, i, int(b.f.class.Load()), false); p != nil {
 			if !waitFrom.IsZero() {
-				s.waited.Add(int64(time.Since(waitFrom)))
+				s.waited[b.f.class.Load()].Add(int64(time.Since(waitFrom)))
 			}
 			b.conn[i].Store(nil)
 			b.path[i].Store(p)
@@ -128,7 +128,7 @@ func (s *Session) resend(b *txBlock, i int, p *Path) {
 // redispatch moves a job whose connection failed to another path. The
 // job's reference passes to the new queue or is released.
 func (s *Session) redispatch(j shardJob) {
-	if p := s.pickPath(int(j.b.hdr.ShardLen), int(j.idx), true); p != nil && !j.b.acked.Load() {
+	if p := s.pickPath(int(j.b.hdr.ShardLen), int(j.idx), int(j.b.f.class.Load()), true); p != nil && !j.b.acked.Load() {
 		s.resend(j.b, int(j.idx), p)
 	}
 	j.b.release()

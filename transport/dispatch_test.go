@@ -21,13 +21,13 @@ func TestPickPathAllocs(t *testing.T) {
 		p.up.Store(true)
 		p.srtt.Store(int64(20 * time.Millisecond))
 	}
-	if p := s.pickPath(8192, 0, false); p == nil {
+	if p := s.pickPath(8192, 0, 0, false); p == nil {
 		t.Fatal("no path picked")
 	}
-	if n := testing.AllocsPerRun(1000, func() { s.pickPath(8192, 0, false) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { s.pickPath(8192, 0, 0, false) }); n != 0 {
 		t.Fatalf("pickPath allocates %.1f times per shard", n)
 	}
-	if n := testing.AllocsPerRun(1000, func() { s.coding(64 << 10) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { s.coding(64<<10, 0) }); n != 0 {
 		t.Fatalf("coding allocates %.1f times per block", n)
 	}
 }

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"braid/scheduler"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,9 @@ import (
 type Flow struct {
 	s  *Session
 	id uint32
+	// class is the flow's traffic class (the tier's classes), set before
+	// the flow sends: by OpenFlow, or from the OPEN block.
+	class atomic.Uint32
 
 	writeMu sync.Mutex // serializes senders; they own the tx sequence
 
@@ -198,7 +202,7 @@ func (f *Flow) sendData(buf []byte, n int) error {
 // blockBuf returns a pooled buffer big enough for a block of up to n data
 // bytes with its padding and parity.
 func (f *Flow) blockBuf(n int) []byte {
-	k, m := f.s.coding(n)
+	k, m := f.s.coding(n, int(f.class.Load()))
 	return bufpool.Get((k + m) * shardLenFor(n, k))
 }
 
@@ -276,7 +280,7 @@ func (f *Flow) sendBlock(ctx context.Context, data []byte, flags uint8) error {
 // sendOwned codes the n bytes at the start of buf (a pooled buffer it now
 // owns) into a block and dispatches its shards. Caller holds writeMu.
 func (f *Flow) sendOwned(ctx context.Context, buf []byte, n int, flags uint8) error {
-	k, m := f.s.coding(n)
+	k, m := f.s.coding(n, int(f.class.Load()))
 	sl := shardLenFor(n, k)
 	if need := (k + m) * sl; cap(buf) < need {
 		nb := bufpool.Get(need)
@@ -315,7 +319,7 @@ func (f *Flow) sendOwned(ctx context.Context, buf []byte, n int, flags uint8) er
 	f.mu.Unlock()
 	f.s.stats.BlocksSent.Add(1)
 	if flags&(FlagOpen|FlagReply) == 0 {
-		f.s.offered.Add(uint64(n))
+		f.s.offered[f.class.Load()].Add(uint64(n))
 	}
 	for i := range k + m {
 		if err := f.s.dispatch(ctx, b, i, f.dead); err != nil {
@@ -888,6 +892,14 @@ func (f *Flow) deliverLocked() error {
 			}
 		}
 		if h.Flags&FlagOpen != 0 {
+			// The OPEN block is the flow's class, then its destination.
+			if len(f.dest) < 1 || f.dest[0] >= scheduler.MaxClasses {
+				f.mu.Unlock()
+				f.Reset()
+				return malformed("flow %d: open with no class or one out of range", f.id)
+			}
+			f.class.Store(uint32(f.dest[0]))
+			f.dest = f.dest[1:]
 			accept = true
 		}
 		if h.Flags&FlagFin != 0 {
@@ -984,7 +996,7 @@ func (f *Flow) resendLost() {
 		}
 		for i := 0; i < b.n() && live < int(b.hdr.K); i++ {
 			if !b.live(i) {
-				if p := f.s.pickPath(int(b.hdr.ShardLen), i, true); p != nil {
+				if p := f.s.pickPath(int(b.hdr.ShardLen), i, int(f.class.Load()), true); p != nil {
 					f.s.resend(b, i, p)
 					live++
 				}

@@ -42,47 +42,102 @@ func (s *Session) SetTier(t *tier.Tier) error {
 		return err
 	}
 	s.tierMsg.Store(&b)
+	s.tier.Store(t)
 	s.SetTerms(TermsOf(t, s.Terms().Profile))
 	s.sendEverywhere(&Msg{Type: MsgTier, Body: b})
 	return nil
 }
 
-// TermsOf returns the terms of a tier's default class for a device.
+// TermsOf returns the terms of a tier for a device.
 func TermsOf(t *tier.Tier, p scheduler.Profile) Terms {
-	return Terms{Tier: t.Name, RevenueGB: t.RevenueGB, SLA: t.Classes[0].SLA, Profile: p}
+	out := Terms{Tier: t.Name, RevenueGB: t.RevenueGB, SLA: t.Classes[0].SLA, Profile: p}
+	for _, c := range t.Classes {
+		out.Classes = append(out.Classes, ClassTerms{Name: c.Name, SLA: c.SLA})
+	}
+	return out
+}
+
+// classes returns the terms' classes: Classes, or one default class with
+// SLA when there are none.
+func (t *Terms) classes() []ClassTerms {
+	if len(t.Classes) == 0 {
+		return []ClassTerms{{Name: "default", SLA: t.SLA}}
+	}
+	return t.Classes[:min(len(t.Classes), scheduler.MaxClasses)]
+}
+
+// Classify returns the traffic class of a flow to port opened by the
+// SOCKS user user, by the session's tier (0, the default class, without
+// one).
+func (s *Session) Classify(port uint16, user string) int {
+	if t := s.tier.Load(); t != nil {
+		return t.Classify(port, user)
+	}
+	return 0
+}
+
+// FlowsByClass counts the session's open flows by traffic class.
+func (s *Session) FlowsByClass() map[int]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[int]int{}
+	for _, f := range s.flows {
+		out[int(f.class.Load())]++
+	}
+	return out
 }
 
 // Terms returns the session's terms.
 func (s *Session) Terms() Terms { return *s.terms.Load() }
 
-// PlanInfo is the plan in force and the planner's counters.
+// PlanInfo is a class's plan in force and its planner's counters.
 type PlanInfo struct {
+	Class      string
 	Plan       scheduler.Plan
 	Changes    uint64
 	Violations uint64
 }
 
-// Plan returns the bestvalue plan in force, false when the session does
-// not plan (another policy) or has no plan yet.
-func (s *Session) Plan() (PlanInfo, bool) {
-	p := s.curPlan.Load()
+// Plans returns the bestvalue plan in force for each traffic class, the
+// default class first; none when the session does not plan (another
+// policy) or has no plan yet.
+func (s *Session) Plans() []PlanInfo {
+	p := s.plans.Load()
 	if p == nil {
-		return PlanInfo{}, false
+		return nil
 	}
-	return PlanInfo{Plan: *p, Changes: s.planStat.changes.Load(), Violations: s.planStat.violations.Load()}, true
+	return *p
+}
+
+// Plan returns the default class's plan in force.
+func (s *Session) Plan() (PlanInfo, bool) {
+	if ps := s.Plans(); len(ps) > 0 {
+		return ps[0], true
+	}
+	return PlanInfo{}, false
+}
+
+// classPlanner is one class's planner state in the loop.
+type classPlanner struct {
+	pl                  scheduler.Planner
+	lastOffered         uint64
+	lastWaited          int64
+	demand              float64
+	name                string
+	sla                 scheduler.SLA
+	changes, violations uint64
 }
 
 func (s *Session) plan(bv *scheduler.BestValue) {
 	defer s.wg.Done()
-	var pl scheduler.Planner
 	tick := time.NewTicker(planEvery)
 	defer tick.Stop()
-	lastOffered, lastWaited, last := s.offered.Load(), s.waited.Load(), time.Now()
-	var demand float64
+	var cps []*classPlanner
+	var forTerms *Terms
+	last := time.Now()
 	states := map[string]bool{}
 	for {
 		changed := s.changedCh()
-		reset := false
 		select {
 		case <-s.done:
 			return
@@ -92,35 +147,67 @@ func (s *Session) plan(bv *scheduler.BestValue) {
 				continue
 			}
 		case <-s.replan:
-			reset = true
 		}
 		now := time.Now()
-		// Demand: the data bytes flows cut into blocks since the last
-		// plan, per second; when dispatch had to wait for room on the
-		// plan's paths for over a tenth of the time, the flows want more
-		// than the plan carries: ask for half as much again.
-		if dt := now.Sub(last).Seconds(); dt >= planEvery.Seconds()/2 {
-			off, w := s.offered.Load(), s.waited.Load()
-			rate := float64(off-lastOffered) / dt
-			if float64(w-lastWaited)/1e9 > dt/10 {
-				rate = max(rate*1.5, demand)
-			}
-			demand, lastOffered, lastWaited, last = rate, off, w, now
-		}
 		terms := s.terms.Load()
-		pr := s.problem(terms, demand)
-		if reset {
-			pl.Reset()
+		if terms != forTerms {
+			// New terms (a tier pushed or changed): every class planned
+			// afresh, no hysteresis.
+			old := cps
+			cps = nil
+			for i, c := range terms.classes() {
+				cp := &classPlanner{name: c.Name, sla: c.SLA}
+				cp.lastOffered, cp.lastWaited = s.offered[i].Load(), s.waited[i].Load()
+				if i < len(old) {
+					cp.demand = old[i].demand
+				}
+				cps = append(cps, cp)
+			}
+			for i := len(cps); i < len(old); i++ {
+				bv.SetPlan(i, nil)
+			}
+			forTerms = terms
 		}
-		p, isNew := pl.Tick(now, pr)
-		s.planStat.changes.Store(pl.Changes)
-		s.planStat.violations.Store(pl.Violations)
-		cp := p
-		s.curPlan.Store(&cp)
-		if isNew {
-			bv.SetPlan(&cp)
-			s.log.Info("plan changed", "tier", terms.Tier, "demand_mbps", math.Round(demand*8/1e4)/100, "plan", cp.String())
+		// Demand: the data bytes each class's flows cut into blocks since
+		// the last plan, per second; when dispatch had to wait for room on
+		// the plan's paths for over a tenth of the time, the flows want
+		// more than the plan carries: ask for half as much again.
+		if dt := now.Sub(last).Seconds(); dt >= planEvery.Seconds()/2 {
+			for i, cp := range cps {
+				off, w := s.offered[i].Load(), s.waited[i].Load()
+				rate := float64(off-cp.lastOffered) / dt
+				if float64(w-cp.lastWaited)/1e9 > dt/10 {
+					rate = max(rate*1.5, cp.demand)
+				}
+				cp.demand, cp.lastOffered, cp.lastWaited = rate, off, w
+			}
+			last = now
 		}
+		// Classes are planned one after another, the tier's own classes
+		// before the default one, each on the capacity the earlier ones'
+		// demand leaves: a joint optimum over classes is not sought.
+		pr := s.problem(terms, 0)
+		out := make([]PlanInfo, len(cps))
+		for n := range cps {
+			i := (n + 1) % len(cps) // 1, 2, ..., 0
+			cp := cps[i]
+			pr.SLA, pr.Demand = cp.sla, cp.demand
+			p, isNew := cp.pl.Tick(now, pr)
+			out[i] = PlanInfo{Class: cp.name, Plan: p, Changes: cp.pl.Changes, Violations: cp.pl.Violations}
+			if isNew {
+				cpy := p
+				bv.SetPlan(i, &cpy)
+				s.log.Info("plan changed", "tier", terms.Tier, "class", cp.name,
+					"demand_mbps", math.Round(cp.demand*8/1e4)/100, "plan", p.String())
+			}
+			if p.K > 0 {
+				for j := range pr.Paths {
+					load := min(cp.demand, p.Goodput) * float64(p.ShareOf(pr.Paths[j].Name)) / float64(p.K)
+					pr.Paths[j].Capacity = max(pr.Paths[j].Capacity-load, 0)
+				}
+			}
+		}
+		s.plans.Store(&out)
 	}
 }
 

@@ -20,6 +20,7 @@ package transport
 import (
 	"braid/internal/tier"
 	"context"
+	"reflect"
 
 	"braid/scheduler"
 	"crypto/rand"
@@ -46,13 +47,13 @@ type Session struct {
 	policy scheduler.Policy
 
 	// The bestvalue planner (plan.go).
-	terms    atomic.Pointer[Terms]
-	tierMsg  atomic.Pointer[[]byte] // the tier pushed to the client
-	replan   chan struct{}          // SetTerms asks for a plan at once
-	curPlan  atomic.Pointer[scheduler.Plan]
-	offered  atomic.Uint64 // data bytes cut into blocks
-	waited   atomic.Int64  // ns dispatch waited for a path with room
-	planStat struct{ changes, violations atomic.Uint64 }
+	terms   atomic.Pointer[Terms]
+	tierMsg atomic.Pointer[[]byte]              // the tier pushed to the client
+	tier    atomic.Pointer[tier.Tier]           // the tier, for Classify
+	replan  chan struct{}                       // SetTerms asks for a plan at once
+	plans   atomic.Pointer[[]PlanInfo]          // per class, the default first
+	offered [scheduler.MaxClasses]atomic.Uint64 // data bytes cut into blocks, per class
+	waited  [scheduler.MaxClasses]atomic.Int64  // ns dispatch waited for a path with room, per class
 
 	log    *slog.Logger
 	client bool
@@ -127,6 +128,7 @@ func newSession(cfg Config, client bool) (*Session, error) {
 			return nil, fmt.Errorf("tier %s: %w", cfg.Tier.Name, err)
 		}
 		s.tierMsg.Store(&b)
+		s.tier.Store(cfg.Tier)
 		t := TermsOf(cfg.Tier, cfg.Terms.Profile)
 		s.terms.Store(&t)
 	}
@@ -350,11 +352,21 @@ func (s *Session) resendLost() {
 // OpenFlow opens a flow to dest (SOCKS5 address encoding) and waits for the
 // concentrator's reply. A refusal is returned as a *RefusedError.
 func (s *Session) OpenFlow(ctx context.Context, dest []byte) (*Flow, error) {
+	return s.OpenFlowClass(ctx, dest, 0)
+}
+
+// OpenFlowClass is OpenFlow for a flow of traffic class class (an index
+// into the tier's classes, tier.Tier.Classify): the class is sent in the
+// OPEN block, so both ends plan the flow by its class's SLA.
+func (s *Session) OpenFlowClass(ctx context.Context, dest []byte, class int) (*Flow, error) {
 	if !s.client {
 		return nil, errors.New("only the client opens flows")
 	}
-	if len(dest) > MaxShardSize {
+	if len(dest) > MaxOpenLen-1 {
 		return nil, errors.New("destination too long")
+	}
+	if class < 0 || class >= scheduler.MaxClasses {
+		return nil, fmt.Errorf("class %d out of range", class)
 	}
 	s.mu.Lock()
 	if s.closeErr != nil {
@@ -367,11 +379,13 @@ func (s *Session) OpenFlow(ctx context.Context, dest []byte) (*Flow, error) {
 	}
 	s.nextFlow++
 	f := newFlow(s, s.nextFlow)
+	f.class.Store(uint32(class))
 	f.reply = make(chan byte, 1)
 	s.flows[f.id] = f
 	s.mu.Unlock()
 
-	if err := f.sendBlock(ctx, dest, FlagOpen); err != nil {
+	open := append([]byte{byte(class)}, dest...)
+	if err := f.sendBlock(ctx, open, FlagOpen); err != nil {
 		f.Reset()
 		return nil, err
 	}
@@ -485,9 +499,11 @@ func (s *Session) onControl(m *Msg) error {
 		if err != nil {
 			return err // wraps tier.ErrMalformed
 		}
-		if cur := s.Terms(); cur.Tier != t.Name || cur.RevenueGB != t.RevenueGB || cur.SLA != t.Classes[0].SLA {
+		s.tier.Store(t)
+		cur := s.Terms()
+		if next := TermsOf(t, cur.Profile); !reflect.DeepEqual(cur, next) {
 			s.log.Info("tier from the concentrator", "tier", t.String())
-			s.SetTerms(TermsOf(t, cur.Profile))
+			s.SetTerms(next)
 		}
 		return nil
 	case MsgAck, MsgCredit, MsgReset:

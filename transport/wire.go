@@ -33,9 +33,9 @@ const (
 	MaxShardSize = 64 << 10
 	// ShardHeaderLen is the fixed size of a shard header.
 	ShardHeaderLen = 34
-	// MaxOpenLen bounds an OPEN block: the longest SOCKS5 address, a
-	// 255-byte name with its type, length and port.
-	MaxOpenLen     = 1 + 1 + 255 + 2
+	// MaxOpenLen bounds an OPEN block: the flow's class, then the longest
+	// SOCKS5 address, a 255-byte name with its type, length and port.
+	MaxOpenLen     = 1 + 1 + 1 + 255 + 2
 	shardFrameType = 0x42
 )
 
@@ -131,7 +131,7 @@ func (h *ShardHeader) validate(reserved byte) error {
 		return malformed("shard header: shard length %d does not fit block length %d in %d shards", h.ShardLen, h.BlockLen, h.K)
 	case h.Offset > math.MaxInt64-uint64(h.BlockLen):
 		return malformed("shard header: offset %d out of range", h.Offset)
-	case h.Flags&FlagOpen != 0 && (h.BlockLen < 5 || h.BlockLen > MaxOpenLen):
+	case h.Flags&FlagOpen != 0 && (h.BlockLen < 6 || h.BlockLen > MaxOpenLen):
 		return malformed("shard header: open of %d bytes", h.BlockLen)
 	case h.Flags&FlagReply != 0 && h.BlockLen != 1:
 		return malformed("shard header: reply of %d bytes", h.BlockLen)

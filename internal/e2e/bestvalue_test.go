@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"braid/bench/emu"
+	"braid/internal/socks5"
 	"braid/internal/tier"
 	"braid/scheduler"
 	"braid/transport"
@@ -59,19 +60,18 @@ func TestBestValue(t *testing.T) {
 		t.Fatalf("dear path carried %v", carried)
 	}
 	st := w.cli.Status()
-	if st.Plan == nil || st.Plan.Tier != "basic" || st.Plan.Shards["p1"] != 0 || st.Plan.Shards["p0"] == 0 {
-		t.Fatalf("status plan: %+v", st.Plan)
+	if len(st.Plans) != 1 || st.Plans[0].Tier != "basic" || st.Plans[0].Shards["p1"] != 0 || st.Plans[0].Shards["p0"] == 0 {
+		t.Fatalf("status plans: %+v", st.Plans)
 	}
 
 	// A tier promised 80 Mbit/s needs the dear path too (the cheap ones
 	// plan 27 Mbit/s each), and gets it at once.
-	before := pi.Changes
 	terms.Tier, terms.SLA.MinGoodput = "gold", 80e6/8
 	sess.SetTerms(terms)
 	deadline = time.Now().Add(3 * time.Second)
 	for {
 		pi, _ = sess.Plan()
-		if pi.Changes > before && pi.Plan.Uses(1) {
+		if pi.Plan.Uses(1) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -79,8 +79,8 @@ func TestBestValue(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if st := w.cli.Status(); st.Plan.Tier != "gold" || !strings.Contains(st.Plan.Text, "p1:") {
-		t.Fatalf("status after tier change: %+v", st.Plan)
+	if st := w.cli.Status(); len(st.Plans) != 1 || st.Plans[0].Tier != "gold" || !strings.Contains(st.Plans[0].Text, "p1:") {
+		t.Fatalf("status after tier change: %+v", st.Plans)
 	}
 }
 
@@ -157,5 +157,67 @@ min_goodput_mbps = 60
 	defer conn.Close()
 	if err := echoCheck(conn, 4<<20, 29); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestClasses: a tier with an interactive class (by SOCKS username) gets
+// a plan of its own that keeps off the 600 ms satellite path, while the
+// default class rides it; the class reaches the concentrator in the OPEN.
+func TestClasses(t *testing.T) {
+	pol, err := tier.Parse([]byte(`
+[tiers.basic]
+revenue_usd_per_gb = 2
+min_goodput_mbps = 20
+[[tiers.basic.classes]]
+name = "interactive"
+users = ["voip"]
+min_goodput_mbps = 1
+p99_latency_ms = 150
+[tokens]
+"secret-token" = "basic"
+`), "toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	links := []emu.Link{
+		{RateBps: 15e6, Delay: 5 * time.Millisecond},   // fiber, own, cheap
+		{RateBps: 50e6, Delay: 20 * time.Millisecond},  // cellular, dear
+		{RateBps: 30e6, Delay: 300 * time.Millisecond}, // satellite
+	}
+	w := newWorld(t, options{links: links, prices: []float64{0.1, 4, 1}, policy: pol,
+		transport: transport.Config{Policy: "bestvalue"}})
+	sess := w.cli.Session()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ps := sess.Plans()
+		if len(ps) == 2 && ps[0].Plan.K > 0 && ps[1].Plan.K > 0 && ps[0].Plan.Uses(2) {
+			if ps[1].Class != "interactive" || ps[1].Plan.Uses(2) || !ps[1].Plan.Feasible {
+				t.Fatalf("interactive plan: %s", ps[1].Plan.String())
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plans: %+v", ps)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	conn, err := w.dialSOCKSAs(t, w.dest.addr(), &socks5.Credentials{User: "voip", Pass: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := echoCheck(conn, 256<<10, 31); err != nil {
+		t.Fatal(err)
+	}
+	// The concentrator planned the flow's replies by its class too.
+	ss := w.srv.Sessions()
+	if len(ss) != 1 {
+		t.Fatalf("%d sessions", len(ss))
+	}
+	if got := ss[0].Classify(0, "voip"); got != 1 {
+		t.Fatalf("concentrator classifies voip as %d", got)
+	}
+	if n := ss[0].FlowsByClass()[1]; n != 1 {
+		t.Fatalf("concentrator has %d interactive flows, want 1", n)
 	}
 }

@@ -179,12 +179,17 @@ func echoHandler(c net.Conn) {
 
 // dialSOCKS connects through the client's proxy to dest.
 func (w *world) dialSOCKS(t testing.TB, dest socks5.Addr) (net.Conn, error) {
+	return w.dialSOCKSAs(t, dest, nil)
+}
+
+// dialSOCKSAs dials through the client's SOCKS proxy with credentials.
+func (w *world) dialSOCKSAs(t testing.TB, dest socks5.Addr, creds *socks5.Credentials) (net.Conn, error) {
 	conn, err := net.Dial("tcp", w.cli.SOCKSAddr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	conn.SetDeadline(time.Now().Add(20 * time.Second))
-	if _, err := socks5.Connect(conn, nil, dest); err != nil {
+	if _, err := socks5.Connect(conn, creds, dest); err != nil {
 		conn.Close()
 		return nil, err
 	}

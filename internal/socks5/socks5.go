@@ -113,12 +113,18 @@ var (
 // means no authentication.
 type Credentials struct {
 	User, Pass string
+	// AnyUser accepts every username and password, as a label of the
+	// application (braid classes traffic by it), and no-auth from
+	// clients that offer no username. User and Pass are then ignored.
+	AnyUser bool
 }
 
 // Request is a parsed client request.
 type Request struct {
 	Cmd  byte
 	Dest Addr
+	// User is the username the client authenticated with, if any.
+	User string
 }
 
 // ReplyError is a non-success reply received by Connect.
@@ -175,6 +181,13 @@ func Handshake(conn io.ReadWriter, creds *Credentials) (Request, error) {
 	for _, m := range methods {
 		offered = offered || m == want
 	}
+	if creds != nil && creds.AnyUser && !offered {
+		// No username offered: no-auth will do.
+		want = methodNoAuth
+		for _, m := range methods {
+			offered = offered || m == want
+		}
+	}
 	if !offered {
 		buf[0], buf[1] = version, methodNoAcceptable
 		_, _ = conn.Write(buf[:2])
@@ -185,10 +198,13 @@ func Handshake(conn io.ReadWriter, creds *Credentials) (Request, error) {
 		return Request{}, fmt.Errorf("socks5: writing method selection: %w", err)
 	}
 
-	if creds != nil {
-		if err := serverAuth(conn, buf[:], creds); err != nil {
+	var user string
+	if want == methodUserPass {
+		u, err := serverAuth(conn, buf[:], creds)
+		if err != nil {
 			return Request{}, err
 		}
+		user = u
 	}
 
 	// Request: VER CMD RSV ATYP DST.ADDR DST.PORT. RSV is ignored:
@@ -200,7 +216,7 @@ func Handshake(conn io.ReadWriter, creds *Credentials) (Request, error) {
 		_ = writeReply(conn, buf[:], GeneralFailure, Addr{})
 		return Request{}, fmt.Errorf("%w: request version 0x%02x", ErrProtocol, buf[0])
 	}
-	req := Request{Cmd: buf[1]}
+	req := Request{Cmd: buf[1], User: user}
 	// The address is read even for commands that will be refused, so
 	// the whole request is consumed: closing a TCP socket with unread
 	// input sends RST, which can destroy the reply in flight.
@@ -224,48 +240,53 @@ func Handshake(conn io.ReadWriter, creds *Credentials) (Request, error) {
 }
 
 // serverAuth runs the RFC 1929 sub-negotiation: VER ULEN UNAME PLEN
-// PASSWD, answered by VER STATUS.
-func serverAuth(conn io.ReadWriter, buf []byte, creds *Credentials) error {
+// PASSWD, answered by VER STATUS, and returns the username.
+func serverAuth(conn io.ReadWriter, buf []byte, creds *Credentials) (string, error) {
 	user := buf[:maxName]
 	plen := buf[maxName : maxName+1]
 	pass := buf[maxName+1 : 2*maxName+1]
 
 	if err := readFull(conn, user[:2]); err != nil {
-		return fmt.Errorf("socks5: reading auth request: %w", err)
+		return "", fmt.Errorf("socks5: reading auth request: %w", err)
 	}
 	if user[0] != authVersion {
 		v := user[0]
 		user[0], user[1] = authVersion, authFailure
 		_, _ = conn.Write(user[:2])
-		return fmt.Errorf("%w: auth version 0x%02x", ErrProtocol, v)
+		return "", fmt.Errorf("%w: auth version 0x%02x", ErrProtocol, v)
 	}
 	ulen := int(user[1])
 	if err := readFull(conn, user[:ulen]); err != nil {
-		return fmt.Errorf("socks5: reading username: %w", err)
+		return "", fmt.Errorf("socks5: reading username: %w", err)
 	}
 	clear(user[ulen:])
 	if err := readFull(conn, plen); err != nil {
-		return fmt.Errorf("socks5: reading auth request: %w", err)
+		return "", fmt.Errorf("socks5: reading auth request: %w", err)
 	}
 	pl := int(plen[0])
 	if err := readFull(conn, pass[:pl]); err != nil {
-		return fmt.Errorf("socks5: reading password: %w", err)
+		return "", fmt.Errorf("socks5: reading password: %w", err)
 	}
 	clear(pass[pl:])
 
 	ok := secretEqual(user, ulen, creds.User) & secretEqual(pass, pl, creds.Pass)
+	name := creds.User
+	if creds.AnyUser {
+		ok = 1
+		name = string(user[:ulen])
+	}
 	status := [2]byte{authVersion, authSuccess}
 	if ok != 1 {
 		status[1] = authFailure
 	}
 	copy(buf, status[:])
 	if _, err := conn.Write(buf[:2]); err != nil && ok == 1 {
-		return fmt.Errorf("socks5: writing auth status: %w", err)
+		return "", fmt.Errorf("socks5: writing auth status: %w", err)
 	}
 	if ok != 1 {
-		return ErrAuthFailed
+		return "", ErrAuthFailed
 	}
-	return nil
+	return name, nil
 }
 
 // secretEqual reports (as 1 or 0) whether got[:n] equals want, where got

@@ -85,10 +85,17 @@ var handshakeCases = []handshakeCase{
 	{name: "userpass ok", creds: testCreds,
 		in:   cat(greetUserPass, authMsg("alice", "s3cret"), reqDomain),
 		out:  cat(selUserPass, authOK),
-		want: Request{Cmd: CmdConnect, Dest: addrDomain}},
+		want: Request{Cmd: CmdConnect, Dest: addrDomain, User: "alice"}},
 	{name: "userpass ok with no-auth also offered", creds: testCreds,
 		in:   cat([]byte{0x05, 0x02, 0x00, 0x02}, authMsg("alice", "s3cret"), reqIPv4),
 		out:  cat(selUserPass, authOK),
+		want: Request{Cmd: CmdConnect, Dest: addrIPv4, User: "alice"}},
+	{name: "any user: the username is a label", creds: &Credentials{AnyUser: true},
+		in:   cat([]byte{0x05, 0x02, 0x00, 0x02}, authMsg("voip", "whatever"), reqIPv4),
+		out:  cat(selUserPass, authOK),
+		want: Request{Cmd: CmdConnect, Dest: addrIPv4, User: "voip"}},
+	{name: "any user: no-auth when no username is offered", creds: &Credentials{AnyUser: true},
+		in: cat(greetNoAuth, reqIPv4), out: selNoAuth,
 		want: Request{Cmd: CmdConnect, Dest: addrIPv4}},
 	{name: "userpass empty credentials ok", creds: &Credentials{},
 		in:   cat(greetUserPass, authMsg("", ""), reqIPv4),
@@ -344,7 +351,7 @@ func TestPipe(t *testing.T) {
 			if !errors.Is(res.err, tt.wantServerErr) || tt.wantServerErr == nil && res.err != nil {
 				t.Errorf("Handshake error = %v, want %v", res.err, tt.wantServerErr)
 			}
-			if res.err == nil && res.req != (Request{Cmd: CmdConnect, Dest: tt.dest}) {
+			if res.err == nil && (res.req.Cmd != CmdConnect || res.req.Dest != tt.dest) {
 				t.Errorf("Handshake request = %+v, want CONNECT %v", res.req, tt.dest)
 			}
 		})

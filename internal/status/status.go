@@ -38,8 +38,9 @@ type Path struct {
 type Client struct {
 	Paths []Path `json:"paths"`
 	Flows int    `json:"flows"`
-	// Plan is the bestvalue plan for uploads; absent under other policies.
-	Plan *Plan `json:"plan,omitempty"`
+	// Plans are the bestvalue plans for uploads, one per traffic class,
+	// the default class first; absent under other policies.
+	Plans []Plan `json:"plans,omitempty"`
 }
 
 // Session is one session's status at the concentrator.
@@ -47,14 +48,15 @@ type Session struct {
 	ID    string `json:"id"`
 	Paths []Path `json:"paths"`
 	Flows int    `json:"flows"`
-	// Plan is the bestvalue plan for downloads; absent under other
-	// policies.
-	Plan *Plan `json:"plan,omitempty"`
+	// Plans are the bestvalue plans for downloads, one per traffic
+	// class; absent under other policies.
+	Plans []Plan `json:"plans,omitempty"`
 }
 
 // Plan is the bestvalue plan in force and its explanation.
 type Plan struct {
 	Tier           string         `json:"tier"`
+	Class          string         `json:"class"`
 	K              int            `json:"k"`
 	M              int            `json:"m"`
 	Shards         map[string]int `json:"shards"`
@@ -76,22 +78,23 @@ type Plan struct {
 	Text           string         `json:"text"`
 }
 
-// SessionPlan converts the session's plan; nil when it has none.
-func SessionPlan(s *transport.Session) *Plan {
-	pi, ok := s.Plan()
-	if !ok {
-		return nil
-	}
-	p := &pi.Plan
-	out := &Plan{Tier: s.Terms().Tier, K: p.K, M: p.M, Shards: map[string]int{}, ShardBytes: p.ShardSize, Compress: p.Compress,
-		GoodputBps: p.Goodput * 8, CapacityBps: p.Capacity * 8, P99Ms: ms(p.P99), ResidualLoss: p.ResidualLoss,
-		Survives: p.Survives, CostUSDPerGB: p.CostGB, ProfitUSDPerH: p.Profit * 3600, Binding: p.Binding,
-		SLAMet: p.Feasible, Relaxed: append([]string{}, p.Relaxed...), Since: p.At, Changes: pi.Changes,
-		ViolationTicks: pi.Violations, Text: p.String()}
-	for i, n := range p.Shards {
-		if n > 0 && i < len(p.Names) {
-			out.Shards[p.Names[i]] = n
+// SessionPlans converts the session's plans; nil when it has none.
+func SessionPlans(s *transport.Session) []Plan {
+	var out []Plan
+	tier := s.Terms().Tier
+	for _, pi := range s.Plans() {
+		p := &pi.Plan
+		sp := Plan{Tier: tier, Class: pi.Class, K: p.K, M: p.M, Shards: map[string]int{}, ShardBytes: p.ShardSize,
+			Compress: p.Compress, GoodputBps: p.Goodput * 8, CapacityBps: p.Capacity * 8, P99Ms: ms(p.P99),
+			ResidualLoss: p.ResidualLoss, Survives: p.Survives, CostUSDPerGB: p.CostGB, ProfitUSDPerH: p.Profit * 3600,
+			Binding: p.Binding, SLAMet: p.Feasible, Relaxed: append([]string{}, p.Relaxed...), Since: p.At,
+			Changes: pi.Changes, ViolationTicks: pi.Violations, Text: p.String()}
+		for i, n := range p.Shards {
+			if n > 0 && i < len(p.Names) {
+				sp.Shards[p.Names[i]] = n
+			}
 		}
+		out = append(out, sp)
 	}
 	return out
 }
