@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"braid/scheduler"
 	"math"
 	"slices"
 	"time"
@@ -90,6 +91,7 @@ func limitResult(sc *Scenario) SystemResult {
 	if gp > 0 {
 		res.CostUSDPerGB = num(cost / gp)
 	}
+	res.PlanCostUSDPerGB = sc.planOptimum(gp)
 	if sc.SLA != nil {
 		ok, n := 0, 0
 		latOK := true
@@ -114,4 +116,34 @@ func limitResult(sc *Scenario) SystemResult {
 		}
 	}
 	return res
+}
+
+// planOptimum is the cheapest cost per GB any plan reaches with the
+// emulator's true path parameters (rate, delay, loss, price) under the
+// scenario's SLA for its default class, carrying goodput gp (bits/s):
+// scheduler.Solve, given what braid's planner can only estimate. Nil
+// without an SLA or when no plan meets it.
+func (sc *Scenario) planOptimum(gp float64) *float64 {
+	if sc.SLA == nil || gp <= 0 {
+		return nil
+	}
+	terms := sc.terms()
+	if len(sc.SLA.Classes) > 0 {
+		terms.SLA = sc.SLA.Classes[0].SLA
+	}
+	pr := &scheduler.Problem{SLA: terms.SLA, RevenueGB: terms.RevenueGB, Demand: gp / 8, Profile: terms.Profile}
+	for i, p := range sc.Paths {
+		c := sc.pathCapacity(i, sc.Warmup, sc.Duration)
+		if !(c > 0) {
+			continue
+		}
+		rtt := p.Up.Delay + p.Down.Delay
+		pr.Paths = append(pr.Paths, scheduler.PathState{Name: p.Name, Up: true, SRTT: rtt, MinRTT: rtt, RTTP99: rtt,
+			Capacity: c / 8, Price: p.PriceGB, Own: p.Operator == "own", Loss: p.Down.Loss})
+	}
+	plan := scheduler.Solve(time.Time{}, pr)
+	if plan.K == 0 || !plan.Feasible {
+		return nil
+	}
+	return num(plan.CostGB)
 }

@@ -77,6 +77,7 @@ var reportMetrics = []metric{
 	{"block p99 ms", func(s *SystemResult) *float64 { return s.BlockP99Ms }, "%.1f", false, true},
 	{"cost $/GB", func(s *SystemResult) *float64 { return s.CostUSDPerGB }, "%.2f", false, true},
 	{"redundancy", func(s *SystemResult) *float64 { return s.Redundancy }, "%.2f", false, true},
+	{"plan optimum $/GB", func(s *SystemResult) *float64 { return s.PlanCostUSDPerGB }, "%.2f", false, false},
 	{"SLA ok", func(s *SystemResult) *float64 { return s.SLAOKFraction }, "%.2f", true, true},
 	{"CPU s/GB", func(s *SystemResult) *float64 { return s.CPUSPerGB }, "%.2f", false, true},
 	{"peak RSS MiB", func(s *SystemResult) *float64 { return scaled(f64(s.PeakRSSBytes), 1.0/(1<<20)) }, "%.0f", false, true},

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -29,6 +30,9 @@ type Options struct {
 	// DrainTimeout bounds the wait, after the end, for bytes in flight
 	// (default 20 s); what has not arrived by then counts as lost.
 	DrainTimeout time.Duration
+	// Logger receives braid's logs (both ends) during braid systems; nil
+	// discards them.
+	Logger *slog.Logger
 }
 
 // Results is what a run measured; its JSON form is results.json, a
@@ -64,12 +68,16 @@ type SystemResult struct {
 	// Redundancy is the bytes every path carried (both directions, on
 	// the wire) over the bytes delivered: 1 plus parity, copies, re-sends
 	// and headers. An additive field, like warmup_s.
-	Redundancy    *float64         `json:"redundancy"`
-	CostUSDPerGB  *float64         `json:"cost_usd_per_gb"`
-	SLAOKFraction *float64         `json:"sla_ok_fraction"`
-	CPUSPerGB     *float64         `json:"cpu_s_per_gb"`
-	PeakRSSBytes  *int64           `json:"peak_rss_bytes"`
-	BytesPerPath  map[string]int64 `json:"bytes_per_path"`
+	Redundancy *float64 `json:"redundancy"`
+	// PlanCostUSDPerGB, on the limit row, is the cheapest cost per GB a
+	// plan meeting the scenario's SLA reaches with the true path
+	// parameters (scheduler.Solve offline). Additive.
+	PlanCostUSDPerGB *float64         `json:"plan_cost_usd_per_gb"`
+	CostUSDPerGB     *float64         `json:"cost_usd_per_gb"`
+	SLAOKFraction    *float64         `json:"sla_ok_fraction"`
+	CPUSPerGB        *float64         `json:"cpu_s_per_gb"`
+	PeakRSSBytes     *int64           `json:"peak_rss_bytes"`
+	BytesPerPath     map[string]int64 `json:"bytes_per_path"`
 	// Error says why the system could not be measured; its metrics are
 	// then all null.
 	Error string `json:"error,omitempty"`
@@ -163,7 +171,7 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Results, error) {
 			prefix := fmt.Sprintf("bench %s [%d/%d] %s", sc.Name, i+1, len(sc.Systems), name)
 			prog = func(s string) { fmt.Fprintf(opt.Progress, "\r%-78s", prefix+": "+s) }
 		}
-		r, tl := runSystem(ctx, sc, sys, id, opt.DrainTimeout, prog)
+		r, tl := runSystem(ctx, sc, sys, id, opt.DrainTimeout, prog, opt.Logger)
 		if opt.Progress != nil {
 			fmt.Fprintln(opt.Progress)
 		}
@@ -180,7 +188,7 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Results, error) {
 
 // runSystem sets one system up, runs the workloads through it and
 // measures.
-func runSystem(ctx context.Context, sc *Scenario, sys System, id identity, drain time.Duration, prog func(string)) (SystemResult, *Timeline) {
+func runSystem(ctx context.Context, sc *Scenario, sys System, id identity, drain time.Duration, prog func(string), log *slog.Logger) (SystemResult, *Timeline) {
 	res := SystemResult{Name: sys.Name}
 	prog("setting up")
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -188,7 +196,7 @@ func runSystem(ctx context.Context, sc *Scenario, sys System, id identity, drain
 	var err error
 	switch sys.Kind {
 	case "braid":
-		e, err = startBraid(setup, sc, sys, id)
+		e, err = startBraid(setup, sc, sys, id, log)
 	case "quic-direct":
 		e, err = startDirect(setup, sc, sys, id)
 	}
@@ -332,7 +340,7 @@ func runSystem(ctx context.Context, sc *Scenario, sys System, id identity, drain
 					return
 				}
 				dctx, cancel := context.WithTimeout(runCtx, 20*time.Second)
-				c, err := e.dial(dctx, dest.addr())
+				c, err := e.dial(dctx, dest.addr(), w.Class)
 				cancel()
 				if err != nil {
 					rec.failf("flow %d: dial: %v", f.id, err)

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"braid/scheduler"
 	"embed"
 	"errors"
 	"fmt"
@@ -57,6 +58,17 @@ type SLA struct {
 	Survive      int
 	ResidualLoss float64
 	MaxCostGB    float64
+	// Classes, when set, are the traffic classes braid plans for, the
+	// first named "default"; a workload names its class and its flows
+	// give that name as their SOCKS username. The fields above then only
+	// judge the windows.
+	Classes []ClassSLA
+}
+
+// ClassSLA is one traffic class's SLA for braid's planner.
+type ClassSLA struct {
+	Name string
+	SLA  scheduler.SLA
 }
 
 // Path is one emulated provider path (or, with Emulated false, a plain
@@ -96,6 +108,8 @@ type Workload struct {
 	RequestBytes  int
 	ResponseBytes []int
 	Weights       []float64
+	// Class names the SLA class of the workload's flows ("": default).
+	Class string
 }
 
 // Event kills or restores a path (the emulator's kill switch) at At.
@@ -124,9 +138,19 @@ type fileScenario struct {
 }
 
 type fileSLA struct {
+	MinGoodputMbps *float64    `toml:"min_goodput_mbps"`
+	P99LatencyMs   *float64    `toml:"p99_latency_ms"`
+	RevenueGB      *float64    `toml:"revenue_usd_per_gb"`
+	Survive        *int        `toml:"survive_paths"`
+	ResidualLoss   *float64    `toml:"residual_loss"`
+	MaxCostGB      *float64    `toml:"max_cost_usd_per_gb"`
+	Classes        []fileClass `toml:"classes"`
+}
+
+type fileClass struct {
+	Name           string   `toml:"name"`
 	MinGoodputMbps *float64 `toml:"min_goodput_mbps"`
 	P99LatencyMs   *float64 `toml:"p99_latency_ms"`
-	RevenueGB      *float64 `toml:"revenue_usd_per_gb"`
 	Survive        *int     `toml:"survive_paths"`
 	ResidualLoss   *float64 `toml:"residual_loss"`
 	MaxCostGB      *float64 `toml:"max_cost_usd_per_gb"`
@@ -187,6 +211,7 @@ type fileWorkload struct {
 	RequestBytes  *int      `toml:"request_bytes"`
 	ResponseBytes []int     `toml:"response_bytes"`
 	Weights       []float64 `toml:"weights"`
+	Class         string    `toml:"class"`
 }
 
 type fileEvent struct {
@@ -367,6 +392,40 @@ func parse(source string, data []byte, opt LoadOptions, isFile bool) (*Scenario,
 			}
 			s.MaxCostGB = *v
 		}
+		for i, fc := range f.SLA.Classes {
+			at := fmt.Sprintf("sla.classes[%d]", i)
+			if (i == 0) != (fc.Name == "default") {
+				return nil, errAt(at+".name", "the first class is \"default\", and only the first")
+			}
+			if fc.Name == "" || slices.ContainsFunc(s.Classes, func(c ClassSLA) bool { return c.Name == fc.Name }) {
+				return nil, errAt(at+".name", "must be set and unique")
+			}
+			c := ClassSLA{Name: fc.Name}
+			for _, v := range []struct {
+				p    *float64
+				name string
+				set  func(float64)
+			}{
+				{fc.MinGoodputMbps, "min_goodput_mbps", func(x float64) { c.SLA.MinGoodput = x * 1e6 / 8 }},
+				{fc.P99LatencyMs, "p99_latency_ms", func(x float64) { c.SLA.P99Latency = millis(x) }},
+				{fc.ResidualLoss, "residual_loss", func(x float64) { c.SLA.ResidualLoss = x }},
+				{fc.MaxCostGB, "max_cost_usd_per_gb", func(x float64) { c.SLA.MaxCostGB = x }},
+			} {
+				if v.p != nil {
+					if !(*v.p >= 0) || math.IsInf(*v.p, 0) || v.name == "residual_loss" && *v.p >= 1 {
+						return nil, errAt(at+"."+v.name, "must be a number >= 0")
+					}
+					v.set(*v.p)
+				}
+			}
+			if fc.Survive != nil {
+				if *fc.Survive < 0 || *fc.Survive > 7 {
+					return nil, errAt(at+".survive_paths", "must be 0 to 7")
+				}
+				c.SLA.Survive = *fc.Survive
+			}
+			s.Classes = append(s.Classes, c)
+		}
 		if s.MinGoodputBps == 0 && s.P99Latency == 0 && s.Survive == 0 {
 			return nil, errAt("sla", "set min_goodput_mbps, p99_latency_ms, survive_paths or some of them")
 		}
@@ -380,6 +439,12 @@ func parse(source string, data []byte, opt LoadOptions, isFile bool) (*Scenario,
 		w, err := parseWorkload(fmt.Sprintf("workloads[%d]", i), fw)
 		if err != nil {
 			return nil, err
+		}
+		if fw.Class != "" {
+			if sc.SLA == nil || !slices.ContainsFunc(sc.SLA.Classes, func(c ClassSLA) bool { return c.Name == fw.Class }) {
+				return nil, errAt(fmt.Sprintf("workloads[%d].class", i), "%q is not one of sla.classes", fw.Class)
+			}
+			w.Class = fw.Class
 		}
 		sc.Workloads = append(sc.Workloads, w)
 	}

@@ -6,12 +6,14 @@ package bench
 // per TCP connection, which is what a single-path QUIC proxy gets.
 
 import (
+	"braid/internal/tier"
 	"braid/scheduler"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"net/netip"
@@ -129,17 +131,36 @@ func (sc *Scenario) terms() transport.Terms {
 			ResidualLoss: s.ResidualLoss, MaxCostGB: s.MaxCostGB}}
 }
 
+// tier is the scenario's classes as a tier the concentrator pushes: each
+// class picked by its name as the SOCKS username. Nil without classes.
+func (sc *Scenario) tier() *tier.Tier {
+	if sc.SLA == nil || len(sc.SLA.Classes) == 0 {
+		return nil
+	}
+	t := &tier.Tier{Name: sc.Name, RevenueGB: sc.SLA.RevenueGB}
+	for i, c := range sc.SLA.Classes {
+		tc := tier.Class{Name: c.Name, SLA: c.SLA}
+		if i > 0 {
+			tc.Users = []string{c.Name}
+		}
+		t.Classes = append(t.Classes, tc)
+	}
+	return t
+}
+
 // startBraid sets up braid under sys's policy over sys's paths.
-func startBraid(ctx context.Context, sc *Scenario, sys System, id identity) (_ *env, err error) {
+func startBraid(ctx context.Context, sc *Scenario, sys System, id identity, log *slog.Logger) (_ *env, err error) {
 	e, closers := newEnv()
 	defer func() {
 		if err != nil {
 			e.close()
 		}
 	}()
-	tcfg := transport.Config{Policy: sys.Policy, Terms: sc.terms()}
+	tcfg := transport.Config{Policy: sys.Policy, Terms: sc.terms(), Logger: log}
+	scfg := tcfg
+	scfg.Tier = sc.tier()
 	srv, err := server.Start(server.Config{Listen: "127.0.0.1:0", Cert: id.cert, Tokens: []string{"bench"},
-		AllowPrivate: true, Transport: tcfg})
+		AllowPrivate: true, Transport: scfg, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("concentrator: %w", err)
 	}
@@ -165,7 +186,7 @@ func startBraid(ctx context.Context, sc *Scenario, sys System, id identity) (_ *
 		e.paths = append(e.paths, ep)
 	}
 	cli, err := client.Start(ctx, client.Config{Pin: id.pin, Token: "bench", SOCKS: "127.0.0.1:0",
-		Paths: pcs, Transport: tcfg})
+		Paths: pcs, Transport: tcfg, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
@@ -184,7 +205,7 @@ func startBraid(ctx context.Context, sc *Scenario, sys System, id identity) (_ *
 		}
 	}
 	socksAddr := cli.SOCKSAddr().String()
-	e.dial = func(ctx context.Context, dest netip.AddrPort) (conn, error) {
+	e.dial = func(ctx context.Context, dest netip.AddrPort, class string) (conn, error) {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", socksAddr)
 		if err != nil {
@@ -193,7 +214,11 @@ func startBraid(ctx context.Context, sc *Scenario, sys System, id identity) (_ *
 		if dl, ok := ctx.Deadline(); ok {
 			c.SetDeadline(dl)
 		}
-		if _, err := socks5.Connect(c, nil, socks5.Addr{IP: dest.Addr(), Port: dest.Port()}); err != nil {
+		var creds *socks5.Credentials
+		if class != "" {
+			creds = &socks5.Credentials{User: class, Pass: "-"}
+		}
+		if _, err := socks5.Connect(c, creds, socks5.Addr{IP: dest.Addr(), Port: dest.Port()}); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("socks connect: %w", err)
 		}
@@ -314,7 +339,7 @@ func startDirect(ctx context.Context, sc *Scenario, sys System, id identity) (_ 
 	fe.wg.Add(1)
 	go fe.serve()
 	*closers = append(*closers, fe.close)
-	e.dial = func(ctx context.Context, dest netip.AddrPort) (conn, error) {
+	e.dial = func(ctx context.Context, dest netip.AddrPort, _ string) (conn, error) {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", front.Addr().String())
 		if err != nil {

@@ -29,7 +29,9 @@ type conn interface {
 }
 
 // dialFunc opens a connection to dest through the system under test.
-type dialFunc func(ctx context.Context, dest netip.AddrPort) (conn, error)
+// dialFunc dials dest through the system under test; class is the
+// workload's SLA class (braid's SOCKS username), "" for the default.
+type dialFunc func(ctx context.Context, dest netip.AddrPort, class string) (conn, error)
 
 // binWidth is the resolution of the delivery timeline.
 const binWidth = 100 * time.Millisecond

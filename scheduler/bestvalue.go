@@ -12,12 +12,27 @@ import (
 // distinct paths. A shard whose path is full moves to the path with room
 // where it arrives first among those no dearer than the plan's dearest
 // path (its cost ceiling); it never goes to a path that is down. Until a
-// plan exists it behaves as weighted.
+// plan exists it behaves as weighted. A plan that must survive the loss
+// of a path does not move shards off a path that is up but full (that
+// would put more of a block on another path than the plan allows): the
+// block waits for room.
 //
 // SetPlan may be called at any time from another goroutine.
 type BestValue struct {
 	coder
 	cur [MaxClasses]atomic.Pointer[slots]
+	// prio marks classes whose shards may queue past a path's limit on
+	// their planned path: latency-bound classes beside bulk ones.
+	prio [MaxClasses]atomic.Bool
+}
+
+// SetPriority marks class as latency-bound: its shards do not wait for
+// room behind other classes' shards on the path their plan names (they
+// are few; the queue limit is for bulk).
+func (b *BestValue) SetPriority(class int, on bool) {
+	if class >= 0 && class < MaxClasses {
+		b.prio[class].Store(on)
+	}
 }
 
 // MaxClasses bounds a tier's traffic classes (the default one included).
@@ -138,10 +153,17 @@ func (b *BestValue) Place(paths []PathState, size, shard, class int, _ uint64, u
 		return EarliestArrival(paths, size, urgent)
 	}
 	name := sl.order[shard%len(sl.order)]
+	prio := class > 0 && class < MaxClasses && b.prio[class].Load()
 	for i := range paths {
 		if paths[i].Name == name {
-			if room(&paths[i], size, urgent) {
+			if room(&paths[i], size, urgent || prio) {
 				return i
+			}
+			// A plan that survives a path's loss only does so while each
+			// path carries its share of every block: wait for room on a
+			// live path rather than pile this block's shards elsewhere.
+			if sl.survives > 0 && paths[i].Up {
+				return -1
 			}
 			break
 		}

@@ -125,6 +125,7 @@ type classPlanner struct {
 	demand              float64
 	name                string
 	sla                 scheduler.SLA
+	last                scheduler.Plan
 	changes, violations uint64
 }
 
@@ -166,6 +167,13 @@ func (s *Session) plan(bv *scheduler.BestValue) {
 			for i := len(cps); i < len(old); i++ {
 				bv.SetPlan(i, nil)
 			}
+			// A class with a stricter p99 than the default class's jumps
+			// the queue on its planned path.
+			def := cps[0].sla.P99Latency
+			for i, cp := range cps {
+				p := cp.sla.P99Latency
+				bv.SetPriority(i, i > 0 && p > 0 && (def == 0 || p < def))
+			}
 			forTerms = terms
 		}
 		// Demand: the data bytes each class's flows cut into blocks since
@@ -183,29 +191,60 @@ func (s *Session) plan(bv *scheduler.BestValue) {
 			}
 			last = now
 		}
-		// Classes are planned one after another, the tier's own classes
-		// before the default one, each on the capacity the earlier ones'
-		// demand leaves: a joint optimum over classes is not sought.
-		pr := s.problem(terms, 0)
-		out := make([]PlanInfo, len(cps))
-		for n := range cps {
-			i := (n + 1) % len(cps) // 1, 2, ..., 0
+		// Classes share the paths: each is planned on the capacity the
+		// others' demand leaves. The tier's own classes are first solved
+		// on the whole capacity (a sketch, for their load); the default
+		// class is planned on what their sketches leave; then each own
+		// class is planned for good on what the default class's plan and
+		// the classes before it leave, so a latency-bound class sees the
+		// bulk on a path and goes elsewhere. A joint optimum is not sought.
+		base := s.problem(terms, 0)
+		loadOf := func(pr *scheduler.Problem, p *scheduler.Plan, demand float64) []float64 {
+			l := make([]float64, len(pr.Paths))
+			if p.K > 0 {
+				for j := range pr.Paths {
+					l[j] = min(demand, p.Goodput) * float64(p.ShareOf(pr.Paths[j].Name)) / float64(p.K)
+				}
+			}
+			return l
+		}
+		less := func(loads ...[]float64) *scheduler.Problem {
+			pr := *base
+			pr.Paths = append([]scheduler.PathState(nil), base.Paths...)
+			for _, l := range loads {
+				for j := range pr.Paths {
+					pr.Paths[j].Capacity = max(pr.Paths[j].Capacity-l[j], 0)
+				}
+			}
+			return &pr
+		}
+		tick := func(i int, pr *scheduler.Problem) []float64 {
 			cp := cps[i]
 			pr.SLA, pr.Demand = cp.sla, cp.demand
 			p, isNew := cp.pl.Tick(now, pr)
-			out[i] = PlanInfo{Class: cp.name, Plan: p, Changes: cp.pl.Changes, Violations: cp.pl.Violations}
 			if isNew {
 				cpy := p
 				bv.SetPlan(i, &cpy)
 				s.log.Info("plan changed", "tier", terms.Tier, "class", cp.name,
 					"demand_mbps", math.Round(cp.demand*8/1e4)/100, "plan", p.String())
 			}
-			if p.K > 0 {
-				for j := range pr.Paths {
-					load := min(cp.demand, p.Goodput) * float64(p.ShareOf(pr.Paths[j].Name)) / float64(p.K)
-					pr.Paths[j].Capacity = max(pr.Paths[j].Capacity-load, 0)
-				}
-			}
+			cps[i].last = p
+			return loadOf(pr, &p, cp.demand)
+		}
+		var sketches [][]float64
+		for _, cp := range cps[1:] {
+			pr := less()
+			pr.SLA, pr.Demand = cp.sla, cp.demand
+			p := scheduler.Solve(now, pr)
+			sketches = append(sketches, loadOf(pr, &p, cp.demand))
+		}
+		loads := [][]float64{tick(0, less(sketches...))}
+		for i := 1; i < len(cps); i++ {
+			loads = append(loads, tick(i, less(loads...)))
+		}
+		out := make([]PlanInfo, len(cps))
+		for i, cp := range cps {
+			out[i] = PlanInfo{Class: cp.name, Plan: cp.last, Changes: cp.pl.Changes, Violations: cp.pl.Violations}
 		}
 		s.plans.Store(&out)
 	}

@@ -34,6 +34,7 @@ policies; POLICY@PATH+PATH runs braid over only those paths), quic-direct
 
 type benchOpts struct {
 	scenario, out, systems, traces string
+	logLevel                       string
 	duration                       time.Duration
 	seed                           int64
 	list                           bool
@@ -55,6 +56,7 @@ func benchFlags(o *benchOpts) *flag.FlagSet {
 	})
 	fs.StringVar(&o.traces, "traces", bench.DefaultTracesDir, "`DIR` where trace and schedule files are looked for")
 	fs.BoolVar(&o.list, "list", false, "list the built-in scenarios")
+	fs.StringVar(&o.logLevel, "log-level", "", "write braid's own logs at `LEVEL` (debug, info, warn, error) to stderr; default none")
 	return fs
 }
 
@@ -94,6 +96,13 @@ func runBench(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int
 		}
 	}
 	opt := bench.Options{Duration: o.duration, Systems: systems, Progress: stderr}
+	if o.logLevel != "" {
+		l, err := newLogger(stderr, o.logLevel)
+		if err != nil {
+			return fail(stdout, stderr, "bench", benchFlags(new(benchOpts)), err)
+		}
+		opt.Logger = l
+	}
 	if set["seed"] {
 		opt.Seed = &o.seed
 	}
