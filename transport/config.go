@@ -54,6 +54,9 @@ type Config struct {
 	// default class) and is pushed to the client in a TIER message when
 	// each connection joins, so the client plans its uploads by it.
 	Tier *tier.Tier
+	// Device is the client device's profile, sent in its joins (client
+	// side); the concentrator takes it from the first join.
+	Device Device
 	// Prices are the USD per GB of paths that report no price, by medium
 	// (MediumX), at the concentrator.
 	Prices map[uint8]float64

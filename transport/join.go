@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"braid/scheduler"
 	"context"
 	"errors"
 	"fmt"
@@ -195,7 +196,7 @@ func (c *Client) join(ctx context.Context, pd PathDialer, slot int, ok *Msg, fir
 		return fail(err)
 	}
 	s := c.Session
-	m := Msg{Type: MsgJoin, Version: Version, Token: c.token, Path: pd.Info, ConnIndex: uint8(slot),
+	m := Msg{Type: MsgJoin, Version: Version, Token: c.token, Path: pd.Info, ConnIndex: uint8(slot), Device: c.cfg.Device,
 		FlowWindow: uint32(s.cfg.FlowWindow), SessionWindow: uint64(s.cfg.SessionWindow)}
 	if !first {
 		m.SessionID, m.Secret = s.id, s.secret
@@ -323,6 +324,8 @@ func (j *Join) Refuse(code uint8, reason string) {
 // NewServerSession creates a session for a first join and attaches its
 // connection.
 func NewServerSession(cfg Config, j *Join) (*Session, error) {
+	cfg.Device = j.Msg.Device
+	cfg.Terms.Profile = j.Msg.Device.Profile()
 	s, err := newSession(cfg, false)
 	if err != nil {
 		return nil, err
@@ -370,4 +373,9 @@ func (s *Session) Attach(j *Join) error {
 		c.sendControl(&Msg{Type: MsgTier, Body: *t})
 	}
 	return nil
+}
+
+// Profile is the device profile as the planner reads it.
+func (d Device) Profile() scheduler.Profile {
+	return scheduler.Profile{MTU: int(d.MTU), CPU: scheduler.CPUClass(d.CPU), Metered: d.Metered}
 }

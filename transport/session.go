@@ -121,6 +121,9 @@ func newSession(cfg Config, client bool) (*Session, error) {
 	}
 	s.policy, _ = scheduler.New(cfg.Policy, cfg.K, cfg.M, MinShard) // Validate checked the name
 	s.downSince = s.epoch
+	if cfg.Terms.Profile == (scheduler.Profile{}) {
+		cfg.Terms.Profile = cfg.Device.Profile()
+	}
 	s.terms.Store(&cfg.Terms)
 	if cfg.Tier != nil {
 		b, err := cfg.Tier.AppendBinary(nil)

@@ -218,6 +218,14 @@ type PathInfo struct {
 	RateMbps float64
 }
 
+// Device is the client device's profile, as its JOIN carries it: the
+// planner picks shard sizes (and whether compression pays) from it.
+type Device struct {
+	MTU     uint16 // 0: 1500
+	CPU     uint8  // scheduler.CPUClass: 0 mid, 1 low, 2 high
+	Metered bool   // the device pays per byte itself
+}
+
 // Path media and operators.
 const (
 	MediumOther     = 0
@@ -242,6 +250,8 @@ type Msg struct {
 	ConnIndex     uint8
 	FlowWindow    uint32 // receive window the sender grants each flow
 	SessionWindow uint64 // receive window the sender grants the session
+	// Device is the client's device profile (Join; zero in JoinOK).
+	Device Device
 
 	// JoinErr, Reset and Close.
 	Code   uint8
@@ -278,6 +288,12 @@ func AppendMsg(b []byte, m *Msg) []byte {
 		b = append(b, m.ConnIndex)
 		b = binary.BigEndian.AppendUint32(b, m.FlowWindow)
 		b = binary.BigEndian.AppendUint64(b, m.SessionWindow)
+		metered := byte(0)
+		if m.Device.Metered {
+			metered = 1
+		}
+		b = binary.BigEndian.AppendUint16(b, m.Device.MTU)
+		b = append(b, m.Device.CPU, metered)
 	case MsgJoinErr, MsgClose:
 		b = append(b, m.Code)
 		b = appendStr(b, m.Reason)
@@ -344,6 +360,13 @@ func ParseMsgBody(t MsgType, body []byte, m *Msg) error {
 		m.ConnIndex = r.u8()
 		m.FlowWindow = r.u32()
 		m.SessionWindow = r.u64()
+		m.Device.MTU = uint16(r.u8())<<8 | uint16(r.u8())
+		m.Device.CPU = r.u8()
+		metered := r.u8()
+		m.Device.Metered = metered == 1
+		if !r.short && (m.Device.CPU > 2 || metered > 1) {
+			return malformed("%v: device profile cpu %d metered %d", t, m.Device.CPU, metered)
+		}
 		if !r.short && (math.IsNaN(m.Path.PriceGB) || m.Path.PriceGB < 0 || math.IsInf(m.Path.PriceGB, 0)) {
 			return malformed("%v: price %v", t, m.Path.PriceGB)
 		}

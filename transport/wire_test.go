@@ -78,6 +78,7 @@ func TestMsgRoundTrip(t *testing.T) {
 			Path:      PathInfo{Name: "lte", Medium: MediumCellular, Operator: OperatorPartner, PriceGB: 3.5},
 			ConnIndex: 2, FlowWindow: 1 << 20, SessionWindow: 1 << 25},
 		{Type: MsgJoinOK, Version: 1, SessionID: [16]byte{9}, FlowWindow: 1 << 16, SessionWindow: 1 << 20},
+		{Type: MsgJoin, Version: 1, Token: "t", Device: Device{MTU: 1280, CPU: 1, Metered: true}},
 		{Type: MsgJoinErr, Code: JoinErrAuth, Reason: "no"},
 		{Type: MsgPing, Seq: 5, Time: 123456789},
 		{Type: MsgPong, Seq: 5, Time: -1, Value: 1 << 40},
@@ -132,6 +133,15 @@ func TestMsgRejects(t *testing.T) {
 	var m Msg
 	if _, err := ParseMsg(j, &m); !errors.Is(err, ErrMalformed) {
 		t.Errorf("NaN price: %v", err)
+	}
+	// A CPU class or metered flag out of range is refused: the device
+	// profile is the last 4 bytes of the body.
+	for _, off := range []int{2, 1} {
+		j = AppendMsg(nil, &Msg{Type: MsgJoin})
+		j[len(j)-off] = 7
+		if _, err := ParseMsg(j, &m); !errors.Is(err, ErrMalformed) {
+			t.Errorf("device byte -%d = 7: %v", off, err)
+		}
 	}
 }
 

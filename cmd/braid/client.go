@@ -1,6 +1,8 @@
 package main
 
 import (
+	"braid/scheduler"
+	"braid/transport"
 	"context"
 	"errors"
 	"flag"
@@ -26,6 +28,9 @@ type clientOpts struct {
 	fec, grace, sched    string
 	status               string
 	config, logLevel     string
+	cpu                  string
+	mtu                  int
+	metered              bool
 }
 
 // clientFile is the client's --config file.
@@ -41,6 +46,9 @@ type clientFile struct {
 	Grace     string      `toml:"grace"`
 	Scheduler string      `toml:"scheduler"`
 	Status    string      `toml:"status"`
+	CPU       string      `toml:"cpu"`
+	MTU       int         `toml:"mtu"`
+	Metered   bool        `toml:"metered"`
 	Paths     []pathTable `toml:"path"`
 }
 
@@ -74,6 +82,9 @@ func clientFlags(o *clientOpts) *flag.FlagSet {
 	fs.StringVar(&o.status, "status", "127.0.0.1:1081", "loopback `HOST:PORT` of the status page (GET /status; braid status reads it); \"off\" for none")
 	fs.StringVar(&o.sched, "scheduler", "", "how uploads are spread over the paths: weighted (default), bestvalue (by the tier the concentrator pushes), cheapest, minrtt, roundrobin, duplicate or single:PATH")
 	fs.StringVar(&o.grace, "grace", "", "how long flows wait for a live path before failing, a `DURATION` like 30s (default 30s)")
+	fs.StringVar(&o.cpu, "cpu", "mid", "this device's CPU `CLASS` (low, mid or high), for the concentrator's plan: a low one gets bigger shards")
+	fs.IntVar(&o.mtu, "mtu", 0, "this device's path `MTU` in bytes (default 1500)")
+	fs.BoolVar(&o.metered, "metered", false, "this device pays per byte itself (a phone's data plan)")
 	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
 	return fs
@@ -104,6 +115,13 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 		fromFile(&o.fec, f.FEC, set["fec"])
 		fromFile(&o.grace, f.Grace, set["grace"])
 		fromFile(&o.sched, f.Scheduler, set["scheduler"])
+		fromFile(&o.cpu, f.CPU, set["cpu"])
+		if !set["mtu"] && f.MTU != 0 {
+			o.mtu = f.MTU
+		}
+		if !set["metered"] && f.Metered {
+			o.metered = true
+		}
 		fromFile(&o.status, f.Status, set["status"])
 		fromFile(&o.logLevel, f.LogLevel, set["log-level"])
 		if !set["path"] {
@@ -141,6 +159,14 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 		}
 	}
 	cfg.Transport.Policy = o.sched
+	cpu, err := scheduler.ParseCPUClass(o.cpu)
+	if err != nil {
+		return client.Config{}, badf("--cpu", "%q is not low, mid or high", o.cpu)
+	}
+	if o.mtu != 0 && (o.mtu < 576 || o.mtu > 65535) {
+		return client.Config{}, badf("--mtu", "%d is outside 576..65535", o.mtu)
+	}
+	cfg.Transport.Device = transport.Device{MTU: uint16(o.mtu), CPU: uint8(cpu), Metered: o.metered}
 	if o.status != "off" {
 		cfg.Status = o.status
 	}

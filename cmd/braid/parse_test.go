@@ -188,6 +188,8 @@ func TestUsageErrors(t *testing.T) {
 		{cli("--grace", "soon"), `braid client: --grace: "soon" is not a duration like 30s or 2m`},
 		{cli("--grace", "-1s"), "braid client: --grace: must not be negative"},
 		{cli("--scheduler", "fastest"), `braid client: --scheduler: unknown policy "fastest" (known: bestvalue, cheapest, duplicate, minrtt, roundrobin, single:<path>, weighted)`},
+		{cli("--cpu", "fast"), `braid client: --cpu: "fast" is not low, mid or high`},
+		{cli("--mtu", "100"), "braid client: --mtu: 100 is outside 576..65535"},
 		{cli("--log-level", "loud"), `braid client: --log-level: "loud" is not debug, info, warn or error`},
 		{cli("--bogus"), "braid client: flag provided but not defined: -bogus"},
 		{cli("extra"), `braid client: unexpected argument "extra"`},

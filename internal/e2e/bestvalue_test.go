@@ -103,7 +103,7 @@ min_goodput_mbps = 60
 	}
 	links := []emu.Link{{RateBps: 30e6, Delay: 5 * time.Millisecond}, {RateBps: 50e6, Delay: 2 * time.Millisecond}}
 	w := newWorld(t, options{links: links, prices: []float64{0.1, 4}, policy: pol,
-		transport: transport.Config{Policy: "bestvalue"}})
+		transport: transport.Config{Policy: "bestvalue", Device: transport.Device{MTU: 1280, CPU: uint8(scheduler.CPULow)}}})
 	waitTier := func(name string) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
@@ -125,6 +125,15 @@ min_goodput_mbps = 60
 	waitTier("basic")
 	if got := w.cli.Session().Terms().SLA.MinGoodput; got != 5e6/8 {
 		t.Fatalf("client's SLA goodput %v", got)
+	}
+	// The client's device profile reached the concentrator's planner:
+	// a low-end CPU gets shards of 8 KiB or more.
+	want := scheduler.Profile{MTU: 1280, CPU: scheduler.CPULow}
+	if got := w.srv.Sessions()[0].Terms().Profile; got != want {
+		t.Fatalf("concentrator's device profile %+v, want %+v", got, want)
+	}
+	if pi, ok := w.srv.Sessions()[0].Plan(); ok && pi.Plan.K > 0 && pi.Plan.ShardSize < 8<<10 {
+		t.Fatalf("low CPU got shards of %d bytes: %s", pi.Plan.ShardSize, pi.Plan.String())
 	}
 	// Reload: the token is gold now; 60 Mbit/s needs both paths.
 	pol2, err := tier.Parse([]byte(`
