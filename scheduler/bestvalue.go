@@ -26,6 +26,11 @@ type BestValue struct {
 	prio [MaxClasses]atomic.Bool
 }
 
+// Priority reports whether class is latency-bound (SetPriority).
+func (b *BestValue) Priority(class int) bool {
+	return class > 0 && class < MaxClasses && b.prio[class].Load()
+}
+
 // SetPriority marks class as latency-bound: its shards do not wait for
 // room behind other classes' shards on the path their plan names (they
 // are few; the queue limit is for bulk).
@@ -153,7 +158,7 @@ func (b *BestValue) Place(paths []PathState, size, shard, class int, _ uint64, u
 		return EarliestArrival(paths, size, urgent)
 	}
 	name := sl.order[shard%len(sl.order)]
-	prio := class > 0 && class < MaxClasses && b.prio[class].Load()
+	prio := b.Priority(class)
 	for i := range paths {
 		if paths[i].Name == name {
 			if room(&paths[i], size, urgent || prio) {

@@ -62,14 +62,22 @@ func (s *Session) dispatch(ctx context.Context, b *txBlock, i int, dead <-chan s
 	size := int(b.hdr.ShardLen)
 	var timer *time.Timer
 	var waitFrom time.Time
+	class := int(b.f.class.Load())
+	// A latency-bound class's shards skip the queue of new shards: they
+	// go out next, with the re-sends (bestvalue's priority classes).
+	prio := s.bv != nil && s.bv.Priority(class)
 	for {
-		if p := s.pickPath(size, i, int(b.f.class.Load()), false); p != nil {
+		if p := s.pickPath(size, i, class, false); p != nil {
 			if !waitFrom.IsZero() {
-				s.waited[b.f.class.Load()].Add(int64(time.Since(waitFrom)))
+				s.waited[class].Add(int64(time.Since(waitFrom)))
 			}
 			b.conn[i].Store(nil)
 			b.path[i].Store(p)
 			p.queued.Add(int64(size))
+			if prio {
+				p.pushUrgent(shardJob{b: b, idx: uint8(i)})
+				return nil
+			}
 			select {
 			case p.queue <- shardJob{b: b, idx: uint8(i)}:
 				return nil

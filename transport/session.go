@@ -45,6 +45,7 @@ var (
 type Session struct {
 	cfg    Config
 	policy scheduler.Policy
+	bv     *scheduler.BestValue // the policy, when it is bestvalue
 
 	// The bestvalue planner (plan.go).
 	terms   atomic.Pointer[Terms]
@@ -138,6 +139,7 @@ func newSession(cfg Config, client bool) (*Session, error) {
 	s.wg.Add(1)
 	go s.maintain()
 	if bv, ok := s.policy.(*scheduler.BestValue); ok {
+		s.bv = bv
 		s.wg.Add(1)
 		go s.plan(bv)
 	}
