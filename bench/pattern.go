@@ -35,18 +35,45 @@ func pattern() []byte {
 	return pat
 }
 
+var (
+	textOnce sync.Once
+	textPat  []byte
+)
+
+// textPattern is the compressible pattern: words drawn from a small
+// vocabulary, as in logs, JSON or HTML, laid out like pattern(). S2
+// shrinks it to about a third.
+func textPattern() []byte {
+	textOnce.Do(func() {
+		words := []string{"the ", "braid ", "path ", "shard ", "block ", "fiber ", "cellular ", "latency ",
+			"goodput ", "{\"k\": ", "\"m\": ", "}, ", "<div> ", "</div>\n", "GET /index.html ", "200 OK\n"}
+		rng := rand.New(rand.NewPCG(0x74657874, 0x64))
+		p := make([]byte, 0, 2*patLen+32)
+		for len(p) < patLen {
+			p = append(p, words[rng.IntN(len(words))]...)
+		}
+		p = p[:patLen]
+		textPat = append(p, p...)
+	})
+	return textPat
+}
+
 // patStream is one direction of one connection: the sender fills buffers
 // from it, the receiver checks against it.
 type patStream struct {
 	key uint64
 	off uint64 // bytes produced or checked so far
+	pat []byte // pattern() or textPattern()
 }
 
-func newPatStream(key uint64) patStream { return patStream{key: key % patLen} }
+func newPatStream(key uint64) patStream { return patStream{key: key % patLen, pat: pattern()} }
+
+// newTextStream is a patStream over the compressible pattern.
+func newTextStream(key uint64) patStream { return patStream{key: key % patLen, pat: textPattern()} }
 
 // fill writes the next len(b) bytes of the stream into b.
 func (s *patStream) fill(b []byte) {
-	p := pattern()
+	p := s.pat
 	for len(b) > 0 {
 		i := (s.off + s.key) % patLen
 		n := copy(b, p[i:i+min(uint64(len(b)), patLen)])
@@ -58,7 +85,7 @@ func (s *patStream) fill(b []byte) {
 // check compares b with the next len(b) bytes of the stream and returns
 // how many of them are right where they stand.
 func (s *patStream) check(b []byte) (good int) {
-	p := pattern()
+	p := s.pat
 	for len(b) > 0 {
 		i := (s.off + s.key) % patLen
 		n := min(len(b), patLen)

@@ -327,6 +327,7 @@ func runSystem(ctx context.Context, sc *Scenario, sys System, id identity, drain
 			}
 			f := rec.newFlow(kind)
 			f.size = w.Size
+			f.text = w.Text
 			if w.RateBps > 0 {
 				f.rate = w.RateBps / float64(w.Flows)
 			}

@@ -110,6 +110,8 @@ type Workload struct {
 	Weights       []float64
 	// Class names the SLA class of the workload's flows ("": default).
 	Class string
+	// Text: bulk bytes from a compressible pattern (words), not random.
+	Text bool
 }
 
 // Event kills or restores a path (the emulator's kill switch) at At.
@@ -212,6 +214,7 @@ type fileWorkload struct {
 	ResponseBytes []int     `toml:"response_bytes"`
 	Weights       []float64 `toml:"weights"`
 	Class         string    `toml:"class"`
+	Compressible  bool      `toml:"compressible"`
 }
 
 type fileEvent struct {
@@ -439,6 +442,12 @@ func parse(source string, data []byte, opt LoadOptions, isFile bool) (*Scenario,
 		w, err := parseWorkload(fmt.Sprintf("workloads[%d]", i), fw)
 		if err != nil {
 			return nil, err
+		}
+		if fw.Compressible {
+			if fw.Type != "bulk" {
+				return nil, errAt(fmt.Sprintf("workloads[%d].compressible", i), "only a bulk workload can be compressible")
+			}
+			w.Text = true
 		}
 		if fw.Class != "" {
 			if sc.SLA == nil || !slices.ContainsFunc(sc.SLA.Classes, func(c ClassSLA) bool { return c.Name == fw.Class }) {

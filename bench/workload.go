@@ -97,6 +97,7 @@ type flowRec struct {
 	kind byte
 	size int64   // bulk bytes to send, 0: until stop
 	rate float64 // bulk pacing in bits/s, 0: none
+	text bool    // bulk bytes from the compressible pattern
 	stop chan struct{}
 	// stopAt is when stop was closed (ns since t0), for stall accounting.
 	stopAt   atomic.Int64
@@ -120,6 +121,14 @@ type flowRec struct {
 type chunkMark struct {
 	end uint64 // stream offset just past the chunk
 	at  time.Duration
+}
+
+// stream is the flow's pattern stream for key.
+func (f *flowRec) stream(key uint64) patStream {
+	if f.text {
+		return newTextStream(key)
+	}
+	return newPatStream(key)
 }
 
 func (r *recorder) newFlow(kind byte) *flowRec {
@@ -231,7 +240,7 @@ func (r *recorder) sendBulk(c conn, f *flowRec, up bool) {
 	if up {
 		key, sent = upKey(f.id), &f.sentUp
 	}
-	ps := newPatStream(key)
+	ps := f.stream(key)
 	chunk := 64 << 10
 	var tick time.Duration
 	if f.rate > 0 {
@@ -292,7 +301,7 @@ func (r *recorder) receiveBulk(c conn, f *flowRec, down bool) {
 	if down {
 		key, good = downKey(f.id), &f.goodDown
 	}
-	ps := newPatStream(key)
+	ps := f.stream(key)
 	buf := make([]byte, 64<<10)
 	last := f.start
 	var maxGap, maxGapAt time.Duration

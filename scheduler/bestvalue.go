@@ -26,6 +26,13 @@ type BestValue struct {
 	prio [MaxClasses]atomic.Bool
 }
 
+// Compress reports whether the plan of class says compression pays
+// (Plan.Compress): flows of the class may then compress their blocks.
+func (b *BestValue) Compress(class int) bool {
+	sl := b.plan(class)
+	return sl != nil && sl.compress
+}
+
 // Priority reports whether class is latency-bound (SetPriority).
 func (b *BestValue) Priority(class int) bool {
 	return class > 0 && class < MaxClasses && b.prio[class].Load()
@@ -62,6 +69,7 @@ type slots struct {
 	shard    int
 	order    []string // path name per slot, interleaved
 	ceiling  float64  // the dearest price a shard may move to
+	compress bool
 }
 
 // Name returns "bestvalue".
@@ -78,7 +86,7 @@ func (b *BestValue) SetPlan(class int, p *Plan) {
 		b.cur[class].Store(nil)
 		return
 	}
-	sl := &slots{k: p.K, m: p.M, survives: p.Survives, shard: p.ShardSize, ceiling: math.Inf(-1)}
+	sl := &slots{k: p.K, m: p.M, survives: p.Survives, shard: p.ShardSize, ceiling: math.Inf(-1), compress: p.Compress}
 	left := append([]int(nil), p.Shards...)
 	for range p.K + p.M {
 		// Largest remaining share first (ties: first path), so every

@@ -20,6 +20,10 @@ import (
 type Flow struct {
 	s  *Session
 	id uint32
+	// comp is the flow's compression decision: 0 not yet sampled, 1 on,
+	// -1 off (its bytes did not shrink by 10%); compress.go.
+	comp     atomic.Int32
+	compSkip atomic.Int32 // blocks to send before sampling again
 	// class is the flow's traffic class (the tier's classes), set before
 	// the flow sends: by OpenFlow, or from the OPEN block.
 	class atomic.Uint32
@@ -280,6 +284,14 @@ func (f *Flow) sendBlock(ctx context.Context, data []byte, flags uint8) error {
 // sendOwned codes the n bytes at the start of buf (a pooled buffer it now
 // owns) into a block and dispatches its shards. Caller holds writeMu.
 func (f *Flow) sendOwned(ctx context.Context, buf []byte, n int, flags uint8) error {
+	raw := n // the bytes the block carries, for offsets and credit
+	if flags&(FlagOpen|FlagReply) == 0 && n >= minCompress {
+		if enc := f.compress(buf[:n]); enc != nil {
+			bufpool.Put(buf)
+			buf, n = enc, len(enc)
+			flags |= FlagS2
+		}
+	}
 	k, m := f.s.coding(n, int(f.class.Load()))
 	sl := shardLenFor(n, k)
 	if need := (k + m) * sl; cap(buf) < need {
@@ -292,7 +304,7 @@ func (f *Flow) sendOwned(ctx context.Context, buf []byte, n int, flags uint8) er
 	clear(buf[n : k*sl])
 	if err := encodeParity(buf, sl, k, m); err != nil {
 		bufpool.Put(buf)
-		f.refund(n, flags)
+		f.refund(raw, flags)
 		return err
 	}
 	b := &txBlock{f: f, buf: buf}
@@ -302,14 +314,14 @@ func (f *Flow) sendOwned(ctx context.Context, buf []byte, n int, flags uint8) er
 		err := f.err
 		f.mu.Unlock()
 		bufpool.Put(buf)
-		f.refund(n, flags)
+		f.refund(raw, flags)
 		return err
 	}
 	b.hdr = ShardHeader{Flags: flags, K: uint8(k), M: uint8(m), ShardLen: uint32(sl),
 		Flow: f.id, Block: f.txNext, Offset: f.txOffset, BlockLen: uint32(n)}
 	f.txNext++
 	if flags&(FlagOpen|FlagReply) == 0 {
-		f.txOffset += uint64(n)
+		f.txOffset += uint64(raw)
 	}
 	if flags&FlagFin != 0 {
 		f.txFin = true
@@ -319,7 +331,7 @@ func (f *Flow) sendOwned(ctx context.Context, buf []byte, n int, flags uint8) er
 	f.mu.Unlock()
 	f.s.stats.BlocksSent.Add(1)
 	if flags&(FlagOpen|FlagReply) == 0 {
-		f.s.offered[f.class.Load()].Add(uint64(n))
+		f.s.offered[f.class.Load()].Add(uint64(raw))
 	}
 	for i := range k + m {
 		if err := f.s.dispatch(ctx, b, i, f.dead); err != nil {
@@ -866,11 +878,27 @@ func (f *Flow) deliverLocked() error {
 				f.Reset() // the stream cannot be trusted any more
 				return err
 			}
-			f.rxDelivered += uint64(h.BlockLen)
+			if h.Flags&FlagS2 != 0 {
+				n, err := f.decompress(rb)
+				if err != nil {
+					f.mu.Unlock()
+					f.Reset()
+					return err
+				}
+				f.rxDelivered += uint64(n)
+			} else {
+				f.rxDelivered += uint64(h.BlockLen)
+			}
 		}
 		left := int(h.BlockLen)
+		if h.Flags&FlagS2 != 0 {
+			left = 0 // decompress took the shards
+		}
 		for i := range int(h.K) {
 			sh := rb.shards[i]
+			if sh == nil {
+				continue // decompress took it
+			}
 			f.s.rxHeld.Add(-int64(cap(sh)))
 			take := min(left, len(sh))
 			left -= take

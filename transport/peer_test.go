@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/quic-go/quic-go"
 )
 
@@ -72,6 +73,22 @@ func TestMalformedFromPeer(t *testing.T) {
 			sendShard(t, qc, open, dest)
 			time.Sleep(100 * time.Millisecond)
 			ctrl.Write(AppendMsg(nil, &Msg{Type: MsgAck, Flow: 1, Value: 1000}))
+		},
+		"compressed garbage": func(qc *quic.Conn, _ *quic.Stream) {
+			sendShard(t, qc, open, dest)
+			time.Sleep(100 * time.Millisecond)
+			sendShard(t, qc, ShardHeader{Flags: FlagS2, K: 1, ShardLen: 10, Flow: 1, Block: 1, BlockLen: 10}, []byte("not s2 at all"[:10]))
+		},
+		"compressed block decoding past the window": func(qc *quic.Conn, _ *quic.Stream) {
+			sendShard(t, qc, open, dest)
+			time.Sleep(100 * time.Millisecond)
+			// 900 KiB of zeros compress to a few KiB: six such blocks
+			// claim little but decode past the 4 MiB window.
+			big := s2.Encode(nil, make([]byte, 900<<10))
+			for i := range 6 {
+				sendShard(t, qc, ShardHeader{Flags: FlagS2, K: 1, ShardLen: uint32(len(big)), Flow: 1, Block: uint64(i + 1),
+					Offset: uint64(i) * 900 << 10, BlockLen: uint32(len(big))}, big)
+			}
 		},
 		"truncated shard": func(qc *quic.Conn, _ *quic.Stream) {
 			st, _ := qc.OpenUniStream()

@@ -99,6 +99,9 @@ type SessionStats struct {
 	ShardsSent, ShardsReceived     atomic.Uint64
 	ShardsDuplicate, ShardsDropped atomic.Uint64
 	ShardsResent, BlocksDecoded    atomic.Uint64
+	// BlocksCompressed and BytesSaved count blocks sent compressed and
+	// the bytes compression saved (compress.go).
+	BlocksCompressed, BytesSaved atomic.Uint64
 }
 
 func newSession(cfg Config, client bool) (*Session, error) {

@@ -48,8 +48,12 @@ const (
 	FlagOpen = 1 << 1
 	// FlagReply marks block 0 of the concentrator-to-client direction: its
 	// payload is one reply code (SOCKS5 REP values), not flow data.
-	FlagReply  = 1 << 2
-	knownFlags = FlagFin | FlagOpen | FlagReply
+	FlagReply = 1 << 2
+	// FlagS2 marks a data block whose payload is S2-compressed (block
+	// format): its length is the compressed length, while offsets and
+	// flow credit count the bytes it decompresses to.
+	FlagS2     = 1 << 3
+	knownFlags = FlagFin | FlagOpen | FlagReply | FlagS2
 )
 
 // ErrMalformed is wrapped by every parse error: the peer sent bytes that
@@ -117,6 +121,8 @@ func (h *ShardHeader) validate(reserved byte) error {
 		return malformed("shard header: unknown flags %#x", h.Flags)
 	case h.Flags&FlagOpen != 0 && h.Flags&FlagReply != 0:
 		return malformed("shard header: open and reply both set")
+	case h.Flags&FlagS2 != 0 && (h.Flags&(FlagOpen|FlagReply) != 0 || h.BlockLen == 0):
+		return malformed("shard header: compressed open, reply or empty block")
 	case h.Flags&(FlagOpen|FlagReply) != 0 && h.Block != 0:
 		return malformed("shard header: open/reply on block %d", h.Block)
 	case h.K == 0:

@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"bytes"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -228,5 +231,80 @@ p99_latency_ms = 150
 	}
 	if n := ss[0].FlowsByClass()[1]; n != 1 {
 		t.Fatalf("concentrator has %d interactive flows, want 1", n)
+	}
+}
+
+// TestCompression: under bestvalue on dear paths, a flow of text is
+// compressed (both ways: the client's uploads, the concentrator's echo)
+// and arrives intact; a flow of random bytes is sampled and left alone.
+func TestCompression(t *testing.T) {
+	links := []emu.Link{{RateBps: 50e6, Delay: 2 * time.Millisecond}, {RateBps: 50e6, Delay: 4 * time.Millisecond}}
+	terms := transport.Terms{Tier: "t", RevenueGB: 8, SLA: scheduler.SLA{MinGoodput: 5e6 / 8}}
+	w := newWorld(t, options{links: links, prices: []float64{3, 4},
+		transport: transport.Config{Policy: "bestvalue", Terms: terms}})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if pi, ok := w.cli.Session().Plan(); ok && pi.Plan.Compress {
+			break
+		}
+		if time.Now().After(deadline) {
+			pi, _ := w.cli.Session().Plan()
+			t.Fatalf("no plan with compression: %s", pi.Plan.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Text: lines drawn from a small vocabulary, as logs and JSON are.
+	var text []byte
+	words := []string{"braid", "path", "shard", "block", "fiber", "cellular", "latency", "goodput", "{\"k\":", "\"m\":", "},"}
+	rng := uint64(7)
+	for len(text) < 8<<20 {
+		rng = rng*6364136223846793005 + 1442695040888963407
+		text = append(text, words[rng>>60%uint64(len(words))]...)
+		text = append(text, ' ')
+	}
+	conn, err := w.dialSOCKS(t, w.dest.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := conn.Write(text)
+		if err == nil {
+			err = conn.(*net.TCPConn).CloseWrite()
+		}
+		errc <- err
+	}()
+	got, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, text) {
+		t.Fatalf("echo of %d bytes came back as %d bytes, different", len(text), len(got))
+	}
+	cst, sst := w.cli.Session().Stats(), w.srv.Sessions()[0].Stats()
+	if cst.BlocksCompressed.Load() == 0 || sst.BlocksCompressed.Load() == 0 {
+		t.Fatalf("compressed blocks: client %d, concentrator %d", cst.BlocksCompressed.Load(), sst.BlocksCompressed.Load())
+	}
+	if saved := cst.BytesSaved.Load(); saved < uint64(len(text))/4 {
+		t.Fatalf("client saved only %d of %d bytes", saved, len(text))
+	}
+	t.Logf("client saved %d of %d bytes in %d blocks", cst.BytesSaved.Load(), len(text), cst.BlocksCompressed.Load())
+
+	// Random bytes do not shrink: one sample, then plain blocks.
+	before := cst.BlocksCompressed.Load()
+	conn2, err := w.dialSOCKS(t, w.dest.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	if err := echoCheck(conn2, 4<<20, 37); err != nil {
+		t.Fatal(err)
+	}
+	if n := cst.BlocksCompressed.Load() - before; n != 0 {
+		t.Fatalf("%d blocks of random bytes sent compressed", n)
 	}
 }
