@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -239,7 +240,8 @@ func (p *Plan) SameShape(q *Plan) bool {
 // survival terms; residual loss and latency are checked only on a
 // complete plan that would win.
 func Solve(now time.Time, pr *Problem) Plan {
-	var s solver
+	s := solverPool.Get().(*solver)
+	defer solverPool.Put(s)
 	s.init(pr)
 	for _, r := range s.ladder() {
 		s.sla = r.sla
@@ -260,7 +262,8 @@ func Solve(now time.Time, pr *Problem) Plan {
 // challenger). Explain.Feasible is false when it breaks the SLA or uses a
 // path that is down.
 func Evaluate(pr *Problem, p *Plan) Explain {
-	var s solver
+	s := solverPool.Get().(*solver)
+	defer solverPool.Put(s)
 	s.init(pr)
 	s.sla = pr.SLA
 	s.setK(p.K)
@@ -316,7 +319,17 @@ func (s *solver) ladder() []rung {
 	return out
 }
 
+// solver is one solve's state: the binomial tables, large and filled on
+// demand, and the rest, reset for every problem.
 type solver struct {
+	pmf [MaxPlanPaths][maxPlanShards + 1]binomTable
+	solverState
+}
+
+// solverPool keeps solvers (about 70 KB of tables each) between solves.
+var solverPool = sync.Pool{New: func() any { return new(solver) }}
+
+type solverState struct {
 	pr    *Problem
 	sla   SLA
 	np    int               // paths planned over
@@ -342,8 +355,7 @@ type solver struct {
 	u     [MaxPlanPaths]int
 	shard int
 	lossS [MaxPlanPaths]float64 // shard loss at this k
-	pmf   [MaxPlanPaths][maxPlanShards + 1]binomTable
-	pmfOK [MaxPlanPaths]uint64 // bit x: pmf[i][x] is filled
+	pmfOK [MaxPlanPaths]uint64  // bit x: pmf[i][x] is filled
 
 	nodes int               // search nodes visited
 	cut   bool              // the node budget ran out
@@ -367,7 +379,8 @@ type candidate struct {
 }
 
 func (s *solver) init(pr *Problem) {
-	*s = solver{pr: pr}
+	// Reset all but the binomial tables (pmfOK says which are valid).
+	s.solverState = solverState{pr: pr}
 	s.nmax = pr.Limits.MaxShards
 	if s.nmax <= 0 || s.nmax > maxPlanShards {
 		s.nmax = maxPlanShards
@@ -583,17 +596,28 @@ func (s *solver) dfs(j, r int, cost float64, partner int, capUsed, gmax float64)
 		}
 		return
 	}
+	// Surviving f >= 2 paths: a path still to come may hold at most m
+	// less the f-1 largest shares so far (with them it would be in the
+	// top f, or it is smaller than one of them).
+	lim := s.n
+	if f := s.sla.Survive; f >= 2 {
+		lim = s.n - s.k - s.topSum(j, f-1)
+		if lim < 0 {
+			return
+		}
+	}
+	ub := func(i int) int { return min(s.ub[i], lim) }
 	// Bounds: the cheapest completion fills the next paths in order (they
 	// are sorted by price); the fewest partner shards put all it can on
 	// own paths; goodput is at most each used path's bound and k times
 	// the capacity of all paths that may be used over n.
 	fill, left, ownRoom := cost, r, 0
 	for i := j; i < s.np; i++ {
-		x := min(left, s.ub[i])
+		x := min(left, ub(i))
 		fill += s.price[i] * float64(x)
 		left -= x
 		if s.own[i] {
-			ownRoom += s.ub[i]
+			ownRoom += ub(i)
 		}
 	}
 	if left > 0 {
@@ -614,9 +638,9 @@ func (s *solver) dfs(j, r int, cost float64, partner int, capUsed, gmax float64)
 	}
 	after := 0
 	for i := j + 1; i < s.np; i++ {
-		after += s.ub[i]
+		after += ub(i)
 	}
-	for a := min(s.ub[j], r); a >= max(0, r-after); a-- {
+	for a := min(ub(j), r); a >= max(0, r-after); a-- {
 		g, cu := gmax, capUsed
 		if a > 0 {
 			g = min(g, s.cap[j]*k/float64(a))
@@ -664,22 +688,20 @@ func (s *solver) spread(j, r int) float64 {
 	return g
 }
 
-// survivable reports whether the paths assigned so far (0..j-1) leave the
-// f largest shares within m.
-func (s *solver) survivable(j int) bool {
+// topSum is the sum of the c largest shares among paths 0..j-1.
+func (s *solver) topSum(j, c int) int {
 	var top [MaxPlanPaths]int
 	nt := 0
 	for i := range j {
 		x := s.a[i]
-		// Insert x into the descending top list of at most f.
 		p := nt
 		for p > 0 && top[p-1] < x {
 			p--
 		}
-		if p >= s.sla.Survive {
+		if p >= c {
 			continue
 		}
-		if nt < s.sla.Survive {
+		if nt < c {
 			nt++
 		}
 		copy(top[p+1:nt], top[p:nt-1])
@@ -689,7 +711,13 @@ func (s *solver) survivable(j int) bool {
 	for _, x := range top[:nt] {
 		sum += x
 	}
-	return sum <= s.n-s.k
+	return sum
+}
+
+// survivable reports whether the paths assigned so far (0..j-1) leave the
+// f largest shares within m.
+func (s *solver) survivable(j int) bool {
+	return s.topSum(j, s.sla.Survive) <= s.n-s.k
 }
 
 // leaf checks a complete assignment and keeps it if it meets the SLA and

@@ -32,7 +32,7 @@ func costSLA() []PathState {
 // oracle solves pr by brute force: every k and every assignment, each
 // rung of the ladder in turn; the same model, no pruning.
 func oracle(pr *Problem) (best candidate, relaxed []string, ok bool) {
-	var s solver
+	s := new(solver)
 	s.init(pr)
 	for _, r := range s.ladder() {
 		s.sla = r.sla
@@ -307,7 +307,7 @@ func TestResidualAndP99(t *testing.T) {
 	pr := &Problem{Paths: []PathState{path("a", 8, 20*ms, 0, true), path("b", 8, 100*ms, 0, true)},
 		Profile: Profile{CPU: CPUHigh, MTU: 1500}, Limits: Limits{BlockSize: 8000}}
 	pr.Paths[0].Loss = 0.1
-	var s solver
+	s := new(solver)
 	s.init(pr)
 	s.sla = pr.SLA
 	s.setK(2)
