@@ -69,6 +69,7 @@ type slots struct {
 	shard    int
 	order    []string // path name per slot, interleaved
 	ceiling  float64  // the dearest price a shard may move to
+	overflow float64  // the same while the plan is new (make before break)
 	compress bool
 }
 
@@ -108,7 +109,28 @@ func (b *BestValue) SetPlan(class int, p *Plan) {
 	if p.prices == nil {
 		sl.ceiling = math.Inf(1)
 	}
+	// Make before break: while the new plan's paths warm up (a path that
+	// was idle starts with a small congestion window: a 600 ms satellite
+	// needs seconds to carry its share), shards its full paths cannot
+	// take may still overflow up to the old plan's ceiling.
+	sl.overflow = sl.ceiling
+	if old := b.cur[class].Load(); old != nil {
+		sl.overflow = max(sl.ceiling, old.ceiling)
+	}
 	b.cur[class].Store(sl)
+}
+
+// EndTransition ends class's make-before-break period (SetPlan): from
+// now on its shards overflow only within the plan's own ceiling.
+func (b *BestValue) EndTransition(class int) {
+	if class < 0 || class >= MaxClasses {
+		return
+	}
+	if sl := b.cur[class].Load(); sl != nil && sl.overflow != sl.ceiling {
+		next := *sl
+		next.overflow = next.ceiling
+		b.cur[class].CompareAndSwap(sl, &next)
+	}
 }
 
 // Code returns the plan's coding for a full block and, for a short one,
@@ -186,7 +208,7 @@ func (b *BestValue) Place(paths []PathState, size, shard, class int, _ uint64, u
 	best, bestT := -1, math.Inf(1)
 	for i := range paths {
 		p := &paths[i]
-		if !room(p, size, urgent) || !urgent && p.Price > sl.ceiling {
+		if !room(p, size, urgent) || !urgent && p.Price > sl.overflow {
 			continue
 		}
 		if t := float64(p.Queued+int64(size))/p.Rate + p.SRTT.Seconds()/2; t < bestT {

@@ -144,3 +144,32 @@ func TestCheapest(t *testing.T) {
 		t.Fatalf("with fiber full, cheapest chose %s", ps[j].Name)
 	}
 }
+
+func TestBestValueTransition(t *testing.T) {
+	pol, _ := New("bestvalue", 8, 0, 1024)
+	bv := pol.(*BestValue)
+	ps := costSLA()
+	ps[2].Up = false // the satellite is not up yet: fiber and cell
+	old := Solve(t0, &Problem{Paths: ps, RevenueGB: 5, Demand: 20 * mbit, SLA: SLA{MinGoodput: 20 * mbit}, Profile: Profile{CPU: CPUHigh}})
+	if !old.Uses(1) {
+		t.Fatalf("old plan: %s", old.String())
+	}
+	bv.SetPlan(0, &old)
+	ps[2].Up = true
+	next := Solve(t0, &Problem{Paths: ps, RevenueGB: 5, Demand: 20 * mbit, SLA: SLA{MinGoodput: 20 * mbit}, Profile: Profile{CPU: CPUHigh}})
+	if next.Uses(1) {
+		t.Fatalf("new plan: %s", next.String())
+	}
+	bv.SetPlan(0, &next)
+	// Fiber and satellite full (the satellite's window still small): in
+	// the transition a shard may go to the cell path, the old plan's.
+	ps[0].Queued, ps[0].QueueLimit = 1<<20, 1<<20
+	ps[2].Queued, ps[2].QueueLimit = 1<<20, 1<<20
+	if j := bv.Place(ps, 1024, 0, 0, 0, false); j != 1 {
+		t.Fatalf("in transition: placed on %d, want the cell path", j)
+	}
+	bv.EndTransition(0)
+	if j := bv.Place(ps, 1024, 0, 0, 0, false); j != -1 {
+		t.Fatalf("after transition: placed on %d, want to wait", j)
+	}
+}

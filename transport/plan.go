@@ -126,6 +126,7 @@ type classPlanner struct {
 	name                string
 	sla                 scheduler.SLA
 	last                scheduler.Plan
+	transition          int // ticks until the new plan's make-before-break ends
 	changes, violations uint64
 }
 
@@ -222,9 +223,15 @@ func (s *Session) plan(bv *scheduler.BestValue) {
 			cp := cps[i]
 			pr.SLA, pr.Demand = planSLA(cp.sla), cp.demand
 			p, isNew := cp.pl.Tick(now, pr)
+			if cp.transition > 0 {
+				if cp.transition--; cp.transition == 0 {
+					bv.EndTransition(i)
+				}
+			}
 			if isNew {
 				cpy := p
 				bv.SetPlan(i, &cpy)
+				cp.transition = transitionTicks
 				s.log.Info("plan changed", "tier", terms.Tier, "class", cp.name,
 					"demand_mbps", math.Round(cp.demand*8/1e4)/100, "plan", p.String())
 			}
@@ -249,6 +256,11 @@ func (s *Session) plan(bv *scheduler.BestValue) {
 		s.plans.Store(&out)
 	}
 }
+
+// transitionTicks is how many re-planning ticks a new plan's shards may
+// still overflow onto the old plan's paths (BestValue.EndTransition):
+// about what a 600 ms path needs to open its congestion window.
+const transitionTicks = 4
 
 // latencyMargin is the share of a class's p99 bound its plans aim for:
 // the model's p99 leaves out queueing behind other traffic and the
