@@ -15,7 +15,8 @@ import (
 // plan exists it behaves as weighted. A plan that must survive the loss
 // of a path does not move shards off a path that is up but full (that
 // would put more of a block on another path than the plan allows): the
-// block waits for room.
+// block waits for room, unless the path is stalled (its queue has not
+// moved: a connection that died and is not yet found out).
 //
 // SetPlan may be called at any time from another goroutine.
 type BestValue struct {
@@ -197,7 +198,7 @@ func (b *BestValue) Place(paths []PathState, size, shard, class int, _ uint64, u
 			// A plan that survives a path's loss only does so while each
 			// path carries its share of every block: wait for room on a
 			// live path rather than pile this block's shards elsewhere.
-			if sl.survives > 0 && paths[i].Up {
+			if sl.survives > 0 && paths[i].Up && !paths[i].Stalled {
 				return -1
 			}
 			break

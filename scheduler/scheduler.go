@@ -25,6 +25,9 @@ type PathState struct {
 	Queued int64
 	// QueueLimit is the most bytes that may wait on the path.
 	QueueLimit int64
+	// Stalled is true when the path's queue holds bytes that have not
+	// moved for a while: its connection has stopped sending.
+	Stalled bool
 
 	// What the planner also reads.
 

@@ -20,12 +20,21 @@ import (
 func (s *Session) pathStates(arr *[maxPaths]scheduler.PathState) ([]*Path, []scheduler.PathState) {
 	paths := s.pathList()
 	states := arr[:len(paths)]
+	now := int64(s.now())
 	for i, p := range paths {
-		states[i] = scheduler.PathState{Name: p.info.Name, Up: p.Up(), SRTT: p.SRTT(), Rate: p.Rate(),
-			Queued: p.queued.Load(), QueueLimit: p.queueLimit(), Price: p.info.PriceGB}
+		srtt, queued := p.SRTT(), p.queued.Load()
+		states[i] = scheduler.PathState{Name: p.info.Name, Up: p.Up(), SRTT: srtt, Rate: p.Rate(),
+			Queued: queued, QueueLimit: p.queueLimit(), Price: p.info.PriceGB,
+			Stalled: queued > 0 && time.Duration(now-p.lastTake.Load()) > stallAfter+srtt/4}
 	}
 	return paths, states
 }
+
+// stallAfter (plus a quarter of the path's RTT) is how long a path's
+// queue may hold bytes without a writer taking one before the path counts
+// as stalled: its connection has stopped sending (dead, not yet found
+// out), and a plan that waits for room on it would stall too.
+const stallAfter = 50 * time.Millisecond
 
 // statesPool holds the path-state arrays handed to the policy: passed
 // through an interface they would otherwise be allocated for every shard.

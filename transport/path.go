@@ -41,6 +41,9 @@ type Path struct {
 
 	queue  chan shardJob // new shards
 	queued atomic.Int64  // bytes waiting in queue and urgent
+	// lastTake is when a writer last took a shard (session clock, ns):
+	// a queue that holds bytes and has not moved is stalled.
+	lastTake atomic.Int64
 
 	// urgent holds shards sent again, served before new ones. It is not
 	// bounded by a channel's size because a dead path can hand over a
@@ -77,6 +80,7 @@ func newPath(s *Session, info PathInfo) *Path {
 		done:      make(chan struct{}),
 	}
 	p.rate.Store(math.Float64bits(1 << 20))
+	p.lastTake.Store(int64(s.now()))
 	return p
 }
 
@@ -569,6 +573,7 @@ func (c *pconn) streamWriter() {
 		}
 		size := int64(j.b.hdr.ShardLen)
 		p.queued.Add(-size)
+		p.lastTake.Store(int64(c.s.now()))
 		select {
 		case c.s.space <- struct{}{}:
 		default:

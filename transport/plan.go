@@ -178,14 +178,17 @@ func (s *Session) plan(bv *scheduler.BestValue) {
 			forTerms = terms
 		}
 		// Demand: the data bytes each class's flows cut into blocks since
-		// the last plan, per second; when dispatch had to wait for room on
-		// the plan's paths for over a tenth of the time, the flows want
-		// more than the plan carries: ask for half as much again.
+		// the last plan, per second. When dispatch had to wait for room on
+		// the plan's paths for over a tenth of the time, or the flows took
+		// 90% or more of what the plan carries, they may want more than
+		// the plan carries: ask for half as much again (a backlogged
+		// flow's demand grows until a plan's capacity stops it).
 		if dt := now.Sub(last).Seconds(); dt >= planEvery.Seconds()/2 {
 			for i, cp := range cps {
 				off, w := s.offered[i].Load(), s.waited[i].Load()
 				rate := float64(off-cp.lastOffered) / dt
-				if float64(w-cp.lastWaited)/1e9 > dt/10 {
+				full := cp.last.K > 0 && rate >= 0.9*cp.last.Capacity
+				if full || float64(w-cp.lastWaited)/1e9 > dt/10 {
 					rate = max(rate*1.5, cp.demand)
 				}
 				cp.demand, cp.lastOffered, cp.lastWaited = rate, off, w
