@@ -138,6 +138,7 @@ func (s *Session) plan(bv *scheduler.BestValue) {
 	var forTerms *Terms
 	last := time.Now()
 	states := map[string]bool{}
+	everUp := map[string]bool{}
 	for {
 		changed := s.changedCh()
 		select {
@@ -151,6 +152,17 @@ func (s *Session) plan(bv *scheduler.BestValue) {
 		case <-s.replan:
 		}
 		now := time.Now()
+		// A path up for the first time in the session is a new network,
+		// not noise: the best plan is adopted at once, without the
+		// hysteresis that guards against flapping (a path that comes back
+		// has its own hold-down in the monitor).
+		fresh := false
+		for _, p := range s.pathList() {
+			if p.Up() && !everUp[p.info.Name] {
+				everUp[p.info.Name] = true
+				fresh = true
+			}
+		}
 		terms := s.terms.Load()
 		if terms != forTerms {
 			// New terms (a tier pushed or changed): every class planned
@@ -221,6 +233,11 @@ func (s *Session) plan(bv *scheduler.BestValue) {
 				}
 			}
 			return &pr
+		}
+		if fresh {
+			for _, cp := range cps {
+				cp.pl.Reset()
+			}
 		}
 		tick := func(i int, pr *scheduler.Problem) []float64 {
 			cp := cps[i]
