@@ -12,6 +12,7 @@ package transport
 // allocates more than the bytes it was handed, so every parser can be fuzzed.
 
 import (
+	"braid/internal/wirebuf"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -351,64 +352,63 @@ func ParseMsgHeader(b []byte) (MsgType, int, error) {
 // Trailing bytes are an error, so a message has one encoding.
 func ParseMsgBody(t MsgType, body []byte, m *Msg) error {
 	*m = Msg{Type: t}
-	r := reader{b: body}
+	r := wirebuf.NewReader(body)
 	switch t {
 	case MsgJoin, MsgJoinOK:
-		m.Version = r.u8()
-		m.Token = r.str()
-		r.copy(m.SessionID[:])
-		r.copy(m.Secret[:])
-		m.Path.Name = r.str()
-		m.Path.Medium = r.u8()
-		m.Path.Operator = r.u8()
-		m.Path.PriceGB = math.Float64frombits(r.u64())
-		m.Path.RateMbps = math.Float64frombits(r.u64())
-		m.ConnIndex = r.u8()
-		m.FlowWindow = r.u32()
-		m.SessionWindow = r.u64()
-		m.Device.MTU = uint16(r.u8())<<8 | uint16(r.u8())
-		m.Device.CPU = r.u8()
-		metered := r.u8()
+		m.Version = r.U8()
+		m.Token = r.Str()
+		r.Copy(m.SessionID[:])
+		r.Copy(m.Secret[:])
+		m.Path.Name = r.Str()
+		m.Path.Medium = r.U8()
+		m.Path.Operator = r.U8()
+		m.Path.PriceGB = r.F64()
+		m.Path.RateMbps = r.F64()
+		m.ConnIndex = r.U8()
+		m.FlowWindow = r.U32()
+		m.SessionWindow = r.U64()
+		m.Device.MTU = r.U16()
+		m.Device.CPU = r.U8()
+		metered := r.U8()
 		m.Device.Metered = metered == 1
-		if !r.short && (m.Device.CPU > 2 || metered > 1) {
+		if !r.Short() && (m.Device.CPU > 2 || metered > 1) {
 			return malformed("%v: device profile cpu %d metered %d", t, m.Device.CPU, metered)
 		}
-		if !r.short && (math.IsNaN(m.Path.PriceGB) || m.Path.PriceGB < 0 || math.IsInf(m.Path.PriceGB, 0)) {
+		if !r.Short() && (math.IsNaN(m.Path.PriceGB) || m.Path.PriceGB < 0 || math.IsInf(m.Path.PriceGB, 0)) {
 			return malformed("%v: price %v", t, m.Path.PriceGB)
 		}
-		if !r.short && (math.IsNaN(m.Path.RateMbps) || m.Path.RateMbps < 0 || math.IsInf(m.Path.RateMbps, 0)) {
+		if !r.Short() && (math.IsNaN(m.Path.RateMbps) || m.Path.RateMbps < 0 || math.IsInf(m.Path.RateMbps, 0)) {
 			return malformed("%v: rate %v", t, m.Path.RateMbps)
 		}
 	case MsgJoinErr, MsgClose:
-		m.Code = r.u8()
-		m.Reason = r.str()
+		m.Code = r.U8()
+		m.Reason = r.Str()
 	case MsgPing:
-		m.Seq = r.u32()
-		m.Time = int64(r.u64())
+		m.Seq = r.U32()
+		m.Time = int64(r.U64())
 	case MsgPong:
-		m.Seq = r.u32()
-		m.Time = int64(r.u64())
-		m.Value = r.u64()
+		m.Seq = r.U32()
+		m.Time = int64(r.U64())
+		m.Value = r.U64()
 	case MsgAck, MsgCredit:
-		m.Flow = r.u32()
-		m.Value = r.u64()
+		m.Flow = r.U32()
+		m.Value = r.U64()
 	case MsgSessionCredit:
-		m.Value = r.u64()
+		m.Value = r.U64()
 	case MsgReset:
-		m.Flow = r.u32()
-		m.Code = r.u8()
-		m.Value = r.u64()
+		m.Flow = r.U32()
+		m.Code = r.U8()
+		m.Value = r.U64()
 	case MsgTier:
-		m.Body = append([]byte(nil), r.b...)
-		r.b = nil
+		m.Body = append([]byte(nil), r.Rest()...)
 	default:
 		return malformed("control: unknown type %#x", uint8(t))
 	}
-	if r.short {
+	if r.Short() {
 		return malformed("%v: truncated body of %d bytes", t, len(body))
 	}
-	if len(r.b) != 0 {
-		return malformed("%v: %d trailing bytes", t, len(r.b))
+	if r.Len() != 0 {
+		return malformed("%v: %d trailing bytes", t, r.Len())
 	}
 	return nil
 }
@@ -423,52 +423,4 @@ func ParseMsg(b []byte, m *Msg) ([]byte, error) {
 		return nil, malformed("%v: truncated", t)
 	}
 	return b[3+n:], ParseMsgBody(t, b[3:3+n], m)
-}
-
-// reader consumes big-endian fields; a read past the end sets short and
-// yields zeros, so parsers check once at the end.
-type reader struct {
-	b     []byte
-	short bool
-}
-
-func (r *reader) take(n int) []byte {
-	if len(r.b) < n {
-		r.short = true
-		r.b = nil
-		return nil
-	}
-	v := r.b[:n]
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) u8() uint8 {
-	if v := r.take(1); v != nil {
-		return v[0]
-	}
-	return 0
-}
-
-func (r *reader) u32() uint32 {
-	if v := r.take(4); v != nil {
-		return binary.BigEndian.Uint32(v)
-	}
-	return 0
-}
-
-func (r *reader) u64() uint64 {
-	if v := r.take(8); v != nil {
-		return binary.BigEndian.Uint64(v)
-	}
-	return 0
-}
-
-func (r *reader) str() string {
-	n := int(r.u8())
-	return string(r.take(n))
-}
-
-func (r *reader) copy(dst []byte) {
-	copy(dst, r.take(len(dst)))
 }

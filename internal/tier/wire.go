@@ -1,6 +1,7 @@
 package tier
 
 import (
+	"braid/internal/wirebuf"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -104,100 +105,48 @@ func ParseBinary(b []byte) (*Tier, error) {
 	if len(b) > MaxEncoded {
 		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrMalformed, len(b), MaxEncoded)
 	}
-	r := reader{b: b}
-	if v := r.u8(); r.err == nil && v != wireVersion {
+	r := wirebuf.NewReader(b)
+	if v := r.U8(); !r.Short() && v != wireVersion {
 		return nil, fmt.Errorf("%w: version %d, want %d", ErrMalformed, v, wireVersion)
 	}
-	t := &Tier{Name: r.str(), RevenueGB: r.f64()}
-	n := int(r.u8())
-	if r.err == nil && (n == 0 || n > MaxClasses) {
+	t := &Tier{Name: r.Str(), RevenueGB: r.F64()}
+	n := int(r.U8())
+	if !r.Short() && (n == 0 || n > MaxClasses) {
 		return nil, fmt.Errorf("%w: %d classes, want 1 to %d", ErrMalformed, n, MaxClasses)
 	}
-	for i := 0; i < n && r.err == nil; i++ {
-		c := Class{Name: r.str()}
+	for i := 0; i < n && !r.Short(); i++ {
+		c := Class{Name: r.Str()}
 		c.SLA = scheduler.SLA{
-			MinGoodput:   r.f64(),
-			P99Latency:   time.Duration(r.u64()),
-			ResidualLoss: r.f64(),
-			Survive:      int(r.u8()),
-			MaxCostGB:    r.f64(),
+			MinGoodput:   r.F64(),
+			P99Latency:   time.Duration(r.U64()),
+			ResidualLoss: r.F64(),
+			Survive:      int(r.U8()),
+			MaxCostGB:    r.F64(),
 		}
-		np := int(r.u8())
+		np := int(r.U8())
 		if np > MaxPortRanges {
 			return nil, fmt.Errorf("%w: class %d has %d port ranges, at most %d", ErrMalformed, i, np, MaxPortRanges)
 		}
-		for j := 0; j < np && r.err == nil; j++ {
-			c.Ports = append(c.Ports, PortRange{r.u16(), r.u16()})
+		for j := 0; j < np && !r.Short(); j++ {
+			c.Ports = append(c.Ports, PortRange{r.U16(), r.U16()})
 		}
-		nu := int(r.u8())
+		nu := int(r.U8())
 		if nu > MaxUsers {
 			return nil, fmt.Errorf("%w: class %d has %d users, at most %d", ErrMalformed, i, nu, MaxUsers)
 		}
-		for j := 0; j < nu && r.err == nil; j++ {
-			c.Users = append(c.Users, r.str())
+		for j := 0; j < nu && !r.Short(); j++ {
+			c.Users = append(c.Users, r.Str())
 		}
 		t.Classes = append(t.Classes, c)
 	}
-	if r.err != nil {
-		return nil, r.err
+	if r.Short() {
+		return nil, fmt.Errorf("%w: truncated (%d bytes)", ErrMalformed, len(b))
 	}
-	if r.off != len(b) {
-		return nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(b)-r.off)
+	if r.Len() != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, r.Len())
 	}
 	if err := t.check(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	return t, nil
-}
-
-// reader reads the wire form; after the first short read, err is set and
-// every read returns zero.
-type reader struct {
-	b   []byte
-	off int
-	err error
-}
-
-func (r *reader) take(n int) []byte {
-	if r.err != nil {
-		return nil
-	}
-	if len(r.b)-r.off < n {
-		r.err = fmt.Errorf("%w: truncated at byte %d", ErrMalformed, len(r.b))
-		return nil
-	}
-	p := r.b[r.off : r.off+n]
-	r.off += n
-	return p
-}
-
-func (r *reader) u8() uint8 {
-	if p := r.take(1); p != nil {
-		return p[0]
-	}
-	return 0
-}
-
-func (r *reader) u16() uint16 {
-	if p := r.take(2); p != nil {
-		return binary.BigEndian.Uint16(p)
-	}
-	return 0
-}
-
-func (r *reader) u64() uint64 {
-	if p := r.take(8); p != nil {
-		return binary.BigEndian.Uint64(p)
-	}
-	return 0
-}
-
-func (r *reader) f64() float64 { return math.Float64frombits(r.u64()) }
-
-func (r *reader) str() string {
-	n := int(r.u8())
-	if p := r.take(n); p != nil {
-		return string(p)
-	}
-	return ""
 }
