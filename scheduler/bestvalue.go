@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"math"
+	"slices"
 	"sync/atomic"
 )
 
@@ -69,6 +70,7 @@ type slots struct {
 	survives int
 	shard    int
 	order    []string // path name per slot, interleaved
+	tops     []int    // tops[L]: slots of the first L the most used paths hold
 	ceiling  float64  // the dearest price a shard may move to
 	overflow float64  // the same while the plan is new (make before break)
 	compress bool
@@ -90,6 +92,7 @@ func (b *BestValue) SetPlan(class int, p *Plan) {
 	}
 	sl := &slots{k: p.K, m: p.M, survives: p.Survives, shard: p.ShardSize, ceiling: math.Inf(-1), compress: p.Compress}
 	left := append([]int(nil), p.Shards...)
+	var idx []int
 	for range p.K + p.M {
 		// Largest remaining share first (ties: first path), so every
 		// prefix is close to proportional.
@@ -101,7 +104,9 @@ func (b *BestValue) SetPlan(class int, p *Plan) {
 		}
 		left[best]--
 		sl.order = append(sl.order, p.Names[best])
+		idx = append(idx, best)
 	}
+	sl.tops = topShares(idx, len(p.Shards), p.Survives)
 	for i, x := range p.Shards {
 		if x > 0 && p.prices != nil {
 			sl.ceiling = max(sl.ceiling, p.prices[i])
@@ -151,35 +156,30 @@ func (b *BestValue) Code(n, class int, paths []PathState) (int, int) {
 		return sl.k, sl.m
 	}
 	m := (sl.m*k + sl.k - 1) / sl.k
-	for m < len(sl.order)-k && topShare(sl.order[:k+m], sl.survives) > m {
+	for m < len(sl.order)-k && sl.tops[k+m] > m {
 		m++
 	}
 	return k, m
 }
 
-// topShare is the number of slots the f most used paths hold.
-func topShare(order []string, f int) int {
-	if f == 0 {
-		return 0
-	}
-	counts := map[string]int{}
-	for _, n := range order {
-		counts[n]++
-	}
-	var top []int
-	for _, c := range counts {
-		top = append(top, c)
-	}
-	for i := 1; i < len(top); i++ {
-		for j := i; j > 0 && top[j] > top[j-1]; j-- {
-			top[j], top[j-1] = top[j-1], top[j]
+// topShares returns, for each prefix length L of order, the number of
+// its slots the f most used paths hold: what a short block of L shards
+// loses with those paths.
+func topShares(order []int, paths, f int) []int {
+	tops := make([]int, len(order)+1)
+	counts := make([]int, paths)
+	sorted := make([]int, paths)
+	for l, i := range order {
+		counts[i]++
+		copy(sorted, counts)
+		slices.SortFunc(sorted, func(a, b int) int { return b - a })
+		sum := 0
+		for _, c := range sorted[:min(f, paths)] {
+			sum += c
 		}
+		tops[l+1] = sum
 	}
-	sum := 0
-	for i := 0; i < f && i < len(top); i++ {
-		sum += top[i]
-	}
-	return sum
+	return tops
 }
 
 // Place sends shard i where the plan's slot i says, or moves it.
@@ -206,17 +206,11 @@ func (b *BestValue) Place(paths []PathState, size, shard, class int, _ uint64, u
 	}
 	// Its path is full or down: the path where it arrives first among
 	// those the ceiling allows; a re-send (urgent) goes anywhere.
-	best, bestT := -1, math.Inf(1)
-	for i := range paths {
-		p := &paths[i]
-		if !room(p, size, urgent) || !urgent && p.Price > sl.overflow {
-			continue
-		}
-		if t := float64(p.Queued+int64(size))/p.Rate + p.SRTT.Seconds()/2; t < bestT {
-			best, bestT = i, t
-		}
+	ceiling := sl.overflow
+	if urgent {
+		ceiling = math.Inf(1)
 	}
-	return best
+	return earliestWithin(paths, size, urgent, ceiling)
 }
 
 // cheapest fills the cheapest path with room first (the lowest RTT among

@@ -276,12 +276,16 @@ func Evaluate(pr *Problem, p *Plan) Explain {
 	// Shares on paths that are down or gone are not placed.
 	down := placed != p.K+p.M
 	if p.K == 0 || down {
-		return Explain{Binding: "a path it uses is down"}
+		return Explain{Binding: BindingDown}
 	}
 	e := s.evaluate(&a, true)
 	e.Feasible = s.meets(&e)
 	return e
 }
+
+// BindingDown is Explain.Binding of a plan that uses a path that is down
+// or gone (Evaluate).
+const BindingDown = "a path it uses is down"
 
 // usable reports whether the planner may put shards on a path.
 func usable(p *PathState) bool { return p.Up && p.Capacity > 0 }
@@ -340,10 +344,6 @@ type solverState struct {
 	loss  [MaxPlanPaths]float64 // packet loss
 	owd   [MaxPlanPaths]float64 // p99 one-way delay, seconds
 	rtt   [MaxPlanPaths]float64 // p99 round trip, seconds
-	// minPrice[j] is the lowest price of paths j.. (for bounds); capSum
-	// the sum of all capacities.
-	minPrice [MaxPlanPaths + 1]float64
-	capSum   float64
 
 	nmax, block int
 	mtuPayload  int
@@ -424,11 +424,6 @@ func (s *solver) init(pr *Problem) {
 		}
 		s.rtt[oi] = r.Seconds()
 		s.owd[oi] = r.Seconds() / 2
-		s.capSum += p.Capacity
-	}
-	s.minPrice[s.np] = math.Inf(1)
-	for j := s.np - 1; j >= 0; j-- {
-		s.minPrice[j] = min(s.minPrice[j+1], s.price[j])
 	}
 	s.demand = pr.Demand
 	if !(s.demand > 0) {
@@ -508,7 +503,7 @@ func (s *solver) search() {
 			if room < n {
 				continue
 			}
-			s.dfs(0, n, 0, 0, 0, math.Inf(1))
+			s.dfs(0, n, 0, 0, math.Inf(1))
 		}
 	}
 }
@@ -576,9 +571,9 @@ func better(p1 float64, partner1, n1 int, p2 float64, partner2, n2 int) bool {
 }
 
 // dfs assigns shards to path j and on: r shards are left to place of
-// s.n, cost is sum(price*a) so far, partner the partner shards, capUsed
-// the capacity of the paths given shards, gmax their goodput bound.
-func (s *solver) dfs(j, r int, cost float64, partner int, capUsed, gmax float64) {
+// s.n, cost is sum(price*a) so far, partner the partner shards, gmax the
+// goodput bound of the paths given shards.
+func (s *solver) dfs(j, r int, cost float64, partner int, gmax float64) {
 	s.nodes++
 	if s.nodes > nodeBudget {
 		s.cut = true
@@ -609,8 +604,8 @@ func (s *solver) dfs(j, r int, cost float64, partner int, capUsed, gmax float64)
 	ub := func(i int) int { return min(s.ub[i], lim) }
 	// Bounds: the cheapest completion fills the next paths in order (they
 	// are sorted by price); the fewest partner shards put all it can on
-	// own paths; goodput is at most each used path's bound and k times
-	// the capacity of all paths that may be used over n.
+	// own paths; goodput is at most each used path's bound and, for a
+	// backlogged class, what max-min filling of the rest reaches (spread).
 	fill, left, ownRoom := cost, r, 0
 	for i := j; i < s.np; i++ {
 		x := min(left, ub(i))
@@ -641,10 +636,9 @@ func (s *solver) dfs(j, r int, cost float64, partner int, capUsed, gmax float64)
 		after += ub(i)
 	}
 	for a := min(ub(j), r); a >= max(0, r-after); a-- {
-		g, cu := gmax, capUsed
+		g := gmax
 		if a > 0 {
 			g = min(g, s.cap[j]*k/float64(a))
-			cu += s.cap[j]
 			if g < s.greq*(1-1e-12) {
 				continue
 			}
@@ -657,7 +651,7 @@ func (s *solver) dfs(j, r int, cost float64, partner int, capUsed, gmax float64)
 		if s.sla.Survive > 1 && !s.survivable(j+1) {
 			continue
 		}
-		s.dfs(j+1, r-a, cost+s.price[j]*float64(a), p, cu, g)
+		s.dfs(j+1, r-a, cost+s.price[j]*float64(a), p, g)
 	}
 	s.a[j] = 0
 }
@@ -809,10 +803,16 @@ func (s *solver) finish(e *Explain, a *[MaxPlanPaths]int) {
 	e.Binding = s.binding(e)
 }
 
+// meetsCheap checks the SLA terms that need no probabilities: goodput,
+// cost and survival (and that n shards fit).
 func (s *solver) meetsCheap(e *Explain, n int) bool {
 	if n < s.k || n > s.nmax {
 		return false
 	}
+	return s.meetsCore(e)
+}
+
+func (s *solver) meetsCore(e *Explain) bool {
 	if s.greq > 0 && e.Capacity < s.greq*(1-1e-12) {
 		return false
 	}
@@ -822,14 +822,9 @@ func (s *solver) meetsCheap(e *Explain, n int) bool {
 	return e.Survives >= s.sla.Survive
 }
 
+// meets checks every SLA term.
 func (s *solver) meets(e *Explain) bool {
-	if s.greq > 0 && e.Capacity < s.greq*(1-1e-12) {
-		return false
-	}
-	if s.sla.MaxCostGB > 0 && e.CostGB > s.sla.MaxCostGB*(1+1e-12) {
-		return false
-	}
-	if e.Survives < s.sla.Survive {
+	if !s.meetsCore(e) {
 		return false
 	}
 	if s.sla.ResidualLoss > 0 && e.ResidualLoss > s.sla.ResidualLoss {
@@ -915,14 +910,14 @@ func (s *solver) residual(a *[MaxPlanPaths]int, m int) float64 {
 
 // arrival is when the k-th shard of a block arrives if none is lost.
 func (s *solver) arrival(a *[MaxPlanPaths]int) float64 {
-	var t [MaxPlanPaths]float64
+	var t, r [MaxPlanPaths]float64
+	s.times(a, &t, &r)
 	var idx [MaxPlanPaths]int
 	nu := 0
 	for i := range s.np {
 		if a[i] == 0 {
 			continue
 		}
-		t[i] = s.owd[i] + float64(a[i]*s.shard)/s.cap[i]
 		p := nu
 		for p > 0 && t[idx[p-1]] > t[i] {
 			idx[p] = idx[p-1]

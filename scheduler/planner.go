@@ -54,9 +54,8 @@ func (pl *Planner) decide(pr *Problem, cand Plan) (Plan, bool) {
 		return adopt()
 	}
 	cur := Evaluate(pr, &pl.current)
-	usesDown := cur.Binding == "a path it uses is down"
 	switch {
-	case usesDown:
+	case cur.Binding == BindingDown:
 		return adopt()
 	case !cur.Feasible && cand.Feasible:
 		return adopt()

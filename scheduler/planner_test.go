@@ -90,7 +90,7 @@ func TestPlannerViolations(t *testing.T) {
 	pl.Reset()
 	pr.SLA.MinGoodput = 5 * mbit
 	p, changed := pl.Tick(t0.Add(5*time.Second), pr)
-	if !changed && pl.Changes != 2 || !p.Feasible {
+	if !changed || pl.Changes != 2 || !p.Feasible {
 		t.Fatalf("after reset: changed %v, changes %d, %s", changed, pl.Changes, p.String())
 	}
 }

@@ -173,3 +173,22 @@ func TestBestValueTransition(t *testing.T) {
 		t.Fatalf("after transition: placed on %d, want to wait", j)
 	}
 }
+
+// TestBestValueAllocs: following a plan allocates nothing per block or
+// per shard, short blocks of a survival plan included.
+func TestBestValueAllocs(t *testing.T) {
+	pol, _ := New("bestvalue", 8, 0, 1024)
+	bv := pol.(*BestValue)
+	ps := costSLA()[:2]
+	p := Solve(t0, &Problem{Paths: ps, RevenueGB: 5, Demand: 5 * mbit,
+		SLA: SLA{MinGoodput: 5 * mbit, Survive: 1}, Profile: Profile{CPU: CPUHigh}})
+	bv.SetPlan(0, &p)
+	if n := testing.AllocsPerRun(1000, func() {
+		k, m := bv.Code(3000, 0, ps)
+		for i := range k + m {
+			bv.Place(ps, 1024, i, 0, 0, false)
+		}
+	}); n != 0 {
+		t.Fatalf("%.1f allocations per block", n)
+	}
+}

@@ -64,11 +64,17 @@ func Coding(n, maxK, m, minShard int) (k, parity int) {
 // unless urgent, so a slow or stalled path never holds the others back.
 // It returns -1 when no path can take the shard now.
 func EarliestArrival(paths []PathState, size int, urgent bool) int {
+	return earliestWithin(paths, size, urgent, math.Inf(1))
+}
+
+// earliestWithin is EarliestArrival among the paths no dearer than
+// ceiling (USD per GB).
+func earliestWithin(paths []PathState, size int, urgent bool, ceiling float64) int {
 	best := -1
 	bestT := math.Inf(1)
 	for i := range paths {
 		p := &paths[i]
-		if !p.Up || p.Rate <= 0 {
+		if !p.Up || p.Rate <= 0 || p.Price > ceiling {
 			continue
 		}
 		if !urgent && p.Queued > 0 && p.Queued+int64(size) > p.QueueLimit {
