@@ -89,8 +89,7 @@ func (e *ConfigError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.R
 
 // Media and operators a path may name.
 var (
-	Media = map[string]uint8{"other": transport.MediumOther, "ethernet": transport.MediumEthernet,
-		"wifi": transport.MediumWiFi, "cellular": transport.MediumCellular, "satellite": transport.MediumSatellite}
+	Media     = transport.Media
 	Operators = map[string]uint8{"own": transport.OperatorOwn, "partner": transport.OperatorPartner}
 )
 

@@ -197,10 +197,6 @@ func (s *Server) tokenOK(tok string) bool {
 	return ok == 1
 }
 
-// media are the medium names of policy files, as transport numbers them.
-var media = map[string]uint8{"ethernet": transport.MediumEthernet, "wifi": transport.MediumWiFi,
-	"cellular": transport.MediumCellular, "satellite": transport.MediumSatellite, "other": transport.MediumOther}
-
 // sessionConfig is the transport config of a new session for token: its
 // tier and the policy's default prices.
 func (s *Server) sessionConfig(token string) transport.Config {
@@ -215,7 +211,7 @@ func (s *Server) sessionConfig(token string) transport.Config {
 	if len(p.Prices) > 0 {
 		cfg.Prices = map[uint8]float64{}
 		for name, price := range p.Prices {
-			cfg.Prices[media[name]] = price
+			cfg.Prices[transport.Media[name]] = price
 		}
 	}
 	return cfg

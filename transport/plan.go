@@ -119,15 +119,14 @@ func (s *Session) Plan() (PlanInfo, bool) {
 
 // classPlanner is one class's planner state in the loop.
 type classPlanner struct {
-	pl                  scheduler.Planner
-	lastOffered         uint64
-	lastWaited          int64
-	demand              float64
-	name                string
-	sla                 scheduler.SLA
-	last                scheduler.Plan
-	transition          int // ticks until the new plan's make-before-break ends
-	changes, violations uint64
+	pl          scheduler.Planner
+	lastOffered uint64
+	lastWaited  int64
+	demand      float64
+	name        string
+	sla         scheduler.SLA
+	last        scheduler.Plan
+	transition  int // ticks until the new plan's make-before-break ends
 }
 
 func (s *Session) plan(bv *scheduler.BestValue) {
@@ -214,7 +213,7 @@ func (s *Session) plan(bv *scheduler.BestValue) {
 		// class is planned for good on what the default class's plan and
 		// the classes before it leave, so a latency-bound class sees the
 		// bulk on a path and goes elsewhere. A joint optimum is not sought.
-		base := s.problem(terms, 0)
+		base := s.problem(terms)
 		loadOf := func(pr *scheduler.Problem, p *scheduler.Plan, demand float64) []float64 {
 			l := make([]float64, len(pr.Paths))
 			if p.K > 0 {
@@ -319,9 +318,10 @@ func (s *Session) upDownChanged(states map[string]bool) bool {
 	return changed
 }
 
-// problem gathers what the planner needs from every path.
-func (s *Session) problem(t *Terms, demand float64) *scheduler.Problem {
-	pr := &scheduler.Problem{SLA: t.SLA, RevenueGB: t.RevenueGB, Demand: demand, Profile: t.Profile,
+// problem gathers what the planner needs from every path; each class
+// sets its own SLA and demand on it.
+func (s *Session) problem(t *Terms) *scheduler.Problem {
+	pr := &scheduler.Problem{RevenueGB: t.RevenueGB, Profile: t.Profile,
 		Limits: scheduler.Limits{MaxShards: MaxShards, BlockSize: s.cfg.BlockSize}}
 	for _, p := range s.pathList() {
 		st := p.Stats()

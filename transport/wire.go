@@ -244,6 +244,20 @@ const (
 	OperatorPartner = 1
 )
 
+// Media are the media by the names configuration and policy files use.
+var Media = map[string]uint8{"other": MediumOther, "ethernet": MediumEthernet, "wifi": MediumWiFi,
+	"cellular": MediumCellular, "satellite": MediumSatellite}
+
+// MediumName is the name of a medium, "other" for one not known.
+func MediumName(m uint8) string {
+	for name, v := range Media {
+		if v == m && name != "other" {
+			return name
+		}
+	}
+	return "other"
+}
+
 // Msg is one control message; which fields mean something depends on Type.
 type Msg struct {
 	Type MsgType

@@ -104,9 +104,6 @@ type Server struct {
 	Sessions []Session `json:"sessions"`
 }
 
-var media = map[uint8]string{transport.MediumOther: "other", transport.MediumEthernet: "ethernet",
-	transport.MediumWiFi: "wifi", transport.MediumCellular: "cellular", transport.MediumSatellite: "satellite"}
-
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // FromStats converts a path's monitor snapshot. mapped is the path's
@@ -116,7 +113,7 @@ func FromStats(s transport.PathStats, mapped string) Path {
 	if s.Operator == transport.OperatorPartner {
 		op = "partner"
 	}
-	p := Path{Name: s.Name, State: s.State.String(), Medium: media[s.Medium], Operator: op, Conns: s.Conns,
+	p := Path{Name: s.Name, State: s.State.String(), Medium: transport.MediumName(s.Medium), Operator: op, Conns: s.Conns,
 		RTTMs: ms(s.RTT), RTTP99Ms: ms(s.RTTP99), JitterMs: ms(s.Jitter), Loss: s.Loss, DeliveryBps: s.DeliveryBps,
 		BytesSent: s.BytesSent, BytesReceived: s.BytesReceived,
 		CostUSD: float64(s.BytesSent+s.BytesReceived) / 1e9 * s.PriceGB}
