@@ -20,12 +20,15 @@ import (
 func (s *Session) pathStates(arr *[maxPaths]scheduler.PathState) ([]*Path, []scheduler.PathState) {
 	paths := s.pathList()
 	states := arr[:len(paths)]
-	now := int64(s.now())
+	var now int64
+	if s.bv != nil { // only bestvalue reads Stalled
+		now = int64(s.now())
+	}
 	for i, p := range paths {
 		srtt, queued := p.SRTT(), p.queued.Load()
 		states[i] = scheduler.PathState{Name: p.info.Name, Up: p.Up(), SRTT: srtt, Rate: p.Rate(),
 			Queued: queued, QueueLimit: p.queueLimit(), Price: p.info.PriceGB,
-			Stalled: queued > 0 && time.Duration(now-p.lastTake.Load()) > stallAfter+srtt/4}
+			Stalled: s.bv != nil && queued > 0 && time.Duration(now-p.lastTake.Load()) > stallAfter+srtt/4}
 	}
 	return paths, states
 }
