@@ -55,6 +55,7 @@ type Path struct {
 	mu    sync.Mutex
 	conns []*pconn
 
+	pace      *pacer
 	up        atomic.Bool
 	rate      atomic.Uint64 // bytes/s estimate, float64 bits
 	srtt      atomic.Int64  // ns, best live connection
@@ -78,6 +79,7 @@ func newPath(s *Session, info PathInfo) *Path {
 		queue:     make(chan shardJob, 1024),
 		urgentSig: make(chan struct{}, 1),
 		done:      make(chan struct{}),
+		pace:      newPacer(info.RateMbps),
 	}
 	p.rate.Store(math.Float64bits(1 << 20))
 	p.lastTake.Store(int64(s.now()))
@@ -141,6 +143,9 @@ func (p *Path) refresh() (changed bool) {
 	}
 	p.mu.Unlock()
 	if up {
+		if p.pace.rate > 0 {
+			rate = min(rate, p.pace.rate)
+		}
 		p.srtt.Store(int64(best))
 		p.rate.Store(math.Float64bits(max(rate, 64<<10)))
 	}
@@ -561,6 +566,15 @@ func (c *pconn) streamWriter() {
 			}
 			continue
 		}
+		if d := p.pace.wait(c.s.now()); d > 0 {
+			idle.Reset(d)
+			select {
+			case <-c.done:
+				return
+			case <-idle.C:
+			}
+			continue
+		}
 		j, ok := p.popUrgent()
 		if !ok {
 			select {
@@ -573,12 +587,14 @@ func (c *pconn) streamWriter() {
 		}
 		size := int64(j.b.hdr.ShardLen)
 		p.queued.Add(-size)
-		p.lastTake.Store(int64(c.s.now()))
+		now := c.s.now()
+		p.lastTake.Store(int64(now))
 		select {
 		case c.s.space <- struct{}{}:
 		default:
 		}
 		if !j.b.acked.Load() {
+			p.pace.spend(now, int(size)+ShardHeaderLen)
 			h := j.b.hdr
 			h.Index = j.idx
 			hdr = AppendShardHeader(hdr[:0], &h)
