@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -98,7 +99,7 @@ func WriteReport(w io.Writer, res *Results, plots []string) {
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, p := range sc.Paths {
 		if !p.Emulated {
-			fmt.Fprintf(w, "| %s | loopback | loopback | - | - | %.2f | %s | %s | %d |\n", p.Name, p.PriceGB, p.Operator, p.Medium, p.Conns)
+			fmt.Fprintf(w, "| %s | loopback | loopback | - | - | %.2f | %s | %s | %s |\n", p.Name, p.PriceGB, p.Operator, p.Medium, connsOf(p))
 			continue
 		}
 		loss := fmt.Sprintf("%.2g%%", p.Down.Loss*100)
@@ -109,8 +110,8 @@ func WriteReport(w io.Writer, res *Results, plots []string) {
 		if len(p.Down.Outages) > 0 {
 			extra = append(extra, fmt.Sprintf("%d outage(s)", len(p.Down.Outages)))
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %.2f | %s | %s | %d |\n", p.Name, linkRate(p.Down), linkRate(p.Up),
-			(p.Up.Delay + p.Down.Delay).Round(time.Millisecond), loss+strings.Join(extra, ", "), p.PriceGB, p.Operator, p.Medium, p.Conns)
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %.2f | %s | %s | %s |\n", p.Name, linkRate(p.Down), linkRate(p.Up),
+			(p.Up.Delay + p.Down.Delay).Round(time.Millisecond), loss+strings.Join(extra, ", "), p.PriceGB, p.Operator, p.Medium, connsOf(p))
 	}
 	fmt.Fprintln(w)
 	if len(sc.Events) > 0 {
@@ -315,4 +316,13 @@ func Summary(w io.Writer, res *Results) {
 			show(s.SLAOKFraction, "%.2f"), show(s.CPUSPerGB, "%.1f"))
 	}
 	tw.Flush()
+}
+
+// connsOf says how many connections a path's pool keeps: a fixed number,
+// or "plan" (as bestvalue's plans ask; one under other systems).
+func connsOf(p Path) string {
+	if p.Conns == 0 {
+		return "plan"
+	}
+	return strconv.Itoa(p.Conns)
 }

@@ -491,7 +491,7 @@ func seconds(s float64) time.Duration { return time.Duration(math.Round(s * 1e9)
 func millis(ms float64) time.Duration { return time.Duration(math.Round(ms * 1e6)) }
 
 func parsePath(at string, fp filePath, dir, tracesDir string) (Path, error) {
-	p := Path{Name: fp.Name, Emulated: true, Operator: fp.Operator, Medium: fp.Medium, Conns: 1}
+	p := Path{Name: fp.Name, Emulated: true, Operator: fp.Operator, Medium: fp.Medium}
 	if !pathName.MatchString(fp.Name) {
 		return p, errAt(at+".name", "%q: want 1 to 32 letters, digits, '.', '_' or '-'", fp.Name)
 	}

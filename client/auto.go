@@ -73,7 +73,7 @@ func (a *autoPaths) dialer(i ifwatch.Interface) transport.PathDialer {
 	if _, ok := Media[medium]; !ok {
 		medium = "other"
 	}
-	return a.cfg.pathDialer(PathConfig{Name: i.Name, Bind: netx.Bind{Device: i.Name}, Conns: 1,
+	return a.cfg.pathDialer(PathConfig{Name: i.Name, Bind: netx.Bind{Device: i.Name},
 		Medium: medium, Operator: "own"})
 }
 

@@ -64,8 +64,10 @@ type PathConfig struct {
 	Bind netx.Bind
 	// Server overrides Config.Server for this path.
 	Server string
-	// Conns is the number of QUIC connections in the path's pool
-	// (default 1); random loss calls for more, see docs/ARCHITECTURE.md.
+	// Conns is the number of QUIC connections in the path's pool; 0 (the
+	// default) lets the bestvalue scheduler's plans size it (one under
+	// other schedulers). Random loss calls for more, see
+	// docs/ARCHITECTURE.md.
 	Conns int
 	// PriceGB is what a GB over this path costs, in USD.
 	PriceGB float64
@@ -103,9 +105,6 @@ func (c *Config) Fill() {
 	}
 	for i := range c.Paths {
 		p := &c.Paths[i]
-		if p.Conns == 0 {
-			p.Conns = 1
-		}
 		if p.Medium == "" {
 			p.Medium = "other"
 		}
@@ -164,7 +163,7 @@ func (c *Config) Validate() error {
 			return &ConfigError{"path", "a path needs a name of 1 to 64 bytes"}
 		case names[p.Name]:
 			return &ConfigError{field, "name used twice"}
-		case p.Conns < 1 || p.Conns > 16:
+		case p.Conns < 0 || p.Conns > 16:
 			return &ConfigError{field, fmt.Sprintf("conns=%d is outside 1..16", p.Conns)}
 		case p.PriceGB < 0 || p.PriceGB != p.PriceGB:
 			return &ConfigError{field, "price must be a number >= 0"}

@@ -44,7 +44,7 @@ func TestConfigErrors(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("good config: %v", err)
 	}
-	if c.SOCKS != "127.0.0.1:1080" || c.Paths[0].Conns != 1 || c.Paths[0].Medium != "other" {
+	if c.SOCKS != "127.0.0.1:1080" || c.Paths[0].Conns != 0 || c.Paths[0].Medium != "other" {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
 }

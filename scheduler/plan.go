@@ -1101,10 +1101,22 @@ func (s *solver) emptyPlan(now time.Time) Plan {
 	return p
 }
 
-// conns picks a path's pool size: with random loss and a flat delay,
-// four connections (a loss halves one window of four, DESIGN.md's Reno
-// finding); where delay climbs with load (a queue builds), one, so braid
-// does not fill the queue four times over; two otherwise.
+// bdpMany is the bandwidth-delay product from which a path with a flat
+// delay keeps four connections. A QUIC connection starts with a window of
+// 32 packets (about 40 KB in quic-go) and doubles it each round trip, so
+// one connection needs four round trips or more to fill a path of over 16
+// such windows; four connections start with four windows and fill it two
+// round trips sooner (measured on cost-sla, whose 600 ms satellite path is
+// 2 MB: with four, the dear cellular path carried 0.7 MB while the
+// satellite's windows opened instead of 2.3 MB, and the run cost $0.66/GB
+// instead of $0.74).
+const bdpMany = 640 << 10
+
+// conns picks a path's pool size: with random loss or a large
+// bandwidth-delay product, and a flat delay, four connections (a loss
+// halves one window of four, DESIGN.md's Reno finding; see bdpMany);
+// where delay climbs with load (a queue builds), one, so braid does not
+// fill the queue four times over; two otherwise.
 func conns(p *PathState) int {
 	if !p.Up || p.MinRTT <= 0 {
 		return 1
@@ -1114,7 +1126,7 @@ func conns(p *PathState) int {
 	switch {
 	case climbing:
 		return 1
-	case p.Loss > 0.002 && flat:
+	case flat && (p.Loss > 0.002 || p.Capacity*p.MinRTT.Seconds() > bdpMany):
 		return 4
 	}
 	return 2

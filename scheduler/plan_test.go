@@ -384,7 +384,8 @@ func TestConns(t *testing.T) {
 	for _, tc := range []struct {
 		p    PathState
 		want int
-	}{{flatLossy, 4}, {bloated, 1}, {path("c", 30, 20*ms, 0, true), 2}} {
+	}{{flatLossy, 4}, {bloated, 1}, {path("c", 30, 20*ms, 0, true), 2},
+		{path("sat", 30, 600*ms, 1, false), 4}, {path("fiber", 10, 10*ms, 0.1, true), 2}} {
 		if got := conns(&tc.p); got != tc.want {
 			t.Errorf("%s: %d conns, want %d", tc.p.Name, got, tc.want)
 		}

@@ -56,6 +56,8 @@ func readMsg(r io.Reader, m *Msg) error {
 type PathDialer struct {
 	Info PathInfo
 	// Conns is the number of QUIC connections the path keeps (default 1).
+	// 0: as many as the path's plans ask for (Plan.Conns), 1 until
+	// there is a plan.
 	Conns int
 	// Dial opens one QUIC connection over this path to the concentrator.
 	Dial func(ctx context.Context) (*quic.Conn, error)
@@ -115,14 +117,11 @@ func Dial(ctx context.Context, cfg Config, token string, paths []PathDialer) (*C
 			s.Close()
 			return nil, err
 		}
-		for slot := range max(pd.Conns, 1) {
-			var pre *pconn
-			if i == joined && slot == 0 {
-				pre = s.attach(p, qc, ctrl)
-			}
-			s.wg.Add(1)
-			go c.keep(p, pd, slot, pre)
+		var pre *pconn
+		if i == joined {
+			pre = s.attach(p, qc, ctrl)
 		}
+		c.startPool(p, pd, pre)
 	}
 	return c, nil
 }
@@ -143,11 +142,38 @@ func (c *Client) AddPath(pd PathDialer) error {
 	if err != nil {
 		return err
 	}
-	for slot := range max(pd.Conns, 1) {
-		s.wg.Add(1)
-		go c.keep(p, pd, slot, nil)
-	}
+	c.startPool(p, pd, nil)
 	return nil
+}
+
+// startPool starts the keepers of a path's connection slots: pd.Conns of
+// them, or, with pd.Conns 0, one, and later as many as the plan asks for
+// (Path.setPool). pre, if not nil, is slot 0's connection, already joined.
+func (c *Client) startPool(p *Path, pd PathDialer, pre *pconn) {
+	s := c.Session
+	if pd.Conns > 0 {
+		p.poolSize.Store(int32(pd.Conns))
+		for slot := range pd.Conns {
+			var first *pconn
+			if slot == 0 {
+				first = pre
+			}
+			s.wg.Add(1)
+			go c.keep(p, pd, slot, first, nil)
+		}
+		return
+	}
+	p.pmu.Lock()
+	p.spawn = func(slot int, quit <-chan struct{}) {
+		var first *pconn
+		if slot == 0 {
+			first, pre = pre, nil
+		}
+		s.wg.Add(1)
+		go c.keep(p, pd, slot, first, quit)
+	}
+	p.pmu.Unlock()
+	p.setPool(1)
 }
 
 // RemovePath closes a path: its shards in flight are sent again on the
@@ -223,8 +249,9 @@ func (c *Client) join(ctx context.Context, pd PathDialer, slot int, ok *Msg, fir
 }
 
 // keep holds one connection slot of a path: it runs the connection and
-// redials when it ends, with backoff, until the session ends.
-func (c *Client) keep(p *Path, pd PathDialer, slot int, pc *pconn) {
+// redials when it ends, with backoff, until the session or the path ends
+// or quit closes (the plan shrank the pool: the connection retires).
+func (c *Client) keep(p *Path, pd PathDialer, slot int, pc *pconn, quit <-chan struct{}) {
 	s := c.Session
 	defer s.wg.Done()
 	backoff := 100 * time.Millisecond
@@ -236,6 +263,9 @@ func (c *Client) keep(p *Path, pd PathDialer, slot int, pc *pconn) {
 				return
 			case <-p.done:
 				return
+			case <-quit:
+				pc.retire()
+				return
 			}
 			pc = nil
 		}
@@ -244,6 +274,7 @@ func (c *Client) keep(p *Path, pd PathDialer, slot int, pc *pconn) {
 			select {
 			case <-s.done:
 			case <-p.done:
+			case <-quit:
 			case <-ctx.Done():
 			}
 			cancel()
@@ -268,6 +299,8 @@ func (c *Client) keep(p *Path, pd PathDialer, slot int, pc *pconn) {
 		case <-s.done:
 			return
 		case <-p.done:
+			return
+		case <-quit:
 			return
 		case <-time.After(backoff):
 		}

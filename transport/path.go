@@ -55,6 +55,14 @@ type Path struct {
 	mu    sync.Mutex
 	conns []*pconn
 
+	// The pool's size, when the plan sets it (client paths without a
+	// fixed conns=): spawn starts the keeper of a connection slot, which
+	// runs until its quit channel closes.
+	pmu      sync.Mutex
+	spawn    func(slot int, quit <-chan struct{})
+	quits    []chan struct{}
+	poolSize atomic.Int32 // the slots kept; 0 on the concentrator
+
 	pace      *pacer
 	up        atomic.Bool
 	rate      atomic.Uint64 // bytes/s estimate, float64 bits
@@ -280,6 +288,7 @@ type pconn struct {
 
 	up        atomic.Bool  // mirrors mon.sm: not down
 	suspect   atomic.Bool  // mirrors mon.sm: silent for longer than usual, no new shards
+	retiring  atomic.Bool  // leaving a shrinking pool: no new shards, closed after a drain
 	lastHeard atomic.Int64 // session clock, ns
 	mon       monitor
 
@@ -491,6 +500,13 @@ func (c *pconn) onControl(m *Msg) error {
 		return nil
 	case MsgJoin, MsgJoinOK, MsgJoinErr:
 		return malformed("%v after join", m.Type)
+	case MsgRetire:
+		if c.s.client {
+			return malformed("retire from the concentrator")
+		}
+		c.retiring.Store(true)
+		c.s.log.Debug("path connection retiring", "path", c.p.info.Name)
+		return nil
 	}
 	return c.s.onControl(m)
 }
@@ -557,7 +573,7 @@ func (c *pconn) streamWriter() {
 	idle := time.NewTimer(time.Hour)
 	defer idle.Stop()
 	for {
-		if !c.usable() {
+		if !c.usable() || c.retiring.Load() {
 			idle.Reset(c.s.cfg.ProbeInterval)
 			select {
 			case <-c.done:
@@ -662,3 +678,56 @@ func (c *pconn) streamReader(st *quic.ReceiveStream) {
 
 func getShard(n int) []byte { return bufpool.Get(n) }
 func putShard(b []byte)     { bufpool.Put(b) }
+
+// setPool sizes a plan-sized pool to n connections (1..maxConnsPerPath):
+// it starts keepers for the missing slots and retires the highest ones.
+// A pool of fixed size (conns=, or the concentrator's side) ignores it.
+func (p *Path) setPool(n int) {
+	p.pmu.Lock()
+	defer p.pmu.Unlock()
+	if p.spawn == nil {
+		return
+	}
+	n = min(max(n, 1), maxConnsPerPath)
+	for len(p.quits) < n {
+		q := make(chan struct{})
+		p.quits = append(p.quits, q)
+		p.spawn(len(p.quits)-1, q)
+	}
+	for len(p.quits) > n {
+		close(p.quits[len(p.quits)-1])
+		p.quits = p.quits[:len(p.quits)-1]
+	}
+	p.poolSize.Store(int32(n))
+}
+
+// PoolSize is the number of connections the path keeps, live or being
+// dialed (the client's), or has (the concentrator's).
+func (p *Path) PoolSize() int {
+	if n := p.poolSize.Load(); n > 0 {
+		return int(n)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}
+
+// retireDrain bounds how long a retired connection stays open for the
+// shards already on it, in either direction, to arrive.
+const retireDrain = 3 * time.Second
+
+// retire takes a connection out of a shrinking pool without losing a
+// shard: it stops taking new shards, asks the concentrator to do the same
+// (RETIRE), and closes once what both sides sent on it has had two round
+// trips and a quarter second to arrive. Shards still unacknowledged then
+// are sent again elsewhere, as for any connection that ends.
+func (c *pconn) retire() {
+	if c.retiring.Swap(true) {
+		return
+	}
+	c.sendControl(&Msg{Type: MsgRetire})
+	srtt := c.qc.ConnectionStats().SmoothedRTT
+	drain := min(2*srtt+250*time.Millisecond, retireDrain)
+	c.s.log.Debug("path connection retiring", "path", c.p.info.Name, "drain", drain)
+	time.AfterFunc(drain, func() { c.close(nil) })
+}

@@ -168,6 +168,7 @@ const (
 	MsgSessionCredit MsgType = 0x22
 	MsgReset         MsgType = 0x23
 	MsgClose         MsgType = 0x30
+	MsgRetire        MsgType = 0x31
 	MsgTier          MsgType = 0x40
 )
 
@@ -193,6 +194,8 @@ func (t MsgType) String() string {
 		return "reset"
 	case MsgClose:
 		return "close"
+	case MsgRetire:
+		return "retire"
 	case MsgTier:
 		return "tier"
 	}
@@ -415,6 +418,7 @@ func ParseMsgBody(t MsgType, body []byte, m *Msg) error {
 		m.Value = r.U64()
 	case MsgTier:
 		m.Body = append([]byte(nil), r.Rest()...)
+	case MsgRetire: // no body
 	default:
 		return malformed("control: unknown type %#x", uint8(t))
 	}

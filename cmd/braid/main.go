@@ -139,7 +139,7 @@ Runs the concentrator. Tokens come from --token (repeatable) and --token-file
 Runs the local SOCKS5 proxy. Each --path is one network path:
   SPEC = BIND[,KEY=VALUE...]
   BIND = an IP address (192.168.1.10), ip:ADDR, dev:IFNAME or any
-  KEY  = ip (with dev:), server=HOST:PORT, conns=N (1..16), price=USD_PER_GB,
+  KEY  = ip (with dev:), server=HOST:PORT, conns=N (1..16; default: as the bestvalue plan asks), price=USD_PER_GB,
          rate=MBIT_PER_S (the path's nominal rate: the bestvalue planner counts
          on it and shards are paced to 95% of it both ways),
          medium=ethernet|wifi|cellular|satellite|other, operator=own|partner,

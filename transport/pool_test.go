@@ -1,0 +1,97 @@
+package transport
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"braid/bench/emu"
+)
+
+// liveConns counts a path's connections.
+func liveConns(p *Path) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}
+
+// onlyPath is the concentrator's side of the client's only path.
+func (ts *testServer) onlyPath(t *testing.T) *Path {
+	t.Helper()
+	var p *Path
+	if !eventually(5*time.Second, func() bool {
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		for _, s := range ts.sessions {
+			if ps := s.Paths(); len(ps) == 1 {
+				p = ps[0]
+			}
+		}
+		return p != nil
+	}) {
+		t.Fatal("no session with one path at the concentrator")
+	}
+	return p
+}
+
+// TestPoolResize: a pool the plan sizes grows by dialing and shrinks by
+// retiring connections (RETIRE, a drain, then close) while a transfer
+// runs over it both ways, and not a byte is lost or changed.
+func TestPoolResize(t *testing.T) {
+	ts := newTestServer(t, Config{}, nil)
+	pds, _ := relayPaths(t, ts, emu.Link{RateBps: 200e6, Delay: 5 * time.Millisecond})
+	c := dialClient(t, Config{}, pds) // Conns 0: sized by setPool
+	p := c.Paths()[0]
+	sp := ts.onlyPath(t)
+	if n := p.PoolSize(); n != 1 {
+		t.Fatalf("pool of %d before any plan, want 1", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	f, err := c.OpenFlow(ctx, []byte{1, 127, 0, 0, 1, 0, 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		transfer(t, f, 48<<20, 7)
+	}()
+	both := func(n int) bool { return liveConns(p) == n && liveConns(sp) == n }
+	p.setPool(4)
+	if !eventually(5*time.Second, func() bool { return both(4) }) {
+		t.Fatalf("pool of 4: %d connections at the client, %d at the concentrator", liveConns(p), liveConns(sp))
+	}
+	p.setPool(1)
+	if !eventually(5*time.Second, func() bool { return both(1) }) {
+		t.Fatalf("pool of 1: %d connections at the client, %d at the concentrator", liveConns(p), liveConns(sp))
+	}
+	if n := p.PoolSize(); n != 1 {
+		t.Fatalf("pool size %d after shrinking to 1", n)
+	}
+	<-done
+	f.Close()
+	if !p.Up() {
+		t.Fatal("path down after the pool shrank")
+	}
+}
+
+// TestPoolFromPlan: under bestvalue, a path with a large bandwidth-delay
+// product (30 Mbit/s, 300 ms) gets the four connections its plan asks for
+// without conns= in its SPEC; one with conns= keeps its number.
+func TestPoolFromPlan(t *testing.T) {
+	ts := newTestServer(t, Config{}, nil)
+	link := emu.Link{RateBps: 30e6, Delay: 150 * time.Millisecond}
+	pds, _ := relayPaths(t, ts, link, link)
+	pds[0].Info.RateMbps, pds[1].Info.RateMbps = 30, 30
+	pds[1].Conns = 2
+	c := dialClient(t, Config{Policy: "bestvalue"}, pds)
+	a, b := c.Paths()[0], c.Paths()[1]
+	if !eventually(10*time.Second, func() bool { return liveConns(a) == 4 }) {
+		pi, _ := c.Plan()
+		t.Fatalf("path a: %d connections (pool %d), want 4; plan %s", liveConns(a), a.PoolSize(), pi.Plan.String())
+	}
+	if n := b.PoolSize(); n != 2 || liveConns(b) > 2 {
+		t.Fatalf("path b with conns=2: pool %d, %d connections", n, liveConns(b))
+	}
+}
