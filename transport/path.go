@@ -115,8 +115,14 @@ func (p *Path) queueDelay() time.Duration {
 }
 
 // queueLimit is how many bytes may wait on the path: about 20 ms of its
-// rate, so dispatch decisions stay fresh, within fixed bounds.
+// rate, so dispatch decisions stay fresh, within fixed bounds. A paced
+// path's rate is known and its writers take shards at that rate, so 50 ms
+// of it keeps them fed; the 256 KiB floor of an unpaced path (which feeds
+// quic-go's window on a fast link) would be 220 ms on a 10 Mbit/s one.
 func (p *Path) queueLimit() int64 {
+	if p.pace.rate > 0 {
+		return max(int64(p.pace.rate*0.05), 32<<10)
+	}
 	return min(max(int64(p.Rate()*0.02), 256<<10), 4<<20)
 }
 
