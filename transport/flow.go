@@ -98,15 +98,18 @@ func signal(ch chan struct{}) {
 // k+m shards of shardLen bytes; refs counts the retention reference plus
 // each queued shard, and the last release returns the buffer to the pool.
 type txBlock struct {
-	f      *Flow
-	hdr    ShardHeader // Index is set per shard
-	buf    []byte
-	refs   atomic.Int32
-	acked  atomic.Bool
-	sentAt time.Time // last (re)send; under f.mu
-	tries  int       // overdue re-sends; under f.mu
-	path   [MaxShards]atomic.Pointer[Path]
-	conn   [MaxShards]atomic.Pointer[pconn]
+	f     *Flow
+	hdr   ShardHeader // Index is set per shard
+	buf   []byte
+	refs  atomic.Int32
+	acked atomic.Bool
+	// dropped: dispatch gave up on the shards it had not placed, so a
+	// shard with no path is lost, not on its way.
+	dropped atomic.Bool
+	sentAt  time.Time // last (re)send; under f.mu
+	tries   int       // overdue re-sends; under f.mu
+	path    [MaxShards]atomic.Pointer[Path]
+	conn    [MaxShards]atomic.Pointer[pconn]
 }
 
 func (b *txBlock) n() int { return int(b.hdr.K) + int(b.hdr.M) }
@@ -129,8 +132,13 @@ func (b *txBlock) live(i int) bool {
 	if c := b.conn[i].Load(); c != nil {
 		return c.usable()
 	}
+	// A shard with no path yet is still being dispatched (dispatch waits
+	// for room and places it): sending it again would send it twice.
 	p := b.path[i].Load()
-	return p != nil && p.Up()
+	if p == nil {
+		return !b.dropped.Load()
+	}
+	return p.Up()
 }
 
 // rxBlock gathers the shards of one block.
@@ -336,6 +344,7 @@ func (f *Flow) sendOwned(ctx context.Context, buf []byte, n int, flags uint8) er
 	for i := range k + m {
 		if err := f.s.dispatch(ctx, b, i, f.dead); err != nil {
 			// The flow died or the caller gave up: drop what was not queued.
+			b.dropped.Store(true)
 			for range k + m - i {
 				b.release()
 			}

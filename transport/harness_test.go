@@ -30,7 +30,7 @@ type testServer struct {
 	pin      [32]byte
 }
 
-func newTestServer(t *testing.T, cfg Config, handle func(*Flow)) *testServer {
+func newTestServer(t testing.TB, cfg Config, handle func(*Flow)) *testServer {
 	t.Helper()
 	cert, pinStr, err := pki.SelfSigned(nil)
 	if err != nil {

@@ -292,9 +292,12 @@ type pconn struct {
 	qc   *quic.Conn
 	ctrl *quic.Stream
 
-	up        atomic.Bool  // mirrors mon.sm: not down
-	suspect   atomic.Bool  // mirrors mon.sm: silent for longer than usual, no new shards
-	retiring  atomic.Bool  // leaving a shrinking pool: no new shards, closed after a drain
+	up        atomic.Bool   // mirrors mon.sm: not down
+	suspect   atomic.Bool   // mirrors mon.sm: silent for longer than usual, no new shards
+	retiring  atomic.Bool   // leaving a shrinking pool: no new shards, closed after a drain
+	drained   chan struct{} // client: closed when the concentrator answers RETIRE
+	writing   atomic.Int32  // shards being written, not yet recorded in their blocks
+	drainOnce sync.Once
 	lastHeard atomic.Int64 // session clock, ns
 	mon       monitor
 
@@ -319,6 +322,7 @@ func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream) *pconn {
 		ctrl:    ctrl,
 		wsig:    make(chan struct{}, 1),
 		flushed: make(chan struct{}, 1),
+		drained: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
 	c.lastHeard.Store(int64(s.now()))
@@ -508,10 +512,19 @@ func (c *pconn) onControl(m *Msg) error {
 		return malformed("%v after join", m.Type)
 	case MsgRetire:
 		if c.s.client {
-			return malformed("retire from the concentrator")
+			if !c.retiring.Load() {
+				return malformed("retire from the concentrator unasked")
+			}
+			c.drainOnce.Do(func() { close(c.drained) })
+			return nil
 		}
-		c.retiring.Store(true)
-		c.s.log.Debug("path connection retiring", "path", c.p.info.Name)
+		if !c.retiring.Swap(true) {
+			c.s.log.Debug("path connection retiring", "path", c.p.info.Name)
+			go func() {
+				c.waitDrained(nil)
+				c.sendControl(&Msg{Type: MsgRetire})
+			}()
+		}
 		return nil
 	}
 	return c.s.onControl(m)
@@ -615,6 +628,16 @@ func (c *pconn) streamWriter() {
 		case c.s.space <- struct{}{}:
 		default:
 		}
+		// A writer that waited for a shard while its connection began to
+		// retire hands the shard back, ahead of new ones (the counter first,
+		// so a retiring connection that sees no writer has none).
+		c.writing.Add(1)
+		if c.retiring.Load() {
+			c.writing.Add(-1)
+			p.queued.Add(size)
+			p.pushUrgent(j)
+			continue
+		}
 		if !j.b.acked.Load() {
 			p.pace.spend(now, int(size)+ShardHeaderLen)
 			h := j.b.hdr
@@ -627,6 +650,7 @@ func (c *pconn) streamWriter() {
 			if err != nil {
 				// The shard may not have left: send it elsewhere.
 				j.b.conn[j.idx].Store(nil)
+				c.writing.Add(-1)
 				c.s.redispatch(j)
 				c.close(fmt.Errorf("write data stream: %w", err))
 				return
@@ -635,6 +659,7 @@ func (c *pconn) streamWriter() {
 			p.BytesSent.Add(uint64(size + ShardHeaderLen))
 			c.s.stats.ShardsSent.Add(1)
 		}
+		c.writing.Add(-1)
 		j.b.release()
 	}
 }
@@ -707,9 +732,9 @@ func (p *Path) setPool(n int) {
 	p.poolSize.Store(int32(n))
 }
 
-// PoolSize is the number of connections the path keeps, live or being
+// poolSlots is the number of connections the path keeps, live or being
 // dialed (the client's), or has (the concentrator's).
-func (p *Path) PoolSize() int {
+func (p *Path) poolSlots() int {
 	if n := p.poolSize.Load(); n > 0 {
 		return int(n)
 	}
@@ -719,21 +744,78 @@ func (p *Path) PoolSize() int {
 }
 
 // retireDrain bounds how long a retired connection stays open for the
-// shards already on it, in either direction, to arrive.
+// shards already on it, in either direction, to be acknowledged.
 const retireDrain = 3 * time.Second
 
 // retire takes a connection out of a shrinking pool without losing a
-// shard: it stops taking new shards, asks the concentrator to do the same
-// (RETIRE), and closes once what both sides sent on it has had two round
-// trips and a quarter second to arrive. Shards still unacknowledged then
-// are sent again elsewhere, as for any connection that ends.
+// shard: it stops taking new shards and asks the concentrator to do the
+// same (RETIRE); the concentrator answers RETIRE once every block it sent
+// a shard of on the connection is acknowledged, and the client closes the
+// connection once it has that answer and the same holds for its own
+// blocks, or after retireDrain. Shards still unacknowledged then are sent
+// again elsewhere, as for any connection that ends.
 func (c *pconn) retire() {
 	if c.retiring.Swap(true) {
 		return
 	}
+	c.s.log.Debug("path connection retiring", "path", c.p.info.Name)
 	c.sendControl(&Msg{Type: MsgRetire})
-	srtt := c.qc.ConnectionStats().SmoothedRTT
-	drain := min(2*srtt+250*time.Millisecond, retireDrain)
-	c.s.log.Debug("path connection retiring", "path", c.p.info.Name, "drain", drain)
-	time.AfterFunc(drain, func() { c.close(nil) })
+	go func() {
+		c.waitDrained(c.drained)
+		c.close(nil)
+	}()
+}
+
+// waitDrained waits until no unacknowledged block has a shard on c and
+// peer (if not nil) is closed, for at most retireDrain or until c ends.
+func (c *pconn) waitDrained(peer <-chan struct{}) {
+	deadline := time.NewTimer(retireDrain)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-deadline.C:
+			return
+		case <-tick.C:
+		}
+		if c.writing.Load() == 0 && !c.s.holds(c) {
+			if peer == nil {
+				return
+			}
+			select {
+			case <-peer:
+				return
+			default:
+			}
+		}
+	}
+}
+
+// holds reports whether a block not yet acknowledged has a shard sent on c.
+func (s *Session) holds(c *pconn) bool {
+	s.mu.Lock()
+	flows := make([]*Flow, 0, len(s.flows))
+	for _, f := range s.flows {
+		flows = append(flows, f)
+	}
+	s.mu.Unlock()
+	for _, f := range flows {
+		f.mu.Lock()
+		for _, b := range f.txBlocks {
+			if b.acked.Load() {
+				continue
+			}
+			for i := range b.n() {
+				if b.conn[i].Load() == c {
+					f.mu.Unlock()
+					return true
+				}
+			}
+		}
+		f.mu.Unlock()
+	}
+	return false
 }

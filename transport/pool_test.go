@@ -43,7 +43,7 @@ func TestPoolResize(t *testing.T) {
 	c := dialClient(t, Config{}, pds) // Conns 0: sized by setPool
 	p := c.Paths()[0]
 	sp := ts.onlyPath(t)
-	if n := p.PoolSize(); n != 1 {
+	if n := p.poolSlots(); n != 1 {
 		t.Fatalf("pool of %d before any plan, want 1", n)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -66,13 +66,17 @@ func TestPoolResize(t *testing.T) {
 	if !eventually(5*time.Second, func() bool { return both(1) }) {
 		t.Fatalf("pool of 1: %d connections at the client, %d at the concentrator", liveConns(p), liveConns(sp))
 	}
-	if n := p.PoolSize(); n != 1 {
+	if n := p.poolSlots(); n != 1 {
 		t.Fatalf("pool size %d after shrinking to 1", n)
 	}
 	<-done
 	f.Close()
 	if !p.Up() {
 		t.Fatal("path down after the pool shrank")
+	}
+	// Retiring drains: neither end had to send a shard again.
+	if c, s := c.stats.ShardsResent.Load(), sp.s.stats.ShardsResent.Load(); c+s != 0 {
+		t.Fatalf("shards sent again: %d by the client, %d by the concentrator", c, s)
 	}
 }
 
@@ -89,9 +93,32 @@ func TestPoolFromPlan(t *testing.T) {
 	a, b := c.Paths()[0], c.Paths()[1]
 	if !eventually(10*time.Second, func() bool { return liveConns(a) == 4 }) {
 		pi, _ := c.Plan()
-		t.Fatalf("path a: %d connections (pool %d), want 4; plan %s", liveConns(a), a.PoolSize(), pi.Plan.String())
+		t.Fatalf("path a: %d connections (pool %d), want 4; plan %s", liveConns(a), a.poolSlots(), pi.Plan.String())
 	}
-	if n := b.PoolSize(); n != 2 || liveConns(b) > 2 {
+	if n := b.poolSlots(); n != 2 || liveConns(b) > 2 {
 		t.Fatalf("path b with conns=2: pool %d, %d connections", n, liveConns(b))
+	}
+}
+
+// TestShardLive: a shard dispatch has not placed yet is on its way (a
+// connection that ends meanwhile must not have it sent twice), unless
+// dispatch gave up on it; a placed one lives as long as its path.
+func TestShardLive(t *testing.T) {
+	var b txBlock
+	if !b.live(0) {
+		t.Fatal("a shard being dispatched counts as lost")
+	}
+	p := &Path{}
+	b.path[1].Store(p)
+	if b.live(1) {
+		t.Fatal("a shard queued on a path that is down counts as live")
+	}
+	p.up.Store(true)
+	if !b.live(1) {
+		t.Fatal("a shard queued on a live path counts as lost")
+	}
+	b.dropped.Store(true)
+	if b.live(0) {
+		t.Fatal("a shard dispatch gave up on counts as live")
 	}
 }
