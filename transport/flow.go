@@ -341,13 +341,33 @@ func (f *Flow) sendOwned(ctx context.Context, buf []byte, n int, flags uint8) er
 	if flags&(FlagOpen|FlagReply) == 0 {
 		f.s.offered[f.class.Load()].Add(uint64(raw))
 	}
+	drop := func(i int) {
+		// The flow died or the caller gave up: drop what was not queued.
+		b.dropped.Store(true)
+		for range k + m - i {
+			b.release()
+		}
+	}
+	// Flows take turns, a block each, in the order they came (dispatchTurn);
+	// a latency-bound class's shards never wait for room and skip the line.
+	if class := int(f.class.Load()); f.s.bv == nil || !f.s.bv.Priority(class) {
+		select {
+		case <-f.s.dispatchTurn:
+			defer func() { f.s.dispatchTurn <- struct{}{} }()
+		case <-f.dead:
+			drop(0)
+			return ErrFlowReset
+		case <-f.s.done:
+			drop(0)
+			return f.s.Err()
+		case <-ctx.Done():
+			drop(0)
+			return ctx.Err()
+		}
+	}
 	for i := range k + m {
 		if err := f.s.dispatch(ctx, b, i, f.dead); err != nil {
-			// The flow died or the caller gave up: drop what was not queued.
-			b.dropped.Store(true)
-			for range k + m - i {
-				b.release()
-			}
+			drop(i)
 			return err
 		}
 	}
