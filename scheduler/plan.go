@@ -623,12 +623,17 @@ func (s *solver) dfs(j, r int, cost float64, partner int, gmax float64) {
 		return
 	}
 	if s.found {
-		g := min(s.demand, gmax)
-		if s.pr.RevenueGB > cLB && math.IsInf(s.demand, 1) {
-			g = min(g, s.spread(j, r))
-		}
-		if !s.mayBeat(g, cLB, partner+max(0, r-ownRoom), s.n) {
+		// The loose goodput bound first, when it is finite (an infinite
+		// profit bound makes mayBeat's tolerance infinite): it prunes most
+		// branches without the max-min filling's O(r x paths).
+		g, pLB := min(s.demand, gmax), partner+max(0, r-ownRoom)
+		if !math.IsInf(g, 1) && !s.mayBeat(g, cLB, pLB, s.n) {
 			return
+		}
+		if s.pr.RevenueGB > cLB && math.IsInf(s.demand, 1) {
+			if g2 := min(g, s.spread(j, r)); (g2 < g || math.IsInf(g, 1)) && !s.mayBeat(g2, cLB, pLB, s.n) {
+				return
+			}
 		}
 	}
 	after := 0
