@@ -797,10 +797,7 @@ func (c *pconn) waitDrained(peer <-chan struct{}) {
 // holds reports whether a block not yet acknowledged has a shard sent on c.
 func (s *Session) holds(c *pconn) bool {
 	s.mu.Lock()
-	flows := make([]*Flow, 0, len(s.flows))
-	for _, f := range s.flows {
-		flows = append(flows, f)
-	}
+	flows := s.flowsLocked()
 	s.mu.Unlock()
 	for _, f := range flows {
 		f.mu.Lock()

@@ -203,10 +203,7 @@ func (s *Session) closeWith(err error, tellPeer bool) {
 		return
 	}
 	s.closeErr = err
-	flows := make([]*Flow, 0, len(s.flows))
-	for _, f := range s.flows {
-		flows = append(flows, f)
-	}
+	flows := s.flowsLocked()
 	paths := s.pathList()
 	close(s.done)
 	s.mu.Unlock()
@@ -291,10 +288,7 @@ func (s *Session) maintain() {
 		}
 		s.mu.Lock()
 		down := s.downSince
-		flows := make([]*Flow, 0, len(s.flows))
-		for _, f := range s.flows {
-			flows = append(flows, f)
-		}
+		flows := s.flowsLocked()
 		s.mu.Unlock()
 		if !down.IsZero() && time.Since(down) > s.cfg.Grace {
 			s.closeWith(ErrNoPath, false)
@@ -357,10 +351,7 @@ func (s *Session) changedCh() <-chan struct{} {
 // can no longer complete from shards on live connections.
 func (s *Session) resendLost() {
 	s.mu.Lock()
-	flows := make([]*Flow, 0, len(s.flows))
-	for _, f := range s.flows {
-		flows = append(flows, f)
-	}
+	flows := s.flowsLocked()
 	s.mu.Unlock()
 	for _, f := range flows {
 		f.resendLost()
@@ -673,10 +664,7 @@ func (s *Session) bestConn() *pconn {
 // a connection that may have carried the last ones went down.
 func (s *Session) resync() {
 	s.mu.Lock()
-	flows := make([]*Flow, 0, len(s.flows))
-	for _, f := range s.flows {
-		flows = append(flows, f)
-	}
+	flows := s.flowsLocked()
 	limit := s.rxLimit
 	s.mu.Unlock()
 	c := s.bestConn()
@@ -737,4 +725,13 @@ func (w *replayWindow) mark(id uint32) {
 		w.top = id
 	}
 	w.bits[(id/64)%replayWords] |= 1 << (id % 64)
+}
+
+// flowsLocked returns the session's flows; the caller holds s.mu.
+func (s *Session) flowsLocked() []*Flow {
+	flows := make([]*Flow, 0, len(s.flows))
+	for _, f := range s.flows {
+		flows = append(flows, f)
+	}
+	return flows
 }
