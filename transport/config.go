@@ -21,11 +21,23 @@ type Config struct {
 	M int
 	// BlockSize is the most flow bytes one block carries (default 64 KiB).
 	BlockSize int
-	// FlowWindow is the receive window granted to each flow (default 4 MiB).
+	// InitialFlowWindow is the receive window a new flow starts with, sent
+	// in the join (default 256 KiB). It grows while the flow's reader
+	// keeps up, up to FlowWindow.
+	InitialFlowWindow int
+	// FlowWindow is the largest receive window one flow is granted, and
+	// the most bytes one flow keeps sent and unacknowledged, whatever
+	// credit the peer grants (default 4 MiB).
 	FlowWindow int
-	// SessionWindow is the receive window granted to the whole session
-	// (default 32 MiB). It bounds what a peer can make this side buffer.
+	// SessionWindow bounds the receive windows granted to all of a
+	// session's flows together (each new flow still gets its initial
+	// window), and the block bytes the session keeps sent and
+	// unacknowledged (default 32 MiB). Flows share it fairly: a flow's
+	// window grows past its initial one only to SessionWindow/(flows+1).
 	SessionWindow int
+	// Budget, if not nil, bounds the bytes held by every session that
+	// shares it (the concentrator's global limit); see budget.go.
+	Budget *Budget
 	// MaxFlows bounds concurrent flows in a session (default 1024).
 	MaxFlows int
 	// StreamsPerConn is the number of data streams each side opens on each
@@ -106,6 +118,7 @@ func (c *Config) Fill() {
 	}
 	def(&c.K, 8)
 	def(&c.BlockSize, 64<<10)
+	def(&c.InitialFlowWindow, 256<<10)
 	def(&c.FlowWindow, 4<<20)
 	def(&c.SessionWindow, 32<<20)
 	def(&c.MaxFlows, 1024)
@@ -135,9 +148,16 @@ func (c *Config) Validate() error {
 		return &ConfigError{"m", fmt.Sprintf("%d: k+m must be at most %d", c.M, MaxShards)}
 	case c.BlockSize < MinShard || c.BlockSize > c.K*MaxShardSize:
 		return &ConfigError{"block-size", fmt.Sprintf("%d is outside %d..%d", c.BlockSize, MinShard, c.K*MaxShardSize)}
+	case c.InitialFlowWindow < minPeerWindow || c.InitialFlowWindow > c.FlowWindow:
+		return &ConfigError{"initial-flow-window", fmt.Sprintf("%d is outside %d..%d (the flow window)", c.InitialFlowWindow, minPeerWindow, c.FlowWindow)}
 	case c.FlowWindow < c.BlockSize:
 		return &ConfigError{"flow-window", fmt.Sprintf("%d is smaller than the block size %d", c.FlowWindow, c.BlockSize)}
-	case c.SessionWindow < c.FlowWindow:
+	case c.FlowWindow > 1<<30:
+		return &ConfigError{"flow-window", fmt.Sprintf("%d is more than 1 GiB", c.FlowWindow)}
+	case c.SessionWindow < c.FlowWindow || c.SessionWindow > 1<<40:
+		if c.SessionWindow > 1<<40 {
+			return &ConfigError{"session-window", fmt.Sprintf("%d is more than 1 TiB", c.SessionWindow)}
+		}
 		return &ConfigError{"session-window", fmt.Sprintf("%d is smaller than the flow window %d", c.SessionWindow, c.FlowWindow)}
 	case c.MaxFlows < 1:
 		return &ConfigError{"max-flows", "must be at least 1"}

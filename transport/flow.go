@@ -49,6 +49,13 @@ type Flow struct {
 	rxLimit     uint64
 	rxDelivered uint64 // data bytes delivered in order
 	rxFinal     uint64 // final offset once known
+	// The receive window (rxLimit - rxConsumed after a grant) and its
+	// auto-tuning epoch, as quic-go tunes a stream's: it doubles when a
+	// window's worth is read within a few round trips.
+	rxWindow      uint64
+	rxEpochStart  time.Time
+	rxEpochOffset uint64
+	rxCounted     uint64 // this flow's part of the session's rxGranted
 	// End.
 	err       error // set once the flow is reset or its session fails
 	resetSent bool
@@ -68,15 +75,21 @@ type Flow struct {
 
 // newFlow makes a flow; the caller holds s.mu.
 func newFlow(s *Session, id uint32) *Flow {
+	w := uint64(s.cfg.InitialFlowWindow)
+	s.rxGranted += w
+	s.cfg.Budget.add(int64(w))
 	return &Flow{
-		s:         s,
-		id:        id,
-		txLimit:   s.peerFlow,
-		rxLimit:   uint64(s.cfg.FlowWindow),
-		rxPending: make(map[uint64]*rxBlock),
-		readable:  make(chan struct{}, 1),
-		writable:  make(chan struct{}, 1),
-		dead:      make(chan struct{}),
+		s:            s,
+		id:           id,
+		txLimit:      s.peerFlow,
+		rxLimit:      w,
+		rxWindow:     w,
+		rxCounted:    w,
+		rxEpochStart: time.Now(),
+		rxPending:    make(map[uint64]*rxBlock),
+		readable:     make(chan struct{}, 1),
+		writable:     make(chan struct{}, 1),
+		dead:         make(chan struct{}),
 	}
 }
 
@@ -108,8 +121,11 @@ type txBlock struct {
 	dropped atomic.Bool
 	sentAt  time.Time // last (re)send; under f.mu
 	tries   int       // overdue re-sends; under f.mu
-	path    [MaxShards]atomic.Pointer[Path]
-	conn    [MaxShards]atomic.Pointer[pconn]
+	// held is the send space (Session.takeSendSpace) the block holds
+	// until it is acknowledged or dropped; under f.mu.
+	held int64
+	path [MaxShards]atomic.Pointer[Path]
+	conn [MaxShards]atomic.Pointer[pconn]
 }
 
 func (b *txBlock) n() int { return int(b.hdr.K) + int(b.hdr.M) }
@@ -201,14 +217,15 @@ func (f *Flow) ReadFrom(r io.Reader) (int64, error) {
 	}
 }
 
-// sendData takes session credit for the n bytes at the start of buf (a
-// pooled buffer it now owns) and sends them as a data block.
+// sendData takes the session's send space for buf (a pooled buffer it
+// now owns) and sends its first n bytes as a data block.
 func (f *Flow) sendData(buf []byte, n int) error {
-	if err := f.s.takeSessionCredit(context.Background(), uint64(n), f.dead); err != nil {
+	held := int64(cap(buf))
+	if err := f.s.takeSendSpace(context.Background(), held, f.dead); err != nil {
 		bufpool.Put(buf)
 		return err
 	}
-	return f.sendOwned(context.Background(), buf, n, 0)
+	return f.sendOwned(context.Background(), buf, n, 0, held)
 }
 
 // blockBuf returns a pooled buffer big enough for a block of up to n data
@@ -220,8 +237,11 @@ func (f *Flow) blockBuf(n int) []byte {
 
 // waitCredit waits until the peer grants flow credit and returns how much
 // of want (at most a block) may be sent. Only the flow's one sender spends
-// flow credit, so it stays available; session credit is shared and is
-// taken for the bytes actually sent, in sendData.
+// flow credit, so it stays available; the session's send space is shared
+// and is taken for the buffer actually sent, in sendData. However much
+// credit the peer grants, a flow keeps at most FlowWindow bytes sent and
+// unacknowledged: a peer that reads and never acknowledges cannot make
+// this side hold more.
 func (f *Flow) waitCredit(want int) (int, error) {
 	want = min(want, f.s.cfg.BlockSize)
 	for {
@@ -235,7 +255,12 @@ func (f *Flow) waitCredit(want int) (int, error) {
 			f.mu.Unlock()
 			return 0, errors.New("write after close")
 		}
-		avail := int64(f.txLimit) - int64(f.txOffset)
+		acked := f.txOffset
+		if len(f.txBlocks) > 0 {
+			acked = f.txBlocks[0].hdr.Offset
+		}
+		limit := min(f.txLimit, acked+uint64(f.s.cfg.FlowWindow))
+		avail := int64(limit) - int64(f.txOffset)
 		if avail > 0 && len(f.txBlocks) < maxBlocksInFlight {
 			f.mu.Unlock()
 			return int(min(int64(want), avail)), nil
@@ -286,12 +311,13 @@ func (f *Flow) sendBlock(ctx context.Context, data []byte, flags uint8) error {
 	defer f.writeMu.Unlock()
 	buf := f.blockBuf(len(data))
 	copy(buf, data)
-	return f.sendOwned(ctx, buf, len(data), flags)
+	return f.sendOwned(ctx, buf, len(data), flags, 0)
 }
 
 // sendOwned codes the n bytes at the start of buf (a pooled buffer it now
-// owns) into a block and dispatches its shards. Caller holds writeMu.
-func (f *Flow) sendOwned(ctx context.Context, buf []byte, n int, flags uint8) error {
+// owns) into a block and dispatches its shards; held is the send space
+// taken for it. Caller holds writeMu.
+func (f *Flow) sendOwned(ctx context.Context, buf []byte, n int, flags uint8, held int64) error {
 	raw := n // the bytes the block carries, for offsets and credit
 	if flags&(FlagOpen|FlagReply) == 0 && n >= minCompress {
 		if enc := f.compress(buf[:n]); enc != nil {
@@ -312,17 +338,17 @@ func (f *Flow) sendOwned(ctx context.Context, buf []byte, n int, flags uint8) er
 	clear(buf[n : k*sl])
 	if err := encodeParity(buf, sl, k, m); err != nil {
 		bufpool.Put(buf)
-		f.refund(raw, flags)
+		f.s.releaseSend(held)
 		return err
 	}
-	b := &txBlock{f: f, buf: buf}
+	b := &txBlock{f: f, buf: buf, held: held}
 	b.refs.Store(int32(1 + k + m))
 	f.mu.Lock()
 	if f.err != nil {
 		err := f.err
 		f.mu.Unlock()
 		bufpool.Put(buf)
-		f.refund(raw, flags)
+		f.s.releaseSend(held)
 		return err
 	}
 	b.hdr = ShardHeader{Flags: flags, K: uint8(k), M: uint8(m), ShardLen: uint32(sl),
@@ -372,20 +398,6 @@ func (f *Flow) sendOwned(ctx context.Context, buf []byte, n int, flags uint8) er
 		}
 	}
 	return nil
-}
-
-// refund gives back the session credit of a data block that was never
-// given an offset.
-func (f *Flow) refund(n int, flags uint8) {
-	if flags&(FlagOpen|FlagReply) != 0 || n == 0 {
-		return
-	}
-	s := f.s
-	s.mu.Lock()
-	s.txTotal -= uint64(n)
-	close(s.txCredit)
-	s.txCredit = make(chan struct{})
-	s.mu.Unlock()
 }
 
 // CloseWrite sends FIN: the peer reads EOF after the bytes written so far.
@@ -497,16 +509,79 @@ func (f *Flow) consumedLocked(n int) {
 	}
 	f.rxConsumed += uint64(n)
 	var grant uint64
-	w := uint64(f.s.cfg.FlowWindow)
-	if !f.rxFin && f.rxConsumed+w-f.rxLimit >= w/4 {
-		f.rxLimit = f.rxConsumed + w
-		grant = f.rxLimit
+	if !f.rxFin && f.err == nil && f.rxLimit-f.rxConsumed <= f.rxWindow*3/4 {
+		if w := f.grantLocked(time.Now()); f.rxConsumed+w > f.rxLimit {
+			f.rxLimit = f.rxConsumed + w
+			grant = f.rxLimit
+		}
 	}
+	f.recountLocked()
 	f.mu.Unlock()
 	if grant != 0 {
 		f.s.sendControl(&Msg{Type: MsgCredit, Flow: f.id, Value: grant})
 	}
 	f.s.consumed(uint64(n))
+}
+
+// grantLocked tunes the flow's window and returns the window to grant from
+// the bytes read so far. The window doubles, up to FlowWindow, when the
+// reader took more than half of it within four times the fraction taken
+// of a round trip (so the window, not the reader, was what held the flow
+// back: quic-go's auto-tuning). A flow's grant is then held to a fair
+// share of the session window, SessionWindow/(flows+1), and to what the
+// other flows leave of it, but never below the initial window: a stalled
+// flow keeps its own window and a new flow gets its share at once. With
+// the shared budget spent, flows get only their initial window. Caller
+// holds f.mu.
+func (f *Flow) grantLocked(now time.Time) uint64 {
+	s := f.s
+	initial, most := uint64(s.cfg.InitialFlowWindow), uint64(s.cfg.FlowWindow)
+	if read := f.rxConsumed - f.rxEpochOffset; read > f.rxWindow/2 {
+		frac := float64(read) / float64(f.rxWindow)
+		if f.rxWindow < most && now.Sub(f.rxEpochStart) < time.Duration(4*frac*float64(s.creditRTT())) {
+			f.rxWindow = min(2*f.rxWindow, most)
+		}
+		f.rxEpochStart, f.rxEpochOffset = now, f.rxConsumed
+	}
+	s.mu.Lock()
+	flows := uint64(len(s.flows))
+	others := s.rxGranted - f.rxCounted
+	s.mu.Unlock()
+	session := uint64(s.cfg.SessionWindow)
+	w := min(f.rxWindow, max(initial, session/(flows+1)))
+	if others+w > session {
+		w = initial
+		if session > others {
+			w = max(initial, session-others)
+		}
+	}
+	if s.cfg.Budget.over() {
+		w = min(w, initial)
+	}
+	return w
+}
+
+// recountLocked brings the session's rxGranted up to date with what the
+// flow may still make this side hold: the rest of its window, or, once
+// the peer's FIN is in, its unread bytes; nothing once it has ended.
+// Caller holds f.mu, not s.mu.
+func (f *Flow) recountLocked() {
+	var c uint64
+	switch {
+	case f.settled || f.err != nil:
+	case f.rxFin:
+		c = f.rxFinal - min(f.rxConsumed, f.rxFinal)
+	default:
+		c = f.rxLimit - f.rxConsumed
+	}
+	if c == f.rxCounted {
+		return
+	}
+	f.s.mu.Lock()
+	f.s.rxGranted += c - f.rxCounted // modular: c may be the smaller
+	f.s.mu.Unlock()
+	f.s.cfg.Budget.add(int64(c) - int64(f.rxCounted))
+	f.rxCounted = c
 }
 
 // settleLocked counts every byte the peer sent on the flow, up to final,
@@ -523,12 +598,13 @@ func (f *Flow) settleLocked(final uint64) (grow, unread uint64) {
 	f.rxHigh = final
 	unread = final - f.rxConsumed
 	f.rxConsumed = final
+	f.recountLocked()
 	return grow, unread
 }
 
 func (f *Flow) applySettle(grow, unread uint64) {
 	if grow > 0 {
-		f.s.rxAccount(grow) // the peer's own final offset: nothing to refuse
+		f.s.rxAccount(grow)
 	}
 	f.s.consumed(unread)
 }
@@ -661,12 +737,19 @@ func (f *Flow) abort() {
 	f.mu.Lock()
 	blocks := f.txBlocks
 	f.txBlocks = nil
+	var held int64
+	for _, b := range blocks {
+		held += b.held
+		b.held = 0
+	}
+	f.recountLocked()
 	pending := f.rxPending
 	f.rxPending = map[uint64]*rxBlock{}
 	segs := f.rxSegs
 	f.rxSegs = nil
 	f.rxSegOff = 0
 	f.mu.Unlock()
+	f.s.releaseSend(held)
 	for _, b := range blocks {
 		b.acked.Store(true)
 		b.release()
@@ -735,17 +818,21 @@ func (f *Flow) onAck(next uint64) error {
 		return malformed("ack of flow %d block %d, only %d sent", f.id, next, f.txNext)
 	}
 	i := 0
+	var held int64
 	for ; i < len(f.txBlocks) && f.txBlocks[i].hdr.Block < next; i++ {
 		b := f.txBlocks[i]
 		if b.hdr.Flags&FlagFin != 0 {
 			f.txFinAcked = true
 		}
+		held += b.held
+		b.held = 0
 		b.acked.Store(true)
 		b.release()
 		f.txBlocks[i] = nil
 	}
 	f.txBlocks = f.txBlocks[i:]
 	f.mu.Unlock()
+	f.s.releaseSend(held)
 	if i > 0 {
 		signal(f.writable)
 		f.maybeRemove()
@@ -821,10 +908,7 @@ func (f *Flow) onShard(h *ShardHeader, buf []byte) error {
 		if end := h.Offset + uint64(h.BlockLen); end > f.rxHigh {
 			grow := end - f.rxHigh
 			f.rxHigh = end
-			if err := f.s.rxAccount(grow); err != nil {
-				f.mu.Unlock()
-				return malformed("%v", err)
-			}
+			f.s.rxAccount(grow)
 		}
 	}
 	if rb.count < int(rb.hdr.K) {
@@ -965,6 +1049,9 @@ func (f *Flow) deliverLocked() error {
 			fin = true
 			break
 		}
+	}
+	if fin {
+		f.recountLocked() // the window past the final offset is free
 	}
 	next := f.rxNext
 	f.mu.Unlock()

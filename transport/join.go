@@ -108,8 +108,7 @@ func Dial(ctx context.Context, cfg Config, token string, paths []PathDialer) (*C
 	}
 	s.mu.Lock()
 	s.id, s.secret = ok.SessionID, ok.Secret
-	s.peerFlow = uint64(ok.FlowWindow)
-	s.txLimit = ok.SessionWindow
+	s.peerFlow = min(uint64(ok.FlowWindow), uint64(s.cfg.FlowWindow))
 	s.mu.Unlock()
 	for i, pd := range paths {
 		p, err := s.path(pd.Info)
@@ -223,7 +222,7 @@ func (c *Client) join(ctx context.Context, pd PathDialer, slot int, ok *Msg, fir
 	}
 	s := c.Session
 	m := Msg{Type: MsgJoin, Version: Version, Token: c.token, Path: pd.Info, ConnIndex: uint8(slot), Device: c.cfg.Device,
-		FlowWindow: uint32(s.cfg.FlowWindow), SessionWindow: uint64(s.cfg.SessionWindow)}
+		FlowWindow: uint32(s.cfg.InitialFlowWindow), SessionWindow: uint64(s.cfg.SessionWindow)}
 	if !first {
 		m.SessionID, m.Secret = s.id, s.secret
 	}
@@ -364,8 +363,7 @@ func NewServerSession(cfg Config, j *Join) (*Session, error) {
 		return nil, err
 	}
 	s.id, s.secret = newSecret()
-	s.peerFlow = uint64(j.Msg.FlowWindow)
-	s.txLimit = j.Msg.SessionWindow
+	s.peerFlow = min(uint64(j.Msg.FlowWindow), uint64(s.cfg.FlowWindow))
 	if err := s.Attach(j); err != nil {
 		s.Close()
 		return nil, err
@@ -393,7 +391,7 @@ func (s *Session) Attach(j *Join) error {
 	}
 	ok := Msg{Type: MsgJoinOK, Version: Version, SessionID: s.id, Secret: s.secret,
 		Path: j.Msg.Path, ConnIndex: j.Msg.ConnIndex,
-		FlowWindow: uint32(s.cfg.FlowWindow), SessionWindow: uint64(s.cfg.SessionWindow)}
+		FlowWindow: uint32(s.cfg.InitialFlowWindow), SessionWindow: uint64(s.cfg.SessionWindow)}
 	if _, err := j.ctrl.Write(AppendMsg(nil, &ok)); err != nil {
 		j.conn.CloseWithError(0, "")
 		return fmt.Errorf("answer join: %w", err)

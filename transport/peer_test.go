@@ -37,7 +37,7 @@ func rawJoin(t *testing.T, ts *testServer) (*quic.Conn, *quic.Stream) {
 func sendShard(t *testing.T, qc *quic.Conn, h ShardHeader, payload []byte) {
 	st, err := qc.OpenUniStream()
 	if err != nil {
-		t.Fatal(err)
+		return // the peer closed the connection already: what a misbehaving case may want
 	}
 	st.Write(append(AppendShardHeader(nil, &h), payload...))
 }
@@ -82,12 +82,12 @@ func TestMalformedFromPeer(t *testing.T) {
 		"compressed block decoding past the window": func(qc *quic.Conn, _ *quic.Stream) {
 			sendShard(t, qc, open, dest)
 			time.Sleep(100 * time.Millisecond)
-			// 900 KiB of zeros compress to a few KiB: six such blocks
-			// claim little but decode past the 4 MiB window.
-			big := s2.Encode(nil, make([]byte, 900<<10))
+			// 60 KiB of zeros compress to a few bytes: six such blocks
+			// claim little but decode past the 256 KiB initial window.
+			big := s2.Encode(nil, make([]byte, 60<<10))
 			for i := range 6 {
 				sendShard(t, qc, ShardHeader{Flags: FlagS2, K: 1, ShardLen: uint32(len(big)), Flow: 1, Block: uint64(i + 1),
-					Offset: uint64(i) * 900 << 10, BlockLen: uint32(len(big))}, big)
+					Offset: uint64(i) * 60 << 10, BlockLen: uint32(len(big))}, big)
 			}
 		},
 		"truncated shard": func(qc *quic.Conn, _ *quic.Stream) {

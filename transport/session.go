@@ -72,13 +72,17 @@ type Session struct {
 	closeErr  error
 	downSince time.Time // zero while some connection is up
 
-	// Session-level credit, in flow data bytes summed over flows.
-	txLimit    uint64 // the peer lets us send up to this total
-	txTotal    uint64
-	rxLimit    uint64 // what we granted
+	// Sending: block buffer bytes sent and not yet acknowledged, bounded
+	// by cfg.SessionWindow and cfg.Budget (budget.go); txSpace is closed
+	// and remade when some are released.
+	txHeld  int64
+	txSpace chan struct{}
+	// Receiving: rxGranted is the sum over live flows of what each may
+	// still send or has not been read (rxLimit - rxConsumed); fair shares
+	// of cfg.SessionWindow bound it (Flow.grantLocked).
+	rxGranted  uint64
 	rxTotal    uint64 // sum over flows of the highest offset received
 	rxConsumed uint64 // bytes the application has taken (or dropped)
-	txCredit   chan struct{}
 
 	rxHeld atomic.Int64 // shard bytes held in reassembly
 
@@ -94,7 +98,7 @@ type Session struct {
 	done         chan struct{}
 	wg           sync.WaitGroup
 
-	peerFlow   uint64 // flow credit the peer grants each new flow
+	peerFlow   uint64 // flow credit the peer grants each new flow, clamped to cfg.FlowWindow
 	nextConnID atomic.Uint32
 	shardSeq   atomic.Uint64 // shards placed, for policies that rotate
 	stats      SessionStats
@@ -117,16 +121,15 @@ func newSession(cfg Config, client bool) (*Session, error) {
 		return nil, err
 	}
 	s := &Session{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		client:   client,
-		epoch:    time.Now(),
-		flows:    make(map[uint32]*Flow),
-		accept:   make(chan *Flow, cfg.MaxFlows),
-		rxLimit:  uint64(cfg.SessionWindow),
-		txCredit: make(chan struct{}),
-		space:    make(chan struct{}, 1),
-		changed:  make(chan struct{}),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		client:  client,
+		epoch:   time.Now(),
+		flows:   make(map[uint32]*Flow),
+		accept:  make(chan *Flow, cfg.MaxFlows),
+		txSpace: make(chan struct{}),
+		space:   make(chan struct{}, 1),
+		changed: make(chan struct{}),
 
 		dispatchTurn: make(chan struct{}, 1),
 		done:         make(chan struct{}),
@@ -318,6 +321,19 @@ func (s *Session) rto() time.Duration {
 		}
 	}
 	return worst + 200*time.Millisecond
+}
+
+// creditRTT is the round trip a flow's credit takes, for its window's
+// auto-tuning: the slowest live path's smoothed RTT and queue (blocks are
+// delivered in order, so the slowest path sets the pace).
+func (s *Session) creditRTT() time.Duration {
+	var worst time.Duration
+	for _, p := range s.pathList() {
+		if p.Up() {
+			worst = max(worst, p.SRTT()+p.queueDelay())
+		}
+	}
+	return worst
 }
 
 // pathsChanged notes whether any path is up, for the grace period, and
@@ -542,13 +558,9 @@ func (s *Session) onControl(m *Msg) error {
 			f.onReset(m.Value, m.Code)
 		}
 	case MsgSessionCredit:
-		s.mu.Lock()
-		if m.Value > s.txLimit {
-			s.txLimit = m.Value
-			close(s.txCredit)
-			s.txCredit = make(chan struct{})
-		}
-		s.mu.Unlock()
+		// Version 1's session credit: flows' own grants bound the
+		// session now (Flow.grantLocked), so there is nothing to do.
+		return nil
 	case MsgClose:
 		s.closeWith(fmt.Errorf("%w by peer: %s", ErrSessionClosed, m.Reason), false)
 	default:
@@ -557,8 +569,12 @@ func (s *Session) onControl(m *Msg) error {
 	return nil
 }
 
-// takeSessionCredit reserves n bytes of session credit, waiting for it.
-func (s *Session) takeSessionCredit(ctx context.Context, n uint64, dead <-chan struct{}) error {
+// takeSendSpace reserves n bytes of block buffer for a block about to be
+// sent, waiting while the session holds SessionWindow unacknowledged
+// bytes or the shared budget is spent (a session under budgetFloor always
+// gets its bytes). releaseSend gives them back once the block is
+// acknowledged or dropped.
+func (s *Session) takeSendSpace(ctx context.Context, n int64, dead <-chan struct{}) error {
 	for {
 		s.mu.Lock()
 		if s.closeErr != nil {
@@ -566,15 +582,28 @@ func (s *Session) takeSessionCredit(ctx context.Context, n uint64, dead <-chan s
 			s.mu.Unlock()
 			return err
 		}
-		if s.txTotal+n <= s.txLimit {
-			s.txTotal += n
-			s.mu.Unlock()
-			return nil
+		var budgetWait <-chan struct{}
+		if s.txHeld+n <= int64(s.cfg.SessionWindow) || s.txHeld == 0 {
+			force := s.txHeld+n <= budgetFloor
+			if s.cfg.Budget.tryTake(n, force) {
+				s.txHeld += n
+				s.mu.Unlock()
+				return nil
+			}
+			// Take the wake-up channel, then look again, so a release
+			// between the two is not missed.
+			budgetWait = s.cfg.Budget.released()
+			if s.cfg.Budget.tryTake(n, force) {
+				s.txHeld += n
+				s.mu.Unlock()
+				return nil
+			}
 		}
-		ch := s.txCredit
+		ch := s.txSpace
 		s.mu.Unlock()
 		select {
 		case <-ch:
+		case <-budgetWait:
 		case <-dead:
 			return ErrFlowReset
 		case <-ctx.Done():
@@ -583,35 +612,35 @@ func (s *Session) takeSessionCredit(ctx context.Context, n uint64, dead <-chan s
 	}
 }
 
-// rxAccount records that a flow's highest received offset grew by n bytes;
-// it fails when the peer overruns the session window.
-func (s *Session) rxAccount(n uint64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.rxTotal += n
-	if s.rxTotal > s.rxLimit {
-		return fmt.Errorf("peer overran the session window: %d > %d", s.rxTotal, s.rxLimit)
+// releaseSend returns n bytes taken by takeSendSpace.
+func (s *Session) releaseSend(n int64) {
+	if n == 0 {
+		return
 	}
-	return nil
+	s.mu.Lock()
+	s.txHeld -= n
+	close(s.txSpace)
+	s.txSpace = make(chan struct{})
+	s.mu.Unlock()
+	s.cfg.Budget.add(-n)
 }
 
-// consumed records that n received bytes have left the session, and grants
-// more session credit once a quarter of the window is free.
+// rxAccount records that a flow's highest received offset grew by n
+// bytes (the flow checked them against its own window).
+func (s *Session) rxAccount(n uint64) {
+	s.mu.Lock()
+	s.rxTotal += n
+	s.mu.Unlock()
+}
+
+// consumed records that n received bytes have left the session.
 func (s *Session) consumed(n uint64) {
 	if n == 0 {
 		return
 	}
 	s.mu.Lock()
 	s.rxConsumed += n
-	var grant uint64
-	if s.rxConsumed+uint64(s.cfg.SessionWindow)-s.rxLimit >= uint64(s.cfg.SessionWindow)/4 {
-		s.rxLimit = s.rxConsumed + uint64(s.cfg.SessionWindow)
-		grant = s.rxLimit
-	}
 	s.mu.Unlock()
-	if grant != 0 {
-		s.sendControl(&Msg{Type: MsgSessionCredit, Value: grant})
-	}
 }
 
 // sendControl sends a message on the best live connection. Losing it with
@@ -660,18 +689,16 @@ func (s *Session) bestConn() *pconn {
 	return best
 }
 
-// resync re-sends every flow's ack and credit and the session credit, after
+// resync re-sends every flow's ack and credit, after
 // a connection that may have carried the last ones went down.
 func (s *Session) resync() {
 	s.mu.Lock()
 	flows := s.flowsLocked()
-	limit := s.rxLimit
 	s.mu.Unlock()
 	c := s.bestConn()
 	if c == nil {
 		return
 	}
-	c.sendControl(&Msg{Type: MsgSessionCredit, Value: limit})
 	for _, f := range flows {
 		f.mu.Lock()
 		next, lim := f.rxNext, f.rxLimit

@@ -23,7 +23,7 @@ import (
 const ALPN = "braid/1"
 
 // Version is the protocol version carried in Join.
-const Version = 1
+const Version = 2
 
 // Limits of the shard format.
 const (

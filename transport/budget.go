@@ -1,0 +1,118 @@
+package transport
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// Memory bounds. Every byte a session holds for its peer is bounded by this
+// side's own numbers, never by what the peer claims:
+//
+//   - sent and not yet acknowledged: per flow at most Config.FlowWindow
+//     (whatever credit the peer grants), per session at most
+//     Config.SessionWindow of block buffers;
+//   - received and not yet read: per flow what this side granted (a window
+//     that starts at Config.InitialFlowWindow and grows, while the reader
+//     keeps up, to Config.FlowWindow), per session the grants' sum, held
+//     under Config.SessionWindow by fair shares (Flow.grantLocked);
+//   - received out of order (parity, blocks waiting on an earlier one):
+//     within the windows, and the rxHeld budget in Flow.onShard.
+//
+// A Budget shared by many sessions (the concentrator's) bounds the sum:
+// past its limit a session sends only while it holds less than
+// budgetFloor, and grants its flows no more than their initial window, so
+// no session is shut out by the others and the total stays near the limit.
+
+// Budget bounds the bytes that all the sessions sharing it hold: block
+// buffers sent and not yet acknowledged, and the flows' receive windows
+// (what the peers may still send, and what was received and not read).
+// The zero value is not usable; NewBudget makes one. It is safe for
+// concurrent use.
+type Budget struct {
+	limit int64
+	used  atomic.Int64
+
+	mu      sync.Mutex
+	wake    chan struct{} // closed and remade when bytes are released
+	waiting atomic.Bool   // someone holds wake
+}
+
+// budgetFloor is what a session may always hold for sending, whatever the
+// shared budget says, so that every session keeps moving.
+const budgetFloor = 1 << 20
+
+// NewBudget returns a budget of limit bytes (at least 1 MiB).
+func NewBudget(limit int64) *Budget {
+	return &Budget{limit: max(limit, 1<<20), wake: make(chan struct{})}
+}
+
+// Limit returns the budget's limit in bytes.
+func (b *Budget) Limit() int64 { return b.limit }
+
+// Used returns the bytes held now.
+func (b *Budget) Used() int64 { return b.used.Load() }
+
+// over reports whether the budget is spent.
+func (b *Budget) over() bool { return b != nil && b.used.Load() >= b.limit }
+
+// tryTake takes n bytes if they fit, or unconditionally if force.
+func (b *Budget) tryTake(n int64, force bool) bool {
+	if b == nil {
+		return true
+	}
+	for {
+		u := b.used.Load()
+		if !force && u+n > b.limit {
+			return false
+		}
+		if b.used.CompareAndSwap(u, u+n) {
+			return true
+		}
+	}
+}
+
+// add counts n bytes (negative: released) without waiting.
+func (b *Budget) add(n int64) {
+	if b == nil || n == 0 {
+		return
+	}
+	b.used.Add(n)
+	if n < 0 && b.waiting.Load() {
+		b.mu.Lock()
+		if b.waiting.Swap(false) {
+			close(b.wake)
+			b.wake = make(chan struct{})
+		}
+		b.mu.Unlock()
+	}
+}
+
+// released returns a channel closed the next time bytes are released.
+func (b *Budget) released() <-chan struct{} {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.waiting.Store(true)
+	return b.wake
+}
+
+// Held is what a session holds for its peer now, in bytes.
+type Held struct {
+	// Send is block buffers sent and not yet acknowledged.
+	Send int64
+	// Window is what the flows' receive windows let the peer still send,
+	// plus what was received and not yet read.
+	Window int64
+	// Reassembly is received shards waiting for their block to complete
+	// or for an earlier block.
+	Reassembly int64
+}
+
+// Held returns what the session holds for its peer now.
+func (s *Session) Held() Held {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Held{Send: s.txHeld, Window: int64(s.rxGranted), Reassembly: s.rxHeld.Load()}
+}
