@@ -53,6 +53,10 @@ type Config struct {
 	// probe before it carries data again (default 1 s): a flapping link does
 	// not whipsaw the traffic.
 	UpAfter time.Duration
+	// RedialAfter is how long a client connection that went down may stay
+	// silent before it is closed and dialed afresh (default 1 s); the old
+	// one may still come back within it.
+	RedialAfter time.Duration
 	// Grace is how long a session and its flows wait with no live path
 	// before they fail (default 30 s).
 	Grace time.Duration
@@ -126,6 +130,7 @@ func (c *Config) Fill() {
 	defDur(&c.ProbeInterval, 50*time.Millisecond)
 	defDur(&c.DownAfter, 200*time.Millisecond)
 	defDur(&c.UpAfter, time.Second)
+	defDur(&c.RedialAfter, time.Second)
 	defDur(&c.Grace, 30*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -88,6 +88,16 @@ func (m *stateMachine) step(o observation) (usableChanged, wentDown bool) {
 
 func (m *stateMachine) usable() bool { return m.state != StateDown && !m.suspect }
 
+// redialDue reports whether a connection has been down for after past the
+// silence that made it down, and so is closed: the client dials a fresh
+// one at once (quic-go's own retransmission timer, backed off through an
+// outage, may take seconds to try again, and a concentrator that dropped
+// or forgot the connection never answers it), the concentrator frees the
+// slot of one its client has given up on.
+func redialDue(o observation, after time.Duration) bool {
+	return o.silence > max(o.downAfter, 3*o.srtt+100*time.Millisecond)+after
+}
+
 // monitor holds one connection's measurements.
 type monitor struct {
 	mu     sync.Mutex

@@ -234,3 +234,25 @@ func TestMonitorRate(t *testing.T) {
 		t.Fatalf("delivery estimate %.1f Mbit/s on a 20 Mbit/s link", st.DeliveryBps/1e6)
 	}
 }
+
+func TestRedialDue(t *testing.T) {
+	base := observation{interval: 50 * time.Millisecond, downAfter: 200 * time.Millisecond}
+	cases := []struct {
+		silence, srtt time.Duration
+		want          bool
+	}{
+		{silence: 100 * time.Millisecond, want: false},
+		{silence: 1100 * time.Millisecond, want: false}, // down, but within the second after
+		{silence: 1300 * time.Millisecond, want: true},
+		// A long round trip moves the down threshold, and the redial with it.
+		{silence: 1300 * time.Millisecond, srtt: 300 * time.Millisecond, want: false},
+		{silence: 2100 * time.Millisecond, srtt: 300 * time.Millisecond, want: true},
+	}
+	for _, c := range cases {
+		o := base
+		o.silence, o.srtt = c.silence, c.srtt
+		if got := redialDue(o, time.Second); got != c.want {
+			t.Errorf("silence %v srtt %v: redial %v, want %v", c.silence, c.srtt, got, c.want)
+		}
+	}
+}

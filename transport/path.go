@@ -166,6 +166,10 @@ func (p *Path) refresh() (changed bool) {
 	return p.up.Swap(up) != up
 }
 
+// serverReapAfter is how long past going down the concentrator keeps a
+// silent connection: its client has dialed another by then.
+const serverReapAfter = 5 * time.Second
+
 // maxConnsPerPath bounds a path's pool (conns=N allows up to 16).
 const maxConnsPerPath = 16
 
@@ -550,11 +554,20 @@ func (c *pconn) prober() {
 		st := c.qc.ConnectionStats()
 		c.mon.onTick(now, st.PacketsSent, st.PacketsLost, st.BytesSent, st.BytesLost, st.CongestionWindow)
 		c.mon.mu.Lock()
-		usableChanged, wentDown := c.mon.sm.step(observation{
+		obs := observation{
 			now: now, silence: now - time.Duration(c.lastHeard.Load()), srtt: st.SmoothedRTT,
-			interval: cfg.ProbeInterval, downAfter: cfg.DownAfter, upAfter: cfg.UpAfter, loss: c.mon.loss})
+			interval: cfg.ProbeInterval, downAfter: cfg.DownAfter, upAfter: cfg.UpAfter, loss: c.mon.loss}
+		usableChanged, wentDown := c.mon.sm.step(obs)
 		sm := c.mon.sm
 		c.mon.mu.Unlock()
+		after := cfg.RedialAfter
+		if !c.s.client {
+			after = serverReapAfter
+		}
+		if sm.state == StateDown && redialDue(obs, after) {
+			c.close(fmt.Errorf("no answer for %v", obs.silence.Round(time.Millisecond)))
+			return
+		}
 		c.up.Store(sm.state != StateDown)
 		c.suspect.Store(sm.suspect)
 		switch {
