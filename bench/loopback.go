@@ -90,7 +90,7 @@ func Braid(ctx context.Context, paths int, n int64, tcfg transport.Config) (Resu
 	}
 	pin, _ := pki.ParsePin(pinStr)
 	srv, err := server.Start(server.Config{Listen: "127.0.0.1:0", Cert: cert, Tokens: []string{"bench"},
-		AllowPrivate: true, Transport: tcfg})
+		AllowPrivate: true, AllowOwn: true, Transport: tcfg})
 	if err != nil {
 		return Result{}, err
 	}

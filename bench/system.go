@@ -160,7 +160,7 @@ func startBraid(ctx context.Context, sc *Scenario, sys System, id identity, log 
 	scfg := tcfg
 	scfg.Tier = sc.tier()
 	srv, err := server.Start(server.Config{Listen: "127.0.0.1:0", Cert: id.cert, Tokens: []string{"bench"},
-		AllowPrivate: true, Transport: scfg, Logger: log})
+		AllowPrivate: true, AllowOwn: true, Transport: scfg, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("concentrator: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"braid/transport"
@@ -32,13 +33,41 @@ type Config struct {
 	// paths as JSON; empty means none. It lists no secrets, but it does
 	// show clients' traffic: keep it on loopback or a management network.
 	Status string
-	// AllowPrivate lets flows reach loopback, private, link-local and
-	// multicast destinations.
+	// AllowPrivate lets flows reach private, link-local, multicast and
+	// other special-purpose destinations (internal/destpolicy); the
+	// concentrator's own addresses, loopback among them, stay refused
+	// unless AllowOwn is set too.
 	AllowPrivate bool
+	// AllowOwn lets flows reach the concentrator host's own addresses,
+	// loopback included: whatever listens on the host, even firewalled
+	// from outside, becomes reachable by every client.
+	AllowOwn bool
+	// OwnAddrs are more addresses of the concentrator's own that are on
+	// none of its interfaces (a public address behind 1:1 NAT), refused
+	// as destinations like those of its interfaces.
+	OwnAddrs []netip.Addr
+	// MemoryBudget bounds the flow bytes all sessions together hold:
+	// blocks sent and not yet acknowledged, and the flows' receive
+	// windows (default 192 MiB; transport.Budget).
+	MemoryBudget int64
 	// DialTimeout bounds dialing a destination (default 10 s).
 	DialTimeout time.Duration
-	// MaxSessions bounds concurrent sessions (default 1024).
+	// MaxSessions bounds concurrent sessions, all tokens together
+	// (default 1024).
 	MaxSessions int
+	// MaxSessionsPerToken bounds each token's concurrent sessions
+	// (default 8), so that one token cannot take every session; a tier's
+	// max_sessions in Policy wins for the tokens of that tier.
+	MaxSessionsPerToken int
+	// RetryHandshakes is the number of QUIC handshakes in progress from
+	// which every new connection must first prove its source address
+	// with a stateless Retry (one more round trip) before the
+	// concentrator keeps any state for it (default 32).
+	RetryHandshakes int
+	// MaxHandshakes bounds the QUIC handshakes in progress (default
+	// 256); beyond it new connections are refused statelessly
+	// (CONNECTION_REFUSED) until some finish.
+	MaxHandshakes int
 	// Transport tunes coding, windows and probing; MaxFlows and
 	// SessionWindow are the per-session limits.
 	Transport transport.Config
@@ -62,6 +91,18 @@ func (c *Config) Fill() {
 	}
 	if c.MaxSessions == 0 {
 		c.MaxSessions = 1024
+	}
+	if c.MemoryBudget == 0 {
+		c.MemoryBudget = 192 << 20
+	}
+	if c.MaxSessionsPerToken == 0 {
+		c.MaxSessionsPerToken = 8
+	}
+	if c.RetryHandshakes == 0 {
+		c.RetryHandshakes = 32
+	}
+	if c.MaxHandshakes == 0 {
+		c.MaxHandshakes = 256
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -102,6 +143,18 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxSessions < 1 {
 		return &ConfigError{"max-sessions", "must be at least 1"}
+	}
+	if c.MemoryBudget < 16<<20 {
+		return &ConfigError{"memory-budget", "must be at least 16 MiB"}
+	}
+	if c.MaxSessionsPerToken < 1 {
+		return &ConfigError{"max-sessions-per-token", "must be at least 1"}
+	}
+	if c.MaxHandshakes < 1 {
+		return &ConfigError{"max-handshakes", "must be at least 1"}
+	}
+	if c.RetryHandshakes < 1 || c.RetryHandshakes > c.MaxHandshakes {
+		return &ConfigError{"retry-handshakes", fmt.Sprintf("must be 1 to max-handshakes (%d)", c.MaxHandshakes)}
 	}
 	if err := c.Transport.Validate(); err != nil {
 		return &ConfigError{"transport", err.Error()}

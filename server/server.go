@@ -18,6 +18,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"braid/internal/destpolicy"
 	"braid/internal/pki"
 	"braid/internal/relay"
 	"braid/internal/socks5"
@@ -40,13 +41,24 @@ type Server struct {
 	statusLn  net.Listener
 	statusSrv *http.Server
 
-	mu         sync.Mutex
-	sessions   map[[16]byte]*transport.Session
-	tokens     map[[16]byte]string // each session's token, for SetPolicy
-	policy     atomic.Pointer[tier.Policy]
-	handshaken map[string]struct{} // remote addresses whose handshake completed
-	closed     bool
-	wg         sync.WaitGroup
+	own  *destpolicy.Own // the host's addresses, refused as destinations
+	dest *destpolicy.Policy
+
+	// Handshakes in progress (handshake.go): the count, Retries asked
+	// for and connections refused since Start, and when the last log line
+	// about them was written (Unix ns).
+	handshakes        atomic.Int64
+	retries           atomic.Int64
+	refusedHandshakes atomic.Int64
+	floodLogged       atomic.Int64
+
+	mu       sync.Mutex
+	sessions map[[16]byte]*transport.Session
+	tokens   map[[16]byte]string // each session's token, for SetPolicy
+	perToken map[string]int      // live sessions by token
+	policy   atomic.Pointer[tier.Policy]
+	closed   bool
+	wg       sync.WaitGroup
 }
 
 // Start validates cfg and starts listening.
@@ -67,14 +79,31 @@ func Start(cfg Config) (*Server, error) {
 	udp.SetReadBuffer(7 << 20)
 	udp.SetWriteBuffer(7 << 20)
 	s := &Server{cfg: cfg, log: cfg.Logger, udp: udp,
-		sessions: map[[16]byte]*transport.Session{}, tokens: map[[16]byte]string{}, handshaken: map[string]struct{}{}}
+		sessions: map[[16]byte]*transport.Session{}, tokens: map[[16]byte]string{}, perToken: map[string]int{}}
 	if cfg.Policy != nil {
 		s.policy.Store(cfg.Policy)
 	}
-	s.tr = &quic.Transport{Conn: udp, ConnContext: connContext}
+	// One budget for every session's held bytes (transport.Budget).
+	s.cfg.Transport.Budget = transport.NewBudget(cfg.MemoryBudget)
+	s.own = destpolicy.NewOwn(cfg.OwnAddrs...)
+	if err := s.own.Start(); err != nil {
+		udp.Close()
+		return nil, fmt.Errorf("read this host's addresses: %w", err)
+	}
+	if a := s.Addr().AddrPort().Addr(); a.IsValid() {
+		s.own.Add(a)
+	}
+	s.dest = &destpolicy.Policy{AllowPrivate: cfg.AllowPrivate, AllowOwn: cfg.AllowOwn, Own: s.own}
+	s.tr = &quic.Transport{Conn: udp, ConnContext: s.connContext, VerifySourceAddress: s.verifySourceAddress}
+	if s.tr.StatelessResetKey, s.tr.TokenGeneratorKey, err = transportKeys(cfg.Cert); err != nil {
+		// quic-go then sends no stateless resets, and picks a random
+		// token key.
+		s.log.Warn("no keys derived from the private key: after a restart, clients wait for the idle timeout", "err", err)
+	}
 	tlsConf := s.watchHandshakes(pki.ServerTLS(cfg.Cert, transport.ALPN))
 	s.ln, err = s.tr.Listen(tlsConf, transport.QUICConfig())
 	if err != nil {
+		s.own.Close()
 		udp.Close()
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
@@ -82,6 +111,7 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.Status != "" {
 		if s.statusLn, err = net.Listen("tcp", cfg.Status); err != nil {
 			s.ln.Close()
+			s.own.Close()
 			udp.Close()
 			return nil, fmt.Errorf("status listener: %w", err)
 		}
@@ -165,6 +195,7 @@ func (s *Server) Close() error {
 	s.wg.Wait()
 	s.tr.Close()
 	s.udp.Close()
+	s.own.Close()
 	return nil
 }
 
@@ -175,7 +206,7 @@ func (s *Server) serve() {
 		if err != nil {
 			return
 		}
-		s.accepted(qc.RemoteAddr().String())
+		s.accepted(qc.Context())
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -217,9 +248,22 @@ func (s *Server) sessionConfig(token string) transport.Config {
 	return cfg
 }
 
+// tokenLimit returns the cap on token's concurrent sessions and which
+// setting gave it: its tier's max_sessions, else MaxSessionsPerToken.
+func (s *Server) tokenLimit(token string) (int, string) {
+	if p := s.policy.Load(); p != nil {
+		if n := p.MaxSessionsFor(token); n > 0 {
+			t, _ := p.TierFor(token)
+			return n, "tier " + t.Name + " max_sessions"
+		}
+	}
+	return s.cfg.MaxSessionsPerToken, "max-sessions-per-token"
+}
+
 // SetPolicy replaces the policy (a reloaded file): new sessions get their
 // tier from it, and every session whose token now maps to another tier,
-// or to a changed one, is re-planned and told.
+// or to a changed one, is re-planned and told. Tiers' max_sessions apply
+// to sessions opened from then on; sessions over a lowered cap run on.
 func (s *Server) SetPolicy(p *tier.Policy) {
 	s.policy.Store(p)
 	s.mu.Lock()
@@ -259,8 +303,14 @@ func (s *Server) join(qc *quic.Conn) {
 	}
 	if j.Msg.SessionID == ([16]byte{}) {
 		if len(s.sessions) >= s.cfg.MaxSessions {
-			s.log.Warn("refused client: too many sessions", "remote", remote)
-			j.Refuse(transport.JoinErrLimit, "too many sessions")
+			s.log.Warn("refused client: too many sessions", "remote", remote, "max_sessions", s.cfg.MaxSessions)
+			j.Refuse(transport.JoinErrLimit, fmt.Sprintf("too many sessions on this concentrator: %d at once (max-sessions)", s.cfg.MaxSessions))
+			return
+		}
+		if limit, by := s.tokenLimit(j.Msg.Token); s.perToken[j.Msg.Token] >= limit {
+			// The token is a secret: the log names the cap, not it.
+			s.log.Warn("refused client: too many sessions for its token", "remote", remote, "max", limit, "cap", by)
+			j.Refuse(transport.JoinErrLimit, fmt.Sprintf("too many sessions for this token: %d at once (%s)", limit, by))
 			return
 		}
 		cfg := s.sessionConfig(j.Msg.Token)
@@ -271,6 +321,7 @@ func (s *Server) join(qc *quic.Conn) {
 		}
 		s.sessions[sess.ID()] = sess
 		s.tokens[sess.ID()] = j.Msg.Token
+		s.perToken[j.Msg.Token]++
 		if cfg.Tier != nil {
 			s.log.Info("session tier", "tier", cfg.Tier.String())
 		}
@@ -308,6 +359,10 @@ func (s *Server) run(sess *transport.Session) {
 	}
 	sess.Close()
 	s.mu.Lock()
+	tok := s.tokens[sess.ID()]
+	if s.perToken[tok]--; s.perToken[tok] <= 0 {
+		delete(s.perToken, tok)
+	}
 	delete(s.sessions, sess.ID())
 	delete(s.tokens, sess.ID())
 	s.mu.Unlock()
@@ -359,13 +414,22 @@ func (s *Server) dial(ctx context.Context, dest socks5.Addr) (net.Conn, socks5.R
 			return nil, socks5.HostUnreachable
 		}
 	}
+	policy := s.dest
+	if policy == nil { // a Server made without Start, in tests
+		policy = &destpolicy.Policy{AllowPrivate: s.cfg.AllowPrivate, AllowOwn: s.cfg.AllowOwn}
+	}
 	allowed := ips[:0:0]
+	var refused error
 	for _, ip := range ips {
-		if s.cfg.AllowPrivate || Public(ip) {
-			allowed = append(allowed, ip)
+		if err := policy.Check(ip); err != nil {
+			refused = err
+			continue
 		}
+		allowed = append(allowed, ip)
 	}
 	if len(allowed) == 0 {
+		// Debug: a client can make this line at will.
+		s.log.Debug("destination refused (--allow-private and --allow-own widen the policy)", "dest", dest.String(), "err", refused)
 		return nil, socks5.NotAllowed
 	}
 	var last error
@@ -384,20 +448,7 @@ func (s *Server) dial(ctx context.Context, dest socks5.Addr) (net.Conn, socks5.R
 
 var _ relay.Flow = (*transport.Flow)(nil)
 
-var sharedSpace = netip.MustParsePrefix("100.64.0.0/10") // RFC 6598 carrier-grade NAT
-
 // Public reports whether a destination may be dialed without
-// AllowPrivate: not loopback, private, link-local, multicast, unspecified,
-// broadcast or carrier-grade NAT space.
-func Public(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	switch {
-	case !ip.IsValid(), ip.IsLoopback(), ip.IsPrivate(), ip.IsLinkLocalUnicast(),
-		ip.IsLinkLocalMulticast(), ip.IsInterfaceLocalMulticast(), ip.IsMulticast(),
-		ip.IsUnspecified(), sharedSpace.Contains(ip):
-		return false
-	case ip.Is4() && (ip.As4()[0] == 0 || ip == netip.AddrFrom4([4]byte{255, 255, 255, 255})):
-		return false
-	}
-	return true
-}
+// AllowPrivate (destpolicy.Public): not special-purpose, and not an IPv6
+// form that embeds a special-purpose IPv4 address.
+func Public(ip netip.Addr) bool { return destpolicy.Public(ip) == nil }

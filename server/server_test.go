@@ -47,6 +47,11 @@ func TestConfigErrors(t *testing.T) {
 		"listen": func(c *Config) { c.Listen = "" },
 		"cert":   func(c *Config) { c.Cert.Certificate = nil },
 		"token":  func(c *Config) { c.Tokens = nil },
+
+		"max-sessions":           func(c *Config) { c.MaxSessions = -1 },
+		"max-sessions-per-token": func(c *Config) { c.MaxSessionsPerToken = -1 },
+		"max-handshakes":         func(c *Config) { c.MaxHandshakes = -1 },
+		"retry-handshakes":       func(c *Config) { c.RetryHandshakes = 300 }, // above MaxHandshakes' 256
 	}
 	for field, mutate := range cases {
 		c := good
@@ -149,9 +154,16 @@ func TestDialReplies(t *testing.T) {
 			func(context.Context, string) ([]net.IP, error) { return []net.IP{net.IPv4(127, 0, 0, 1)}, nil },
 			false, socks5.NotAllowed},
 		{"private address", socks5.Addr{IP: netip.MustParseAddr("10.0.0.1"), Port: 1}, nil, nil, false, socks5.NotAllowed},
+		// AllowPrivate does not open the concentrator's own addresses,
+		// loopback among them, nor IPv4 embedded in IPv6.
+		{"loopback with private allowed", socks5.Addr{IP: netip.MustParseAddr("127.0.0.1"), Port: 1}, nil, nil, true, socks5.NotAllowed},
+		{"IPv4-compatible loopback", socks5.Addr{IP: netip.MustParseAddr("::127.0.0.1"), Port: 1}, nil, nil, false, socks5.NotAllowed},
+		{"NAT64 loopback", socks5.Addr{IP: netip.MustParseAddr("64:ff9b::7f00:1"), Port: 1}, nil, nil, false, socks5.NotAllowed},
+		{"NAT64 loopback with private allowed", socks5.Addr{IP: netip.MustParseAddr("64:ff9b::7f00:1"), Port: 1}, nil, nil, true, socks5.NotAllowed},
+		{"6to4 private", socks5.Addr{IP: netip.MustParseAddr("2002:a00:1::1"), Port: 1}, nil, nil, false, socks5.NotAllowed},
 	}
 	for _, c := range cases {
-		s := &Server{cfg: Config{AllowPrivate: c.private, Dial: c.dial, Resolve: c.resolve}}
+		s := &Server{cfg: Config{AllowPrivate: c.private, Dial: c.dial, Resolve: c.resolve}, log: slog.New(slog.DiscardHandler)}
 		if s.cfg.Dial == nil {
 			s.cfg.Dial = dialErr(errors.New("must not dial"))
 		}
@@ -162,5 +174,50 @@ func TestDialReplies(t *testing.T) {
 		if conn != nil || got != c.want {
 			t.Errorf("%s: reply %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// A running concentrator refuses its own interface addresses and the
+// operator's extra ones even with private destinations allowed, unless
+// AllowOwn is set.
+func TestOwnAddressesRefused(t *testing.T) {
+	cert, _, err := pki.SelfSigned(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var own netip.Addr
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && !p.Addr().IsLoopback() {
+			own = p.Addr()
+			break
+		}
+	}
+	extra := netip.MustParseAddr("198.51.100.7")
+	dialed := errors.New("dialed")
+	for _, allowOwn := range []bool{false, true} {
+		srv, err := Start(Config{Listen: "127.0.0.1:0", Cert: cert, Tokens: []string{"t"}, AllowPrivate: true,
+			AllowOwn: allowOwn, OwnAddrs: []netip.Addr{extra},
+			Dial: func(context.Context, string, string) (net.Conn, error) { return nil, dialed }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dests := []netip.Addr{extra, netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::ffff:127.0.0.1")}
+		if own.IsValid() {
+			dests = append(dests, own)
+		}
+		for _, ip := range dests {
+			_, code := srv.dial(context.Background(), socks5.Addr{IP: ip, Port: 80})
+			if want := socks5.NotAllowed; !allowOwn && code != want {
+				t.Errorf("own address %v: reply %v, want %v", ip, code, want)
+			}
+			if allowOwn && code == socks5.NotAllowed {
+				t.Errorf("own address %v refused with AllowOwn", ip)
+			}
+		}
+		srv.Close()
+	}
+	if !own.IsValid() {
+		t.Log("no non-loopback interface address here: checked loopback and the extra address only")
 	}
 }

@@ -7,7 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -20,8 +22,13 @@ type serverOpts struct {
 	tokens            strList
 	tokenFile         string
 	allowPrivate      bool
+	allowOwn          bool
+	ownAddrs          strList
+	memoryBudget      int
 	scheduler, policy string
 	config, logLevel  string
+
+	maxSessions, maxSessionsPerToken int
 }
 
 // serverFile is the server's --config file.
@@ -35,6 +42,12 @@ type serverFile struct {
 	LogLevel     string   `toml:"log_level"`
 	Scheduler    string   `toml:"scheduler"`
 	Policy       string   `toml:"policy"`
+	// Pointers: 0 is an error, not the same as leaving the key out.
+	AllowOwn            bool     `toml:"allow_own"`
+	OwnAddrs            []string `toml:"own_addr"`
+	MemoryBudget        *int     `toml:"memory_budget"`
+	MaxSessions         *int     `toml:"max_sessions"`
+	MaxSessionsPerToken *int     `toml:"max_sessions_per_token"`
 }
 
 func serverFlags(o *serverOpts) *flag.FlagSet {
@@ -44,9 +57,14 @@ func serverFlags(o *serverOpts) *flag.FlagSet {
 	fs.StringVar(&o.key, "key", "", "private key `FILE` from braid keygen (required)")
 	fs.Var(&o.tokens, "token", "a `TOKEN` clients may use (repeatable)")
 	fs.StringVar(&o.tokenFile, "token-file", "", "`FILE` of tokens, one per line; blank lines and #comments are ignored")
-	fs.BoolVar(&o.allowPrivate, "allow-private", false, "let flows reach loopback, private and link-local destinations")
+	fs.BoolVar(&o.allowPrivate, "allow-private", false, "let flows reach private, link-local and other special-purpose destinations (not this host's own: see --allow-own)")
+	fs.BoolVar(&o.allowOwn, "allow-own", false, "let flows reach this host's own addresses, loopback included (whatever listens here, firewalled or not)")
+	fs.Var(&o.ownAddrs, "own-addr", "an `IP` of this host on none of its interfaces (a public address behind 1:1 NAT), refused as a destination (repeatable)")
+	fs.IntVar(&o.memoryBudget, "memory-budget", 192, "`MiB` of flow data all sessions together may hold (sent and unacknowledged, or granted to receive)")
 	fs.StringVar(&o.scheduler, "scheduler", "", "how downloads are spread over a client's paths: bestvalue (the default with --policy), weighted (the default without), cheapest, minrtt, roundrobin, duplicate or single:PATH")
 	fs.StringVar(&o.policy, "policy", "", "policy `FILE` (.toml, .yaml or .yml): tiers with revenue and SLAs, tokens to tiers, default path prices; SIGHUP reloads it")
+	fs.IntVar(&o.maxSessions, "max-sessions", 1024, "at most `N` concurrent sessions, all tokens together")
+	fs.IntVar(&o.maxSessionsPerToken, "max-sessions-per-token", 8, "at most `N` concurrent sessions of one token; a tier's max_sessions in the --policy file wins for its tokens")
 	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
 	return fs
@@ -79,6 +97,39 @@ func parseServer(args []string, logOut io.Writer) (server.Config, error) {
 		if !set["allow-private"] {
 			o.allowPrivate = f.AllowPrivate
 		}
+		if !set["allow-own"] {
+			o.allowOwn = f.AllowOwn
+		}
+		if !set["own-addr"] {
+			o.ownAddrs = f.OwnAddrs
+		}
+		if f.MemoryBudget != nil && !set["memory-budget"] {
+			o.memoryBudget = *f.MemoryBudget
+		}
+		if f.MaxSessions != nil && !set["max-sessions"] {
+			o.maxSessions = *f.MaxSessions
+		}
+		if f.MaxSessionsPerToken != nil && !set["max-sessions-per-token"] {
+			o.maxSessionsPerToken = *f.MaxSessionsPerToken
+		}
+	}
+	// server.Config takes 0 for its default; here 0 is a mistake.
+	if o.memoryBudget < 16 || o.memoryBudget > 1<<20 {
+		return server.Config{}, badf("--memory-budget", "%d is outside 16..1048576 MiB", o.memoryBudget)
+	}
+	var own []netip.Addr
+	for _, a := range o.ownAddrs {
+		ip, err := netip.ParseAddr(strings.TrimSpace(a))
+		if err != nil {
+			return server.Config{}, badf("--own-addr", "%q is not an IP address", a)
+		}
+		own = append(own, ip)
+	}
+	if o.maxSessions < 1 {
+		return server.Config{}, badf("--max-sessions", "must be at least 1")
+	}
+	if o.maxSessionsPerToken < 1 {
+		return server.Config{}, badf("--max-sessions-per-token", "must be at least 1")
 	}
 
 	logger, err := newLogger(logOut, o.logLevel)
@@ -117,7 +168,13 @@ func parseServer(args []string, logOut io.Writer) (server.Config, error) {
 		Cert:         cert,
 		Tokens:       tokens,
 		AllowPrivate: o.allowPrivate,
+		AllowOwn:     o.allowOwn,
+		OwnAddrs:     own,
+		MemoryBudget: int64(o.memoryBudget) << 20,
 		Logger:       logger,
+
+		MaxSessions:         o.maxSessions,
+		MaxSessionsPerToken: o.maxSessionsPerToken,
 	}
 	cfg.Transport.Logger = logger
 	cfg.Transport.Policy = o.scheduler
@@ -192,6 +249,12 @@ func runServer(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) in
 	cfg, err := parseServer(args, stderr)
 	if err != nil {
 		return fail(stdout, stderr, "server", serverFlags(new(serverOpts)), err)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft limit a little above the flow data the budget allows
+		// makes the collector work harder before the heap doubles past
+		// it (GOGC's default), so the process stays near its budget.
+		debug.SetMemoryLimit(cfg.MemoryBudget + 256<<20)
 	}
 	srv, err := server.Start(cfg)
 	if err != nil {

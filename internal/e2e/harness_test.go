@@ -67,7 +67,7 @@ func startServer(t *testing.T, o options) (*server.Server, [32]byte) {
 	pin, _ := pki.ParsePin(pinStr)
 	srv, err := server.Start(server.Config{
 		Listen: "127.0.0.1:0", Cert: cert, Tokens: []string{"secret-token"}, Status: o.status,
-		AllowPrivate: !o.private, Transport: o.transport, Logger: logger(t), Policy: o.policy,
+		AllowPrivate: !o.private, AllowOwn: !o.private, Transport: o.transport, Logger: logger(t), Policy: o.policy,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -164,7 +164,7 @@ func TestHelperServer(t *testing.T) {
 	}
 	srv, err := server.Start(server.Config{
 		Listen: "0.0.0.0:0", Cert: cert, Tokens: []string{token},
-		AllowPrivate: true, Logger: logger(),
+		AllowPrivate: true, AllowOwn: true, Logger: logger(),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -34,6 +34,11 @@ type Policy struct {
 	// "cellular", "satellite", "other"), used when a client's path gives
 	// no price of its own.
 	Prices map[string]float64
+	// MaxSessions caps the concurrent sessions of each token of a tier, by
+	// tier name (max_sessions); a tier not listed leaves the cap to the
+	// concentrator's own per-token default. It is the concentrator's
+	// business and never goes to the client with the tier.
+	MaxSessions map[string]int
 }
 
 // Media are the medium names Policy.Prices may use.
@@ -62,6 +67,19 @@ func (p *Policy) TierFor(token string) (*Tier, bool) {
 	t := p.Tiers[name]
 	return t, t != nil
 }
+
+// MaxSessionsFor returns the cap on concurrent sessions that token's tier
+// sets, or 0 when the token has no tier or its tier sets none.
+func (p *Policy) MaxSessionsFor(token string) int {
+	t, ok := p.TierFor(token)
+	if !ok {
+		return 0
+	}
+	return p.MaxSessions[t.Name]
+}
+
+// MaxSessionsLimit is the largest max_sessions a tier may set.
+const MaxSessionsLimit = 1 << 20
 
 // Load reads the policy file path, in TOML (.toml) or YAML (.yaml, .yml)
 // by its extension.
@@ -121,8 +139,11 @@ type filePolicy struct {
 
 type fileTier struct {
 	RevenueGB float64 `toml:"revenue_usd_per_gb" yaml:"revenue_usd_per_gb"`
-	fileSLA   `yaml:",inline"`
-	Classes   []fileClass `toml:"classes" yaml:"classes"`
+	// MaxSessions is a pointer so that 0, which is an error, differs
+	// from leaving the key out.
+	MaxSessions *int `toml:"max_sessions" yaml:"max_sessions"`
+	fileSLA     `yaml:",inline"`
+	Classes     []fileClass `toml:"classes" yaml:"classes"`
 }
 
 type fileClass struct {
@@ -228,6 +249,7 @@ func (f *filePolicy) policy() (*Policy, error) {
 		Tokens:      make(map[string]string, len(f.Tokens)),
 		DefaultTier: f.DefaultTier,
 		Prices:      make(map[string]float64, len(f.Prices)),
+		MaxSessions: map[string]int{},
 	}
 	if len(f.Tiers) == 0 {
 		return nil, errf("tiers", "at least one tier is required")
@@ -244,6 +266,13 @@ func (f *filePolicy) policy() (*Policy, error) {
 			return nil, err
 		}
 		p.Tiers[name] = t
+		if ft.MaxSessions != nil {
+			n := *ft.MaxSessions
+			if n < 1 || n > MaxSessionsLimit {
+				return nil, errf("tiers."+name+".max_sessions", "must be 1 to %d (leave it out for the concentrator's --max-sessions-per-token)", MaxSessionsLimit)
+			}
+			p.MaxSessions[name] = n
+		}
 	}
 	if f.DefaultTier != "" && p.Tiers[f.DefaultTier] == nil {
 		return nil, errf("default_tier", "no tier named %q", f.DefaultTier)

@@ -157,6 +157,9 @@ func TestParseErrors(t *testing.T) {
 		{"negative survive", base + "survive_paths = -1\n", "tiers.basic.survive_paths"},
 		{"survive eight", base + "survive_paths = 8\n", "tiers.basic.survive_paths"},
 		{"negative cost", base + "max_cost_usd_per_gb = -1\n", "tiers.basic.max_cost_usd_per_gb"},
+		{"zero sessions", base + "max_sessions = 0\n", "tiers.basic.max_sessions"},
+		{"negative sessions", base + "max_sessions = -3\n", "tiers.basic.max_sessions"},
+		{"too many sessions", base + "max_sessions = 1048577\n", "tiers.basic.max_sessions"},
 		{"infinite cost", base + "max_cost_usd_per_gb = -inf\n", "tiers.basic.max_cost_usd_per_gb"},
 		{"too many classes", base + manyClasses.String(), "tiers.basic.classes"},
 		{"too big to send", base + bigTier.String(), "tiers.basic"},
@@ -236,12 +239,40 @@ func TestParseYAMLFieldErrors(t *testing.T) {
 		{"tiers:\n  basic:\n    p99_latency_ms: .nan\n", "tiers.basic.p99_latency_ms"},
 		{"tiers:\n  basic:\n    classes:\n      - name: a\n        ports: ['1-0']\n", "tiers.basic.classes[0].ports[0]"},
 		{"tiers:\n  basic:\ntokens:\n  t: gold\n", "tokens"},
+		{"tiers:\n  basic:\n    max_sessions: 0\n", "tiers.basic.max_sessions"},
 	} {
 		_, err := Parse([]byte(tc.src), "yaml")
 		var fe *FieldError
 		if !errors.As(err, &fe) || fe.Field != tc.field {
 			t.Errorf("%q: got %v, want a FieldError on %s", tc.src, err, tc.field)
 		}
+	}
+}
+
+// max_sessions is the tier's cap for each of its tokens; a tier without it
+// leaves the cap to the concentrator, and so does a token without a tier.
+func TestMaxSessionsFor(t *testing.T) {
+	for _, format := range []string{"toml", "yaml"} {
+		src := "[tiers.gold]\nmax_sessions = 3\n[tiers.tin]\n[tokens]\ng = 'gold'\nt = 'tin'\n"
+		if format == "yaml" {
+			src = "tiers:\n  gold:\n    max_sessions: 3\n  tin: {}\ntokens:\n  g: gold\n  t: tin\n"
+		}
+		p, err := Parse([]byte(src), format)
+		if err != nil {
+			t.Fatalf("%s: %v", format, err)
+		}
+		for tok, want := range map[string]int{"g": 3, "t": 0, "nobody": 0} {
+			if got := p.MaxSessionsFor(tok); got != want {
+				t.Errorf("%s: MaxSessionsFor(%q) = %d, want %d", format, tok, got, want)
+			}
+		}
+		if !reflect.DeepEqual(p.MaxSessions, map[string]int{"gold": 3}) {
+			t.Errorf("%s: MaxSessions = %v", format, p.MaxSessions)
+		}
+	}
+	p, err := Parse([]byte(base), "toml")
+	if err != nil || p.MaxSessions == nil {
+		t.Errorf("no max_sessions: %v, MaxSessions %v (want an empty map)", err, p.MaxSessions)
 	}
 }
 

@@ -27,6 +27,7 @@ func example() *Policy {
 		Tokens:      map[string]string{"secret-token-1": "basic", "secret-token-2": "premium"},
 		DefaultTier: "basic",
 		Prices:      map[string]float64{"cellular": 4, "satellite": 1},
+		MaxSessions: map[string]int{"premium": 16},
 	}
 }
 
