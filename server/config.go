@@ -50,6 +50,9 @@ type Config struct {
 	// blocks sent and not yet acknowledged, and the flows' receive
 	// windows (default 192 MiB; transport.Budget).
 	MemoryBudget int64
+	// DrainTimeout is how long Drain lets live flows go on, for
+	// cmd/braid (Drain itself takes a context).
+	DrainTimeout time.Duration
 	// DialTimeout bounds dialing a destination (default 10 s).
 	DialTimeout time.Duration
 	// MaxSessions bounds concurrent sessions, all tokens together

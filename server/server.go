@@ -58,6 +58,7 @@ type Server struct {
 	perToken map[string]int      // live sessions by token
 	policy   atomic.Pointer[tier.Policy]
 	closed   bool
+	draining bool // Drain: no new sessions
 	wg       sync.WaitGroup
 }
 
@@ -168,6 +169,37 @@ func (s *Server) Sessions() []*transport.Session {
 		out = append(out, ss)
 	}
 	return out
+}
+
+// Drain stops taking new sessions, tells every client that this
+// concentrator is going away (GOAWAY: the client opens new flows in a new
+// session, with another concentrator or this one restarted), lets live
+// flows finish until none is left or ctx ends, and then closes.
+func (s *Server) Drain(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
+	for _, ss := range s.Sessions() {
+		ss.GoAway("draining")
+	}
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		flows := 0
+		for _, ss := range s.Sessions() {
+			flows += ss.NumFlows()
+		}
+		if flows == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			s.log.Warn("drain timeout: closing live flows", "flows", flows)
+			return s.Close()
+		case <-t.C:
+		}
+	}
+	return s.Close()
 }
 
 // Close stops listening, ends every session and waits for every goroutine.
@@ -302,6 +334,10 @@ func (s *Server) join(qc *quic.Conn) {
 		return
 	}
 	if j.Msg.SessionID == ([16]byte{}) {
+		if s.draining {
+			j.Refuse(transport.JoinErrShutdown, "concentrator draining")
+			return
+		}
 		if len(s.sessions) >= s.cfg.MaxSessions {
 			s.log.Warn("refused client: too many sessions", "remote", remote, "max_sessions", s.cfg.MaxSessions)
 			j.Refuse(transport.JoinErrLimit, fmt.Sprintf("too many sessions on this concentrator: %d at once (max-sessions)", s.cfg.MaxSessions))

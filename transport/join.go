@@ -403,6 +403,11 @@ func (s *Session) Attach(j *Join) error {
 	if t := s.tierMsg.Load(); t != nil {
 		c.sendControl(&Msg{Type: MsgTier, Body: *t})
 	}
+	select {
+	case <-s.goAway:
+		c.sendControl(&Msg{Type: MsgGoAway, Reason: "draining"})
+	default:
+	}
 	return nil
 }
 

@@ -39,6 +39,10 @@ var (
 	ErrFlowReset     = errors.New("flow reset")
 	ErrNoPath        = errors.New("no live path within the grace period")
 	ErrTooManyFlows  = errors.New("too many flows in session")
+	// ErrGoingAway: the concentrator is draining and takes no new flows
+	// in this session; a new session (perhaps to another concentrator)
+	// takes them.
+	ErrGoingAway = errors.New("concentrator going away")
 )
 
 // Session carries flows between a client and a concentrator over paths.
@@ -95,6 +99,8 @@ type Session struct {
 	// the bottleneck (failover under duplicate: rr p99 2-20 s).
 	dispatchTurn chan struct{}
 	changed      chan struct{} // a path went up or down
+	goAway       chan struct{} // closed once the concentrator drains (GOAWAY)
+	goAwayOnce   sync.Once
 	done         chan struct{}
 	wg           sync.WaitGroup
 
@@ -132,6 +138,7 @@ func newSession(cfg Config, client bool) (*Session, error) {
 		changed: make(chan struct{}),
 
 		dispatchTurn: make(chan struct{}, 1),
+		goAway:       make(chan struct{}),
 		done:         make(chan struct{}),
 		replan:       make(chan struct{}, 1),
 	}
@@ -220,6 +227,17 @@ func (s *Session) closeWith(err error, tellPeer bool) {
 		p.close(tellPeer)
 	}
 }
+
+// GoAway tells the client that this concentrator is draining
+// (concentrator side): its live flows go on, new ones go to a new session.
+// It is sent on every path and again on every connection that joins.
+func (s *Session) GoAway(reason string) {
+	s.goAwayOnce.Do(func() { close(s.goAway) })
+	s.sendEverywhere(&Msg{Type: MsgGoAway, Reason: reason})
+}
+
+// GoingAway is closed once the concentrator has said it is draining.
+func (s *Session) GoingAway() <-chan struct{} { return s.goAway }
 
 // Paths returns the session's paths.
 func (s *Session) Paths() []*Path {
@@ -393,6 +411,11 @@ func (s *Session) OpenFlowClass(ctx context.Context, dest []byte, class int) (*F
 	if class < 0 || class >= scheduler.MaxClasses {
 		return nil, fmt.Errorf("class %d out of range", class)
 	}
+	select {
+	case <-s.goAway:
+		return nil, ErrGoingAway
+	default:
+	}
 	s.mu.Lock()
 	if s.closeErr != nil {
 		s.mu.Unlock()
@@ -563,6 +586,14 @@ func (s *Session) onControl(m *Msg) error {
 		return nil
 	case MsgClose:
 		s.closeWith(fmt.Errorf("%w by peer: %s", ErrSessionClosed, m.Reason), false)
+	case MsgGoAway:
+		if !s.client {
+			return malformed("goaway from a client")
+		}
+		s.goAwayOnce.Do(func() {
+			s.log.Info("concentrator going away: new flows wait for a new session", "reason", m.Reason)
+			close(s.goAway)
+		})
 	default:
 		return malformed("unexpected %v on an established connection", m.Type)
 	}

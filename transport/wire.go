@@ -169,6 +169,7 @@ const (
 	MsgReset         MsgType = 0x23
 	MsgClose         MsgType = 0x30
 	MsgRetire        MsgType = 0x31
+	MsgGoAway        MsgType = 0x32
 	MsgTier          MsgType = 0x40
 )
 
@@ -196,6 +197,8 @@ func (t MsgType) String() string {
 		return "close"
 	case MsgRetire:
 		return "retire"
+	case MsgGoAway:
+		return "goaway"
 	case MsgTier:
 		return "tier"
 	}
@@ -318,7 +321,7 @@ func AppendMsg(b []byte, m *Msg) []byte {
 		}
 		b = binary.BigEndian.AppendUint16(b, m.Device.MTU)
 		b = append(b, m.Device.CPU, metered)
-	case MsgJoinErr, MsgClose:
+	case MsgJoinErr, MsgClose, MsgGoAway:
 		b = append(b, m.Code)
 		b = appendStr(b, m.Reason)
 	case MsgPing:
@@ -397,7 +400,7 @@ func ParseMsgBody(t MsgType, body []byte, m *Msg) error {
 		if !r.Short() && (math.IsNaN(m.Path.RateMbps) || m.Path.RateMbps < 0 || math.IsInf(m.Path.RateMbps, 0)) {
 			return malformed("%v: rate %v", t, m.Path.RateMbps)
 		}
-	case MsgJoinErr, MsgClose:
+	case MsgJoinErr, MsgClose, MsgGoAway:
 		m.Code = r.U8()
 		m.Reason = r.Str()
 	case MsgPing:

@@ -86,6 +86,7 @@ func TestMsgRoundTrip(t *testing.T) {
 		{Type: MsgCredit, Flow: 3, Value: 1 << 33},
 		{Type: MsgSessionCredit, Value: 1 << 40},
 		{Type: MsgRetire},
+		{Type: MsgGoAway, Reason: "draining"},
 		{Type: MsgReset, Flow: 8, Code: 1, Value: 1000},
 		{Type: MsgClose, Code: 0, Reason: "bye"},
 		{Type: MsgTier, Body: []byte{1, 2, 3}},

@@ -3,6 +3,7 @@ package main
 import (
 	"braid/internal/tier"
 	"bufio"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"braid/internal/pki"
 	"braid/server"
@@ -25,6 +27,7 @@ type serverOpts struct {
 	allowOwn          bool
 	ownAddrs          strList
 	memoryBudget      int
+	drainTimeout      time.Duration
 	scheduler, policy string
 	config, logLevel  string
 
@@ -46,6 +49,7 @@ type serverFile struct {
 	AllowOwn            bool     `toml:"allow_own"`
 	OwnAddrs            []string `toml:"own_addr"`
 	MemoryBudget        *int     `toml:"memory_budget"`
+	DrainTimeout        string   `toml:"drain_timeout"`
 	MaxSessions         *int     `toml:"max_sessions"`
 	MaxSessionsPerToken *int     `toml:"max_sessions_per_token"`
 }
@@ -60,6 +64,7 @@ func serverFlags(o *serverOpts) *flag.FlagSet {
 	fs.BoolVar(&o.allowPrivate, "allow-private", false, "let flows reach private, link-local and other special-purpose destinations (not this host's own: see --allow-own)")
 	fs.BoolVar(&o.allowOwn, "allow-own", false, "let flows reach this host's own addresses, loopback included (whatever listens here, firewalled or not)")
 	fs.Var(&o.ownAddrs, "own-addr", "an `IP` of this host on none of its interfaces (a public address behind 1:1 NAT), refused as a destination (repeatable)")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, how long live flows may go on while clients move to a new session (a second signal ends them at once)")
 	fs.IntVar(&o.memoryBudget, "memory-budget", 192, "`MiB` of flow data all sessions together may hold (sent and unacknowledged, or granted to receive)")
 	fs.StringVar(&o.scheduler, "scheduler", "", "how downloads are spread over a client's paths: bestvalue (the default with --policy), weighted (the default without), cheapest, minrtt, roundrobin, duplicate or single:PATH")
 	fs.StringVar(&o.policy, "policy", "", "policy `FILE` (.toml, .yaml or .yml): tiers with revenue and SLAs, tokens to tiers, default path prices; SIGHUP reloads it")
@@ -103,6 +108,13 @@ func parseServer(args []string, logOut io.Writer) (server.Config, error) {
 		if !set["own-addr"] {
 			o.ownAddrs = f.OwnAddrs
 		}
+		if f.DrainTimeout != "" && !set["drain-timeout"] {
+			d, err := time.ParseDuration(f.DrainTimeout)
+			if err != nil {
+				return server.Config{}, badf("--drain-timeout", "%q is not a duration like 30s", f.DrainTimeout)
+			}
+			o.drainTimeout = d
+		}
 		if f.MemoryBudget != nil && !set["memory-budget"] {
 			o.memoryBudget = *f.MemoryBudget
 		}
@@ -114,6 +126,9 @@ func parseServer(args []string, logOut io.Writer) (server.Config, error) {
 		}
 	}
 	// server.Config takes 0 for its default; here 0 is a mistake.
+	if o.drainTimeout < 0 {
+		return server.Config{}, badf("--drain-timeout", "must not be negative")
+	}
 	if o.memoryBudget < 16 || o.memoryBudget > 1<<20 {
 		return server.Config{}, badf("--memory-budget", "%d is outside 16..1048576 MiB", o.memoryBudget)
 	}
@@ -171,6 +186,7 @@ func parseServer(args []string, logOut io.Writer) (server.Config, error) {
 		AllowOwn:     o.allowOwn,
 		OwnAddrs:     own,
 		MemoryBudget: int64(o.memoryBudget) << 20,
+		DrainTimeout: o.drainTimeout,
 		Logger:       logger,
 
 		MaxSessions:         o.maxSessions,
@@ -281,9 +297,23 @@ func runServer(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) in
 		srv.SetPolicy(p)
 		cfg.Logger.Info("policy reloaded", "file", path, "tiers", len(p.Tiers))
 	}
-	cfg.Logger.Info("shutting down", "signal", s)
-	if err := srv.Close(); err != nil {
+	// Drain: no new sessions, clients told to go elsewhere, live flows
+	// finish up to the drain timeout or a second signal.
+	cfg.Logger.Info("draining", "signal", s, "timeout", cfg.DrainTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	defer cancel()
+	go func() {
+		for s := range sig {
+			if s != syscall.SIGHUP {
+				cfg.Logger.Info("second signal: closing now", "signal", s)
+				cancel()
+				return
+			}
+		}
+	}()
+	if err := srv.Drain(ctx); err != nil {
 		return fail(stdout, stderr, "server", nil, fmt.Errorf("shutdown: %w", err))
 	}
+	cfg.Logger.Info("concentrator stopped")
 	return 0
 }
