@@ -170,6 +170,11 @@ func (p *Path) refresh() (changed bool) {
 // silent connection: its client has dialed another by then.
 const serverReapAfter = 5 * time.Second
 
+// closeCodeSession is the QUIC application close code of a connection
+// closed because its whole session ends (the peer's CLOSE, said where no
+// stream data can be lost).
+const closeCodeSession = 2
+
 // maxConnsPerPath bounds a path's pool (conns=N allows up to 16).
 const maxConnsPerPath = 16
 
@@ -282,6 +287,9 @@ func (p *Path) close(tellPeer bool) {
 		if tellPeer {
 			c.sendControl(&Msg{Type: MsgClose, Reason: "session closed"})
 			c.flushControl()
+			// CLOSE may still sit in a stream buffer that closing drops;
+			// the connection's own close frame says it too, reliably.
+			c.qc.CloseWithError(closeCodeSession, "session closed")
 		}
 		c.close(nil)
 	}
@@ -349,7 +357,12 @@ func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream) *pconn {
 		defer s.wg.Done()
 		select {
 		case <-qc.Context().Done():
-			c.close(context.Cause(qc.Context()))
+			cause := context.Cause(qc.Context())
+			c.close(cause)
+			var ae *quic.ApplicationError
+			if errors.As(cause, &ae) && ae.Remote && ae.ErrorCode == closeCodeSession {
+				s.closeWith(fmt.Errorf("%w by peer", ErrSessionClosed), false)
+			}
 		case <-c.done:
 		}
 		c.wg.Wait()

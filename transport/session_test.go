@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -59,5 +60,32 @@ func TestAddRemovePath(t *testing.T) {
 	}
 	if err := c.RemovePath("a"); err == nil {
 		t.Fatal("removing a twice succeeded")
+	}
+}
+
+// A client that closes its session ends it at the concentrator at once,
+// not after the grace period.
+func TestCloseReachesPeer(t *testing.T) {
+	ts := newTestServer(t, Config{}, nil)
+	c := dialClient(t, Config{}, []PathDialer{dialerTo("a", ts.addr(), ts.pin)})
+	var srv *Session
+	for deadline := time.Now().Add(5 * time.Second); srv == nil && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		ts.mu.Lock()
+		for _, s := range ts.sessions {
+			srv = s
+		}
+		ts.mu.Unlock()
+	}
+	if srv == nil {
+		t.Fatal("no session at the concentrator")
+	}
+	c.Close()
+	select {
+	case <-srv.Done():
+		if err := srv.Err(); !errors.Is(err, ErrSessionClosed) {
+			t.Fatalf("concentrator's session ended with %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the concentrator's session outlived its client's close")
 	}
 }
