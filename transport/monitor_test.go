@@ -162,7 +162,33 @@ func TestMonitorOutage(t *testing.T) {
 		t.Fatalf("down only after %v", down)
 	}
 	relay.SetBroken(false)
-	// Back up only after the hold-down (UpAfter, 1 s by default).
+	back := time.Now()
+	// The only path: no hold-down (UpAfter) stands between the session
+	// and its one way out; a few answered probes bring it back.
+	if !eventually(3*time.Second, func() bool { return p.Stats().State == StateUp }) {
+		t.Fatalf("path %v after the outage", p.Stats().State)
+	}
+	if d := time.Since(back); d > 900*time.Millisecond {
+		t.Fatalf("the only path came back %v after its outage, as if held down for UpAfter", d)
+	}
+}
+
+// With another path up, a path back from an outage waits out the
+// hold-down, so a flapping link does not whipsaw the traffic.
+func TestHoldDownWhileAnotherPathLives(t *testing.T) {
+	ts := newTestServer(t, Config{}, nil)
+	link := emu.Link{Delay: 10 * time.Millisecond}
+	pds, relays := relayPaths(t, ts, link, link)
+	c := dialClient(t, Config{}, pds)
+	p := c.Paths()[0]
+	if !eventually(2*time.Second, func() bool { return p.Up() && c.Paths()[1].Up() }) {
+		t.Fatal("paths never up")
+	}
+	relays[0].SetBroken(true)
+	if !eventually(2*time.Second, func() bool { return p.Stats().State == StateDown }) {
+		t.Fatalf("path %v two seconds into an outage", p.Stats().State)
+	}
+	relays[0].SetBroken(false)
 	time.Sleep(300 * time.Millisecond)
 	if s := p.Stats().State; s != StateDown {
 		t.Fatalf("path %v 300 ms after the outage ended; want down until the hold-down passes", s)

@@ -207,12 +207,12 @@ func (p *Path) removeConn(c *pconn) {
 // connStateChanged reacts to a connection going up or down.
 func (p *Path) connStateChanged(c *pconn, up bool) {
 	pathChanged := p.refresh()
-	if !up {
-		if !p.Up() {
-			p.drain()
-		}
-		p.s.resendLost()
+	if !up && !p.Up() {
+		p.drain()
 	}
+	// Down: re-send what the connection held. Up: re-send what could not
+	// be placed while no path took it (resendLost finds no path then).
+	p.s.resendLost()
 	// Up or down, re-send acks and credit: a message sent while no
 	// connection was usable, or on the one that failed, is lost.
 	p.s.resync()
@@ -566,10 +566,18 @@ func (c *pconn) prober() {
 		c.sendControl(&Msg{Type: MsgPing, Seq: seq, Time: int64(now)})
 		st := c.qc.ConnectionStats()
 		c.mon.onTick(now, st.PacketsSent, st.PacketsLost, st.BytesSent, st.BytesLost, st.CongestionWindow)
+		// The hold-down keeps a flapping path from whipsawing traffic
+		// while another path carries it; with none usable, a path that
+		// answers a few probes in a row is better than none (paths that
+		// flap in turn would otherwise never come up).
+		upAfter := cfg.UpAfter
+		if !c.s.anyUsable() {
+			upAfter = min(upAfter, 3*cfg.ProbeInterval)
+		}
 		c.mon.mu.Lock()
 		obs := observation{
 			now: now, silence: now - time.Duration(c.lastHeard.Load()), srtt: st.SmoothedRTT,
-			interval: cfg.ProbeInterval, downAfter: cfg.DownAfter, upAfter: cfg.UpAfter, loss: c.mon.loss}
+			interval: cfg.ProbeInterval, downAfter: cfg.DownAfter, upAfter: upAfter, loss: c.mon.loss}
 		usableChanged, wentDown := c.mon.sm.step(obs)
 		sm := c.mon.sm
 		c.mon.mu.Unlock()

@@ -218,7 +218,7 @@ func (s *Session) closeWith(err error, tellPeer bool) {
 	close(s.done)
 	s.mu.Unlock()
 	if err != ErrSessionClosed {
-		s.log.Warn("session ended", "err", err)
+		s.log.Debug("session ended", "err", err) // its owner says why, once
 	}
 	for _, f := range flows {
 		f.fail(err)
@@ -352,6 +352,16 @@ func (s *Session) creditRTT() time.Duration {
 		}
 	}
 	return worst
+}
+
+// anyUsable reports whether some path has a usable connection.
+func (s *Session) anyUsable() bool {
+	for _, p := range s.pathList() {
+		if p.Up() {
+			return true
+		}
+	}
+	return false
 }
 
 // pathsChanged notes whether any path is up, for the grace period, and
