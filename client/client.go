@@ -20,80 +20,94 @@ import (
 	"braid/transport"
 )
 
-// Client is a running SOCKS5 proxy with its session.
+// Client is a running SOCKS5 proxy. It carries its flows over one
+// transport session at a time: a supervisor goroutine (supervise.go) joins
+// the concentrator, and joins again whenever the session ends, until the
+// client is closed or the concentrator refuses it for good.
 type Client struct {
-	cfg  Config
-	log  *slog.Logger
-	sess *transport.Client
-	ln   net.Listener
+	cfg    Config
+	log    *slog.Logger
+	static []transport.PathDialer // the configured paths
+	ln     net.Listener
 
 	statusLn  net.Listener
 	statusSrv *http.Server
 	auto      *autoPaths
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	// ctx lives as long as the client: cancelling it (end) stops the
+	// supervisor and any join in progress.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+	cur      *transport.Client // the session up now, nil while none is
+	last     *transport.Client // the session up last, possibly ended
+	changed  chan struct{}     // closed and replaced when cur changes
+	sessions int               // sessions opened
+	lastErr  error             // why the last join failed or session ended
+	err      error             // why the client ended, nil for Close
+	wg       sync.WaitGroup
 
 	closeOnce sync.Once
 }
 
-// Start validates cfg, joins the concentrator over the configured paths
-// and starts serving SOCKS5. A refused token or pin fails Start.
+// Start validates cfg, opens the SOCKS listener and the status listener,
+// and returns: it does not wait for the concentrator. A supervisor joins
+// in the background, with backoff while the concentrator is unreachable,
+// and opens a new session whenever one ends; SOCKS requests wait for a
+// session meanwhile (see Config.ConnectTimeout). Only a refused token,
+// protocol version or pin ends the client: Done closes and Err says why.
+//
+// Start fails on a bad cfg (a *ConfigError) and on a listener it cannot
+// open (a *ListenError), except a status listener with
+// cfg.StatusOptional, which is logged and left out. ctx bounds Start
+// only; the client runs until Close.
 func Start(ctx context.Context, cfg Config) (*Client, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	cfg.Fill()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg.Transport.Logger = cfg.Logger
 	cfg.stun = &stunWatch{}
-	var pds []transport.PathDialer
+	c := &Client{cfg: cfg, log: cfg.Logger, conns: map[net.Conn]struct{}{}, changed: make(chan struct{})}
 	for _, p := range cfg.Paths {
-		pds = append(pds, cfg.pathDialer(p))
+		c.static = append(c.static, c.cfg.pathDialer(p))
 	}
-	var watch *autoPaths
-	if cfg.AutoPaths {
-		var err error
-		if watch, err = startAutoPaths(&cfg); err != nil {
-			return nil, err
-		}
-		pds = append(pds, watch.initial...)
-		if len(pds) == 0 {
-			watch.stop()
-			return nil, errors.New("no usable network interface for automatic paths")
-		}
-	}
-	// Join first, then listen: a client that accepts SOCKS connections has
-	// a session to carry them.
-	sess, err := transport.Dial(ctx, cfg.Transport, cfg.Token, pds)
-	if err != nil {
-		if watch != nil {
-			watch.stop()
-		}
-		return nil, fmt.Errorf("join concentrator: %w", err)
-	}
-	ln, err := net.Listen("tcp", cfg.SOCKS)
-	if err != nil {
-		sess.Close()
-		if watch != nil {
-			watch.stop()
-		}
-		return nil, fmt.Errorf("socks listener: %w", err)
-	}
-	c := &Client{cfg: cfg, log: cfg.Logger, sess: sess, ln: ln, conns: map[net.Conn]struct{}{}, auto: watch}
-	if watch != nil {
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			watch.follow(sess)
-		}()
+	var err error
+	if c.ln, err = net.Listen("tcp", cfg.SOCKS); err != nil {
+		return nil, &ListenError{Field: "socks", Addr: cfg.SOCKS, Err: err}
 	}
 	if cfg.Status != "" {
 		if c.statusLn, err = net.Listen("tcp", cfg.Status); err != nil {
-			ln.Close()
-			sess.Close()
-			return nil, fmt.Errorf("status listener: %w", err)
+			if !cfg.StatusOptional {
+				c.ln.Close()
+				return nil, &ListenError{Field: "status", Addr: cfg.Status, Err: err}
+			}
+			c.log.Warn("status page off: its address is taken (give --status another one)", "addr", cfg.Status, "err", err)
 		}
+	}
+	if cfg.AutoPaths {
+		if c.auto, err = startAutoPaths(&c.cfg); err != nil {
+			c.ln.Close()
+			if c.statusLn != nil {
+				c.statusLn.Close()
+			}
+			return nil, err
+		}
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if c.auto != nil {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.auto.follow()
+		}()
+	}
+	if c.statusLn != nil {
 		c.statusSrv = &http.Server{Handler: status.Handler(func() any { return c.Status() }),
 			ReadHeaderTimeout: 5 * time.Second}
 		c.wg.Add(1)
@@ -102,15 +116,36 @@ func Start(ctx context.Context, cfg Config) (*Client, error) {
 			c.statusSrv.Serve(c.statusLn)
 		}()
 	}
-	c.log.Info("client ready", "socks", ln.Addr().String(), "paths", len(cfg.Paths))
+	c.log.Info("client ready", "socks", c.ln.Addr().String(), "paths", len(c.static), "auto", cfg.AutoPaths)
 	c.wg.Add(2)
 	go c.serve()
-	go func() {
-		defer c.wg.Done()
-		<-sess.Done()
-		ln.Close() // the session is over: stop taking SOCKS clients
-	}()
+	go c.supervise()
 	return c, nil
+}
+
+// ListenError is a listener Start could not open. Field names the Config
+// field whose address it is: socks or status.
+type ListenError struct {
+	Field, Addr string
+	Err         error
+}
+
+func (e *ListenError) Error() string {
+	return fmt.Sprintf("%s: cannot listen on %s: %v", e.Field, e.Addr, e.Err)
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
+
+// pathDialers returns the paths a new session joins over: the configured
+// ones and the automatic ones of the moment, with the generation of each
+// automatic one (autoPaths.use).
+func (c *Client) pathDialers() ([]transport.PathDialer, map[string]uint64) {
+	pds := append([]transport.PathDialer(nil), c.static...)
+	if c.auto == nil {
+		return pds, nil
+	}
+	auto, has := c.auto.dialers()
+	return append(pds, auto...), has
 }
 
 // pathDialer describes a configured path to the transport.
@@ -187,7 +222,8 @@ func dialer(bind netx.Bind, server string, pin [32]byte, onConn func(*quic.Trans
 // SOCKSAddr returns the address the SOCKS5 proxy listens on.
 func (c *Client) SOCKSAddr() net.Addr { return c.ln.Addr() }
 
-// StatusAddr returns the status server's address, or nil.
+// StatusAddr returns the status server's address, or nil when there is
+// none (none configured, or an optional one whose address was taken).
 func (c *Client) StatusAddr() net.Addr {
 	if c.statusLn == nil {
 		return nil
@@ -195,29 +231,88 @@ func (c *Client) StatusAddr() net.Addr {
 	return c.statusLn.Addr()
 }
 
-// Status returns what the client knows about its paths and flows.
+// Status returns what the client knows about its session, paths and
+// flows. While no session is up, Session is "connecting" (or "stopped"
+// once the client has ended), Paths is empty and SessionError says why the
+// last join failed or the last session ended.
 func (c *Client) Status() status.Client {
-	return status.Client{Paths: status.SessionPaths(c.sess.Session, c.cfg.stun.mapped), Flows: c.sess.NumFlows(),
-		Plans: status.SessionPlans(c.sess.Session)}
+	c.mu.Lock()
+	cur, lastErr, sessions := c.cur, c.lastErr, c.sessions
+	c.mu.Unlock()
+	doc := status.Client{Session: "connecting", Sessions: sessions, Paths: []status.Path{}}
+	if lastErr != nil {
+		doc.SessionError = lastErr.Error()
+	}
+	switch {
+	case c.ctx.Err() != nil:
+		doc.Session = "stopped"
+		if err := c.Err(); err != nil {
+			doc.SessionError = err.Error()
+		}
+	case cur != nil:
+		doc.Session = "up"
+		doc.Paths = status.SessionPaths(cur.Session, c.cfg.stun.mapped)
+		doc.Flows = cur.NumFlows()
+		doc.Plans = status.SessionPlans(cur.Session)
+	}
+	return doc
 }
 
-// Session returns the client's transport session.
-func (c *Client) Session() *transport.Session { return c.sess.Session }
+// Session returns the session in use. It changes: each session the
+// supervisor opens replaces the last. While none is up it returns the one
+// that ended last (its paths are closed), and before the first it waits
+// for it; it returns nil only when the client ends before any session
+// came up. Use WaitSession to wait for a live one with a deadline.
+func (c *Client) Session() *transport.Session {
+	for {
+		c.mu.Lock()
+		last, changed := c.last, c.changed
+		c.mu.Unlock()
+		if last != nil {
+			return last.Session
+		}
+		select {
+		case <-changed:
+		case <-c.ctx.Done():
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.last == nil {
+				return nil
+			}
+			return c.last.Session
+		}
+	}
+}
 
-// Done is closed when the session has ended.
-func (c *Client) Done() <-chan struct{} { return c.sess.Done() }
+// WaitSession returns the session that is up, waiting for one while none
+// is, until ctx is done or the client ends.
+func (c *Client) WaitSession(ctx context.Context) (*transport.Session, error) {
+	sess, err := c.waitSession(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return sess.Session, nil
+}
 
-// Err returns why the session ended.
-func (c *Client) Err() error { return c.sess.Err() }
+// Done is closed when the client has stopped: Close was called, or the
+// concentrator refused it in a way retrying cannot mend (Err).
+func (c *Client) Done() <-chan struct{} { return c.ctx.Done() }
+
+// Err returns why the client stopped on its own: the join error (a
+// *transport.JoinError for a refused token or protocol version, an error
+// wrapping pki.ErrPinMismatch for a refused pin). It is nil while the
+// client runs and after Close.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
 
 // Close stops the proxy, closes every proxied connection and the session,
 // and waits for every goroutine.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
-		c.ln.Close()
-		if c.auto != nil {
-			c.auto.stop()
-		}
+		c.end(nil) // stops the supervisor, which closes the session
 		if c.statusSrv != nil {
 			c.statusSrv.Close()
 		}
@@ -226,7 +321,9 @@ func (c *Client) Close() error {
 			conn.Close()
 		}
 		c.mu.Unlock()
-		c.sess.Close()
+		if c.auto != nil {
+			c.auto.stop()
+		}
 	})
 	c.wg.Wait()
 	return nil
@@ -245,6 +342,11 @@ func (c *Client) serve() {
 			continue
 		}
 		c.mu.Lock()
+		if c.ctx.Err() != nil { // Close has run through conns already
+			c.mu.Unlock()
+			conn.Close()
+			continue
+		}
 		c.conns[conn] = struct{}{}
 		c.mu.Unlock()
 		c.wg.Add(1)
@@ -277,9 +379,9 @@ func (c *Client) handle(conn net.Conn) {
 		socks5.WriteReply(conn, socks5.AddressNotSupported, socks5.Addr{})
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ConnectTimeout)
-	class := c.sess.Classify(req.Dest.Port, req.User)
-	f, err := c.sess.OpenFlowClass(ctx, dest, class)
+	conn.SetDeadline(time.Now().Add(c.cfg.ConnectTimeout + time.Second))
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.ConnectTimeout)
+	f, err := c.openFlow(ctx, dest, req.Dest.Port, req.User)
 	cancel()
 	if err != nil {
 		code := socks5.GeneralFailure
@@ -287,6 +389,8 @@ func (c *Client) handle(conn net.Conn) {
 		switch {
 		case errors.As(err, &re):
 			code = socks5.Reply(re.Code)
+		case errors.Is(err, errNoSession):
+			code = socks5.NetworkUnreachable
 		case errors.Is(err, context.DeadlineExceeded):
 			code = socks5.TTLExpired
 		}
@@ -299,5 +403,35 @@ func (c *Client) handle(conn net.Conn) {
 		return
 	}
 	conn.SetDeadline(time.Time{})
+	// When the session ends under the flow, the flow fails and Relay
+	// resets conn: the application sees a reset, never a clean end.
 	relay.Relay(conn, f)
+}
+
+// openFlow opens a flow on the session that is up. While none is, it
+// waits for one, up to the grace period (ctx, the connect timeout, may end
+// it sooner); a session that ends or goes away while the flow opens is not
+// the destination's answer, so the next session is tried.
+func (c *Client) openFlow(ctx context.Context, dest []byte, port uint16, user string) (*transport.Flow, error) {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, c.cfg.Transport.Grace)
+		sess, err := c.waitSession(wctx)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		f, err := sess.OpenFlowClass(ctx, dest, sess.Classify(port, user))
+		if err == nil {
+			return f, nil
+		}
+		select {
+		case <-sess.Done():
+		case <-sess.GoingAway():
+		default:
+			return nil, err
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+	}
 }

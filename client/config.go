@@ -31,6 +31,11 @@ type Config struct {
 	// Status is the loopback HOST:PORT where GET /status serves the
 	// paths' state as JSON; empty means no status server.
 	Status string
+	// StatusOptional makes a Status address that cannot be bound a
+	// warning, not an error: the client runs without its status page.
+	// cmd/braid sets it when Status is the flag's default, which a second
+	// client on the same host finds taken.
+	StatusOptional bool
 	// Paths are the network paths; none (and no AutoPaths) means one path
 	// over the default route.
 	Paths []PathConfig
@@ -43,8 +48,11 @@ type Config struct {
 	Transport transport.Config
 	// HandshakeTimeout bounds a SOCKS client's handshake (default 10 s).
 	HandshakeTimeout time.Duration
-	// ConnectTimeout bounds waiting for the concentrator to reach a
-	// destination (default 20 s).
+	// ConnectTimeout bounds a SOCKS request from its handshake to its
+	// reply (default 20 s): waiting for a session while none is up (at
+	// most Transport.Grace of it) and for the concentrator to reach the
+	// destination. A request that finds no session in time is answered
+	// "network unreachable".
 	ConnectTimeout time.Duration
 	// STUNInterval is how often each connection asks the concentrator for
 	// its public address (default 10 s).

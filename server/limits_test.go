@@ -362,6 +362,9 @@ func TestStatelessReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer qc.CloseWithError(0, "")
+	// Let HANDSHAKE_DONE arrive: a client whose handshake is not yet
+	// confirmed sends Handshake packets, which no reset answers.
+	time.Sleep(300 * time.Millisecond)
 	first.udp.Close() // nothing the concentrator sends from now on leaves
 	first.Close()
 

@@ -79,7 +79,7 @@ func clientFlags(o *clientOpts) *flag.FlagSet {
 	fs.StringVar(&o.socksPass, "socks-pass", "", "require this SOCKS5 password `PASS` (with --socks-user)")
 	fs.Var(&o.paths, "path", "a network path `NAME=SPEC` (repeatable; see above)")
 	fs.StringVar(&o.fec, "fec", "", "erasure coding `K,M`: up to K data shards plus M parity shards per block (default 8,0)")
-	fs.StringVar(&o.status, "status", "127.0.0.1:1081", "loopback `HOST:PORT` of the status page (GET /status; braid status reads it); \"off\" for none")
+	fs.StringVar(&o.status, "status", "127.0.0.1:1081", "loopback `HOST:PORT` of the status page (GET /status; braid status reads it); \"off\" for none; the default, if taken, is skipped with a warning")
 	fs.StringVar(&o.sched, "scheduler", "", "how uploads are spread over the paths: weighted (default), bestvalue (by the tier the concentrator pushes), cheapest, minrtt, roundrobin, duplicate or single:PATH")
 	fs.StringVar(&o.grace, "grace", "", "how long flows wait for a live path before failing, a `DURATION` like 30s (default 30s)")
 	fs.StringVar(&o.cpu, "cpu", "mid", "this device's CPU `CLASS` (low, mid or high), for the concentrator's plan: a low one gets bigger shards")
@@ -100,12 +100,14 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 		return client.Config{}, err
 	}
 	var filePaths []pathTable
+	set := setFlags(fs)
+	statusGiven := set["status"]
 	if o.config != "" {
 		var f clientFile
 		if err := decodeFile(o.config, &f); err != nil {
 			return client.Config{}, err
 		}
-		set := setFlags(fs)
+		statusGiven = statusGiven || f.Status != ""
 		fromFile(&o.server, f.Server, set["server"])
 		fromFile(&o.pin, f.Pin, set["pin"])
 		fromFile(&o.token, f.Token, set["token"])
@@ -169,6 +171,9 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 	cfg.Transport.Device = transport.Device{MTU: uint16(o.mtu), CPU: uint8(cpu), Metered: o.metered}
 	if o.status != "off" {
 		cfg.Status = o.status
+		// The default address is one the user did not ask for: a second
+		// client on the host finds it taken and runs without a status page.
+		cfg.StatusOptional = !statusGiven
 	}
 	if o.grace != "" {
 		if cfg.Transport.Grace, err = time.ParseDuration(o.grace); err != nil {
@@ -218,10 +223,22 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 	return cfg, nil
 }
 
+// clientConfigError names the flag behind a client.Start error that the
+// user fixes on the command line: a bad setting or an address that cannot
+// be listened on.
 func clientConfigError(err error) error {
 	var ce *client.ConfigError
 	if errors.As(err, &ce) {
 		return flagForField(ce.Field, ce.Reason)
+	}
+	var le *client.ListenError
+	if errors.As(err, &le) {
+		reason := le.Err.Error()
+		var se *os.SyscallError
+		if errors.As(le.Err, &se) {
+			reason = se.Err.Error() // "address already in use", not the whole call
+		}
+		return flagForField(le.Field, fmt.Sprintf("cannot listen on %s: %s", le.Addr, reason))
 	}
 	return err
 }
@@ -401,17 +418,17 @@ func buildPath(name, field string, kvs [][2]string) (client.PathConfig, error) {
 	return p, nil
 }
 
+// runClient runs the client until a signal (exit 0) or until the
+// concentrator refuses it for good (exit 1). The network never ends it:
+// the client waits for an unreachable concentrator and rejoins one that
+// restarts. A listener it cannot open is exit 2, before any join.
 func runClient(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
 	cfg, err := parseClient(args, stderr)
 	if err != nil {
 		return fail(stdout, stderr, "client", clientFlags(new(clientOpts)), err)
 	}
-	c, cancel, interrupted, err := startClient(cfg, sig)
-	defer cancel()
-	switch {
-	case interrupted:
-		return 0
-	case err != nil:
+	c, err := client.Start(context.Background(), cfg)
+	if err != nil {
 		return fail(stdout, stderr, "client", nil, clientConfigError(err))
 	}
 	select {
@@ -425,37 +442,8 @@ func runClient(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) in
 		c.Close()
 		err := c.Err()
 		if err == nil {
-			err = errors.New("session ended")
+			err = errors.New("client stopped")
 		}
-		return fail(stdout, stderr, "client", nil, fmt.Errorf("session failed: %w", err))
+		return fail(stdout, stderr, "client", nil, err)
 	}
-}
-
-// startClient starts the client, giving up when a signal arrives while it
-// is still dialing the concentrator (which may take long if that is
-// unreachable). interrupted reports that case; the client is then closed.
-// The caller must call cancel after closing the client: the context given
-// to client.Start stays live as long as the client may use it.
-func startClient(cfg client.Config, sig <-chan os.Signal) (c *client.Client, cancel func(), interrupted bool, err error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	got := make(chan bool, 1)
-	started := make(chan struct{})
-	go func() {
-		select {
-		case <-sig:
-			got <- true
-			cancel()
-		case <-started:
-			got <- false
-		}
-	}()
-	c, err = client.Start(ctx, cfg)
-	close(started)
-	if <-got {
-		if c != nil {
-			c.Close()
-		}
-		return nil, cancel, true, nil
-	}
-	return c, cancel, false, err
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	crand "crypto/rand"
 	"errors"
 	"flag"
@@ -94,7 +95,8 @@ func runDemo(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int 
 		Listen:       "127.0.0.1:0",
 		Cert:         cert,
 		Tokens:       []string{token},
-		AllowPrivate: true, // the test HTTP server is on loopback
+		AllowPrivate: true, // the test HTTP server is on loopback,
+		AllowOwn:     true, // the concentrator's own host
 		Logger:       logger.With("side", "server"),
 	})
 	if err != nil {
@@ -130,20 +132,20 @@ func runDemo(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int 
 	go hs.Serve(ln)
 	stops = append(stops, hs.Close)
 
-	c, cancel, interrupted, err := startClient(client.Config{
-		Server: srv.Addr().String(),
-		Pin:    pin,
-		Token:  token,
-		SOCKS:  o.socks,
-		Status: map[bool]string{true: "", false: o.status}[o.status == "off"],
-		Paths:  paths,
-		Logger: logger.With("side", "client"),
-	}, sig)
-	defer cancel()
-	switch {
-	case interrupted:
-		return 0
-	case err != nil:
+	// The demo's status address, like the client's, is optional unless
+	// given: a second demo on the host runs without it.
+	statusGiven := setFlags(fs)["status"]
+	c, err := client.Start(context.Background(), client.Config{
+		Server:         srv.Addr().String(),
+		Pin:            pin,
+		Token:          token,
+		SOCKS:          o.socks,
+		Status:         map[bool]string{true: "", false: o.status}[o.status == "off"],
+		StatusOptional: !statusGiven,
+		Paths:          paths,
+		Logger:         logger.With("side", "client"),
+	})
+	if err != nil {
 		return failed(clientConfigError(err))
 	}
 	stops = append(stops, c.Close)
@@ -189,9 +191,9 @@ func runDemo(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int 
 		case <-c.Done():
 			err := c.Err()
 			if err == nil {
-				err = errors.New("session ended")
+				err = errors.New("client stopped")
 			}
-			return failed(fmt.Errorf("session failed: %w", err))
+			return failed(err)
 		case <-poll.C:
 			if allPathsUp(c) || time.Since(start) > 10*time.Second {
 				poll.Stop()
@@ -218,14 +220,19 @@ func runDemo(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int 
 	return 0
 }
 
+// allPathsUp reports whether a session is up with every path up. It does
+// not wait: the client may still be joining.
 func allPathsUp(c *client.Client) bool {
-	paths := c.Session().Paths()
-	for _, p := range paths {
-		if !p.Up() {
+	st := c.Status()
+	if st.Session != "up" {
+		return false
+	}
+	for _, p := range st.Paths {
+		if p.State != "up" {
 			return false
 		}
 	}
-	return len(paths) > 0
+	return len(st.Paths) > 0
 }
 
 // statusLine reports each path's throughput over the last interval and its

@@ -151,6 +151,10 @@ e.g. --path fiber=192.168.1.10,price=0.1,medium=ethernet
 address and a route), named after it, and follows interfaces as they come
 and go. Without --path, one path follows the default route. In a --config file a
 path is a [[path]] table with name and spec, or name and the keys above.
+
+The client waits for an unreachable concentrator and opens a new session
+when one ends (a restarted concentrator, every path down past --grace);
+only a refused token, pin or protocol version ends it (exit 1).
 `,
 	"status": `Usage: braid status [--client HOST:PORT] [--json]
 

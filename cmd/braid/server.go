@@ -302,11 +302,18 @@ func runServer(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) in
 	cfg.Logger.Info("draining", "signal", s, "timeout", cfg.DrainTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 	defer cancel()
+	drained := make(chan struct{})
+	defer close(drained)
 	go func() {
-		for s := range sig {
-			if s != syscall.SIGHUP {
-				cfg.Logger.Info("second signal: closing now", "signal", s)
-				cancel()
+		for {
+			select {
+			case s := <-sig:
+				if s != syscall.SIGHUP {
+					cfg.Logger.Info("second signal: closing now", "signal", s)
+					cancel()
+					return
+				}
+			case <-drained:
 				return
 			}
 		}

@@ -315,10 +315,21 @@ func TestWrongTokenAndPin(t *testing.T) {
 		defer cancel()
 		c, err := client.Start(ctx, client.Config{Server: srv.Addr().String(), Pin: pin, Token: tok,
 			SOCKS: "127.0.0.1:0", Paths: []client.PathConfig{{Name: "a", Bind: netx.Bind{IP: netip.MustParseAddr("127.0.0.1")}}}})
-		if err == nil {
-			c.Close()
+		if err != nil {
+			return err
 		}
-		return err
+		defer c.Close()
+		// The client joins in the background: a refusal ends it, the right
+		// credentials give it a session.
+		select {
+		case <-c.Done():
+			return c.Err()
+		case <-time.After(5 * time.Second):
+		}
+		if _, err := c.WaitSession(ctx); err != nil {
+			return err
+		}
+		return nil
 	}
 	var je *transport.JoinError
 	if err := start("wrong", pin); !errors.As(err, &je) || je.Code != transport.JoinErrAuth {
@@ -386,14 +397,20 @@ func TestGraceExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	sess := w.cli.Session()
 	w.relays[0].SetBroken(true)
 	select {
-	case <-w.cli.Done():
+	case <-sess.Done():
 	case <-time.After(20 * time.Second):
 		t.Fatal("the session outlived its grace period with no path")
 	}
-	if !errors.Is(w.cli.Err(), transport.ErrNoPath) {
-		t.Fatalf("session ended with %v, want %v", w.cli.Err(), transport.ErrNoPath)
+	if !errors.Is(sess.Err(), transport.ErrNoPath) {
+		t.Fatalf("session ended with %v, want %v", sess.Err(), transport.ErrNoPath)
+	}
+	select {
+	case <-w.cli.Done():
+		t.Fatalf("the client ended with its session: %v", w.cli.Err())
+	default:
 	}
 	// The proxied connection is closed, not left hanging.
 	conn.SetReadDeadline(time.Now().Add(10 * time.Second))

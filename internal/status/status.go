@@ -36,8 +36,17 @@ type Path struct {
 
 // Client is the client's status document.
 type Client struct {
-	Paths []Path `json:"paths"`
-	Flows int    `json:"flows"`
+	// Session is "up" while a session with the concentrator carries the
+	// flows, "connecting" while the client (re)joins, and "stopped" once
+	// the client has given up (a refused token or pin).
+	Session string `json:"session"`
+	// SessionError says why the last join failed or the last session
+	// ended; empty when neither happened since the session came up.
+	SessionError string `json:"session_error,omitempty"`
+	// Sessions counts the sessions opened since the client started.
+	Sessions int    `json:"sessions"`
+	Paths    []Path `json:"paths"`
+	Flows    int    `json:"flows"`
 	// Plans are the bestvalue plans for uploads, one per traffic class,
 	// the default class first; absent under other policies.
 	Plans []Plan `json:"plans,omitempty"`
