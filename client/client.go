@@ -73,6 +73,7 @@ func Start(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	cfg.Transport.Logger = cfg.Logger
 	cfg.stun = &stunWatch{}
+	cfg.servers = newServerList(cfg.Server, cfg.MoreServers)
 	c := &Client{cfg: cfg, log: cfg.Logger, conns: map[net.Conn]struct{}{}, changed: make(chan struct{})}
 	for _, p := range cfg.Paths {
 		c.static = append(c.static, c.cfg.pathDialer(p))
@@ -150,9 +151,9 @@ func (c *Client) pathDialers() ([]transport.PathDialer, map[string]uint64) {
 
 // pathDialer describes a configured path to the transport.
 func (cfg *Config) pathDialer(p PathConfig) transport.PathDialer {
-	srv := cfg.Server
+	srv := cfg.servers.current
 	if p.Server != "" {
-		srv = p.Server
+		srv = func() string { return p.Server }
 	}
 	return transport.PathDialer{
 		Info: transport.PathInfo{Name: p.Name, Medium: Media[p.Medium],
@@ -175,8 +176,10 @@ func (cfg *Config) pathDialer(p PathConfig) transport.PathDialer {
 
 // dialer opens one QUIC connection over a path: its own UDP socket bound
 // as the path says, to the path's concentrator address.
-func dialer(bind netx.Bind, server string, pin [32]byte, onConn func(*quic.Transport, *quic.Conn, net.Addr)) func(context.Context) (*quic.Conn, error) {
+// server is asked at each dial: the concentrator in use may change.
+func dialer(bind netx.Bind, server func() string, pin [32]byte, onConn func(*quic.Transport, *quic.Conn, net.Addr)) func(context.Context) (*quic.Conn, error) {
 	return func(ctx context.Context) (*quic.Conn, error) {
+		server := server()
 		network := "udp"
 		if bind.IP.IsValid() {
 			if bind.IP.Unmap().Is4() {

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"braid/internal/netx"
@@ -20,6 +21,11 @@ import (
 type Config struct {
 	// Server is the concentrator's HOST:PORT.
 	Server string
+	// MoreServers are other concentrators (HOST:PORT, sharing Server's
+	// key and token), tried in turn when the one in use drains (GOAWAY),
+	// refuses a new session or cannot be reached. A path with its own
+	// server= stays with it.
+	MoreServers []string
 	// Pin is the SHA-256 of the concentrator's SubjectPublicKeyInfo.
 	Pin [32]byte
 	// Token authenticates the user to the concentrator.
@@ -60,7 +66,8 @@ type Config struct {
 	// Logger receives the client's logs; nil discards them.
 	Logger *slog.Logger
 
-	stun *stunWatch // set by Start
+	stun    *stunWatch  // set by Start
+	servers *serverList // set by Start
 }
 
 // PathConfig is one network path: where its sockets are bound, which
@@ -204,6 +211,14 @@ func (c *Config) Validate() error {
 			return &ConfigError{field, fmt.Sprintf("interface %q does not exist", p.Bind.Device)}
 		}
 	}
+	for _, srv := range c.MoreServers {
+		if _, _, err := net.SplitHostPort(srv); err != nil {
+			return &ConfigError{"server", fmt.Sprintf("%q is not HOST:PORT", srv)}
+		}
+	}
+	if len(c.MoreServers) > 0 && c.Server == "" {
+		return &ConfigError{"server", "more servers need a first one"}
+	}
 	if c.AutoPaths && c.Server == "" {
 		return &ConfigError{"server", "is required with automatic paths"}
 	}
@@ -214,4 +229,25 @@ func (c *Config) Validate() error {
 		return &ConfigError{"transport", err.Error()}
 	}
 	return nil
+}
+
+// serverList is the concentrators a client may use, and which one new
+// connections dial: the first until the supervisor moves on (next).
+type serverList struct {
+	addrs []string
+	cur   atomic.Int32
+}
+
+func newServerList(first string, more []string) *serverList {
+	return &serverList{addrs: append([]string{first}, more...)}
+}
+
+// current returns the concentrator new connections dial.
+func (l *serverList) current() string {
+	return l.addrs[int(l.cur.Load())%len(l.addrs)]
+}
+
+// next moves to the following concentrator and returns it.
+func (l *serverList) next() string {
+	return l.addrs[int(l.cur.Add(1))%len(l.addrs)]
 }

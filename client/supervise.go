@@ -97,6 +97,7 @@ func (c *Client) supervise() {
 			}
 			c.noteErr(err)
 			failures++
+			c.moveOn("join failed")
 			d := bo.wait()
 			// One line when the client starts without a concentrator;
 			// after a session ended, its line said the client is
@@ -130,6 +131,7 @@ func (c *Client) supervise() {
 			c.uninstall(sess, transport.ErrGoingAway)
 			c.wg.Add(1)
 			go c.retire(sess)
+			c.moveOn("draining")
 			ended = time.Now()
 			c.log.Warn("concentrator draining; opening a new session (live flows stay on the old one)",
 				"lasted", ended.Sub(joined).Round(time.Millisecond))
@@ -158,6 +160,14 @@ func (c *Client) supervise() {
 			return
 		case <-time.After(bo.wait()):
 		}
+	}
+}
+
+// moveOn makes the next concentrator of several the one new sessions
+// join (Config.MoreServers).
+func (c *Client) moveOn(why string) {
+	if l := c.cfg.servers; len(l.addrs) > 1 {
+		c.log.Info("next concentrator", "server", l.next(), "why", why)
 	}
 }
 

@@ -21,7 +21,8 @@ import (
 )
 
 type clientOpts struct {
-	server, pin, token   string
+	servers              strList
+	pin, token           string
 	socks                string
 	socksUser, socksPass string
 	paths                strList
@@ -36,6 +37,7 @@ type clientOpts struct {
 // clientFile is the client's --config file.
 type clientFile struct {
 	Server    string      `toml:"server"`
+	Servers   []string    `toml:"servers"`
 	Pin       string      `toml:"pin"`
 	Token     string      `toml:"token"`
 	Socks     string      `toml:"socks"`
@@ -71,7 +73,7 @@ const defaultSOCKS = "127.0.0.1:1080"
 
 func clientFlags(o *clientOpts) *flag.FlagSet {
 	fs := newFlagSet("client")
-	fs.StringVar(&o.server, "server", "", "concentrator `HOST:PORT` (required unless every path has server=)")
+	fs.Var(&o.servers, "server", "concentrator `HOST:PORT` (required unless every path has server=); repeat it for others to move to when one drains or cannot be reached")
 	fs.StringVar(&o.pin, "pin", "", "the concentrator's key `PIN` (sha256:..., printed by braid keygen)")
 	fs.StringVar(&o.token, "token", "", "`TOKEN` the concentrator accepts")
 	fs.StringVar(&o.socks, "socks", defaultSOCKS, "SOCKS5 listen `HOST:PORT`")
@@ -108,7 +110,12 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 			return client.Config{}, err
 		}
 		statusGiven = statusGiven || f.Status != ""
-		fromFile(&o.server, f.Server, set["server"])
+		if !set["server"] {
+			if f.Server != "" {
+				o.servers = append(o.servers, f.Server)
+			}
+			o.servers = append(o.servers, f.Servers...)
+		}
 		fromFile(&o.pin, f.Pin, set["pin"])
 		fromFile(&o.token, f.Token, set["token"])
 		fromFile(&o.socks, f.Socks, set["socks"])
@@ -136,7 +143,7 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 		return client.Config{}, err
 	}
 	cfg := client.Config{
-		Server:    o.server,
+		Server:    first(o.servers),
 		Token:     o.token,
 		SOCKS:     o.socks,
 		SOCKSUser: o.socksUser,
@@ -144,6 +151,9 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 		Logger:    logger,
 	}
 	cfg.Transport.Logger = logger
+	if len(o.servers) > 1 {
+		cfg.MoreServers = o.servers[1:]
+	}
 	switch {
 	case o.socksUser != "" && o.socksPass == "":
 		return client.Config{}, badf("--socks-user", "needs --socks-pass too")
@@ -446,4 +456,12 @@ func runClient(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) in
 		}
 		return fail(stdout, stderr, "client", nil, err)
 	}
+}
+
+// first returns l's first element, or "".
+func first(l []string) string {
+	if len(l) == 0 {
+		return ""
+	}
+	return l[0]
 }
