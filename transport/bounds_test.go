@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -227,4 +228,57 @@ func TestStalledUploadsDoNotBlockANewOne(t *testing.T) {
 	}
 	f.SetReadDeadline(time.Now().Add(20 * time.Second))
 	transfer(t, f, 16<<20, 4)
+}
+
+// With the concentrator's defaults (32 MiB session window, a 192 MiB
+// budget), eight hostile sessions of eight flows each (what one token may
+// open) cost a bounded heap, released when they end.
+func TestHostileSessionsMemory(t *testing.T) {
+	budget := NewBudget(192 << 20)
+	ts := newTestServer(t, Config{Budget: budget}, generate)
+	heap := func() uint64 {
+		runtime.GC()
+		runtime.GC() // buffer pools keep what they held for one more cycle
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapInuse
+	}
+	before := heap()
+	var conns []*quic.Conn
+	for range 8 {
+		conns = append(conns, hostileClient(t, ts, 8))
+	}
+	var peak uint64
+	for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		peak = max(peak, heap())
+	}
+	t.Logf("heap in use: %d MiB before, %d MiB at most under 8 hostile sessions; budget %d MiB used of %d",
+		before>>20, peak>>20, budget.Used()>>20, budget.Limit()>>20)
+	if peak > 512<<20 {
+		t.Fatalf("heap reached %d MiB", peak>>20)
+	}
+	if peak < before+64<<20 {
+		t.Fatalf("heap grew only %d MiB: the hostile sessions did not load the concentrator", (peak-before)>>20)
+	}
+	for _, qc := range conns {
+		qc.CloseWithError(0, "")
+	}
+	// The sessions end at their grace period; close them now.
+	ts.mu.Lock()
+	ss := make([]*Session, 0, len(ts.sessions))
+	for _, s := range ts.sessions {
+		ss = append(ss, s)
+	}
+	ts.mu.Unlock()
+	for _, s := range ss {
+		s.Close()
+	}
+	if u := budget.Used(); u != 0 {
+		t.Fatalf("budget holds %d bytes after every session ended", u)
+	}
+	after := heap()
+	t.Logf("heap in use after the sessions ended: %d MiB", after>>20)
+	if after > before+32<<20 {
+		t.Fatalf("heap %d MiB after the sessions ended, %d MiB before", after>>20, before>>20)
+	}
 }
