@@ -27,6 +27,7 @@ const (
 	envPin      = "BRAID_NSTEST_PIN"       // the concentrator's pin
 	envSrvPort  = "BRAID_NSTEST_SRV_PORT"  // the concentrator's UDP port
 	envDestPort = "BRAID_NSTEST_DEST_PORT" // the destination's TCP port
+	envSize     = "BRAID_NSTEST_SIZE"      // bytes to echo; transferSize if unset
 	linePrefix  = "NSTEST "                // helpers' machine-readable lines
 	token       = "nstest-token"
 )

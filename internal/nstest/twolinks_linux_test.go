@@ -276,14 +276,20 @@ func TestHelperClient(t *testing.T) {
 	}
 	deadline, _ := ctx.Deadline()
 	conn.SetDeadline(deadline)
-	sum, err := echo(conn.(*net.TCPConn), transferSize, 42, func(got int64) {
+	size := transferSize
+	if v := os.Getenv(envSize); v != "" {
+		if size, err = strconv.Atoi(v); err != nil {
+			t.Fatalf("%s=%q: %v", envSize, v, err)
+		}
+	}
+	sum, err := echo(conn.(*net.TCPConn), size, 42, func(got int64) {
 		fmt.Printf("%sQUARTER%s\n", linePrefix, pathFields(cli))
 	})
 	fmt.Printf("%sPATHS%s\n", linePrefix, pathFields(cli))
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("%sRESULT ok %d %x\n", linePrefix, transferSize, sum)
+	fmt.Printf("%sRESULT ok %d %x\n", linePrefix, size, sum)
 }
 
 // echo writes n seeded random bytes to conn, half-closes, and reads the
@@ -353,5 +359,69 @@ func fill(b []byte, rng *rand.Rand) {
 		for j := i; j < min(i+8, len(b)); j++ {
 			b[j] = byte(v >> (8 * (j - i)))
 		}
+	}
+}
+
+// TestTwoLinksServerSideFlap takes link A down on the concentrator's side
+// for one second in the middle of a 64 MiB echo: the concentrator's sends
+// fail (network unreachable) and quic-go drops its connection. The path
+// must carry data again soon after the link is back (the client redials
+// a connection that stays silent; the concentrator's stateless reset ends
+// the one it forgot), not after quic-go's 15 s idle timeout, and every
+// byte must arrive.
+func TestTwoLinksServerSideFlap(t *testing.T) {
+	if os.Getenv(envRole) != "" {
+		t.Skip("skipping inside a helper subprocess")
+	}
+	requireRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	tp := newTopology(t, ctx)
+	dir := t.TempDir()
+	pin, err := pki.Keygen(dir, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startHelper(t, ctx, tp.srv, "Server", envDir+"="+dir)
+	ready := srv.expect(t, ctx, "READY")
+	if len(ready) != 2 {
+		t.Fatalf("server helper: bad READY line %q", ready)
+	}
+	const size = 64 << 20
+	cli := startHelper(t, ctx, tp.cli, "Client",
+		envPin+"="+pin, envSrvPort+"="+ready[0], envDestPort+"="+ready[1], envSize+"="+strconv.Itoa(size))
+	cli.expect(t, ctx, "QUARTER")
+	if _, err := run(ctx, "ip", "-n", tp.srv, "link", "set", links[0].srvDev, "down"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if _, err := run(ctx, "ip", "-n", tp.srv, "link", "set", links[0].srvDev, "up"); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	aBack := stats(t, ctx, tp.cli, links[0].cliDev)
+	// Poll link A's counters until a MiB more has crossed it each way.
+	var again time.Duration
+	for again == 0 && time.Since(back) < 20*time.Second {
+		time.Sleep(50 * time.Millisecond)
+		if a := stats(t, ctx, tp.cli, links[0].cliDev); a.rx-aBack.rx > 1<<20 && a.tx-aBack.tx > 1<<20 {
+			again = time.Since(back)
+		}
+	}
+	final := parsePaths(t, cli.expect(t, ctx, "PATHS"))
+	res := cli.expect(t, ctx, "RESULT")
+	if err := cli.wait(t, ctx); err != nil {
+		t.Fatalf("client helper failed: %v", err)
+	}
+	if len(res) != 3 || res[0] != "ok" || res[1] != strconv.Itoa(size) {
+		t.Fatalf("client helper: bad RESULT line %q", res)
+	}
+	if again == 0 {
+		t.Fatalf("link A carried under a MiB each way in the 20 s after it came back: %+v", final)
+	}
+	t.Logf("link A down 1 s on the concentrator's side; a MiB each way over it again %v after it came back",
+		again.Round(time.Millisecond))
+	if again > 5*time.Second {
+		t.Errorf("path A took %v to carry data again after a 1 s outage", again)
 	}
 }
