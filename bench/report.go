@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -205,6 +206,7 @@ func WriteReport(w io.Writer, res *Results, plots []string) {
 			notes = append(notes, fmt.Sprintf("- %s: %s", s.Name, n))
 		}
 	}
+	writeOverTime(w, res)
 	if len(notes) > 0 {
 		fmt.Fprintln(w, "## Notes")
 		fmt.Fprintln(w)
@@ -325,4 +327,34 @@ func connsOf(p Path) string {
 		return "plan"
 	}
 	return strconv.Itoa(p.Conns)
+}
+
+// writeOverTime reports, for runs long enough to show a leak (a minute or
+// more), the process's resident set and goroutines at the start, at
+// their highest and at the end.
+func writeOverTime(w io.Writer, res *Results) {
+	header := false
+	for _, s := range res.Systems {
+		if len(s.GoroutinesOverTime) < 60 {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "## Memory and goroutines over time")
+			fmt.Fprintln(w)
+			fmt.Fprintln(w, "Each second of the run (rss_bytes_over_time, goroutines_over_time in results.json); a leak climbs to the end.")
+			fmt.Fprintln(w)
+			fmt.Fprintln(w, "| system | RSS MiB first / highest / last | goroutines first / highest / last |")
+			fmt.Fprintln(w, "| --- | --- | --- |")
+			header = true
+		}
+		rss := "-"
+		if r := s.RSSOverTime; len(r) > 0 {
+			rss = fmt.Sprintf("%.0f / %.0f / %.0f", float64(r[0])/(1<<20), float64(slices.Max(r))/(1<<20), float64(r[len(r)-1])/(1<<20))
+		}
+		g := s.GoroutinesOverTime
+		fmt.Fprintf(w, "| %s | %s | %d / %d / %d |\n", s.Name, rss, g[0], slices.Max(g), g[len(g)-1])
+	}
+	if header {
+		fmt.Fprintln(w)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -72,12 +73,17 @@ type SystemResult struct {
 	// PlanCostUSDPerGB, on the limit row, is the cheapest cost per GB a
 	// plan meeting the scenario's SLA reaches with the true path
 	// parameters (scheduler.Solve offline). Additive.
-	PlanCostUSDPerGB *float64         `json:"plan_cost_usd_per_gb"`
-	CostUSDPerGB     *float64         `json:"cost_usd_per_gb"`
-	SLAOKFraction    *float64         `json:"sla_ok_fraction"`
-	CPUSPerGB        *float64         `json:"cpu_s_per_gb"`
-	PeakRSSBytes     *int64           `json:"peak_rss_bytes"`
-	BytesPerPath     map[string]int64 `json:"bytes_per_path"`
+	PlanCostUSDPerGB *float64 `json:"plan_cost_usd_per_gb"`
+	CostUSDPerGB     *float64 `json:"cost_usd_per_gb"`
+	SLAOKFraction    *float64 `json:"sla_ok_fraction"`
+	CPUSPerGB        *float64 `json:"cpu_s_per_gb"`
+	PeakRSSBytes     *int64   `json:"peak_rss_bytes"`
+	// RSSOverTime and GoroutinesOverTime are the process's resident set
+	// and goroutines each second of the run, for leaks (the soak
+	// scenario). Additive.
+	RSSOverTime        []int64          `json:"rss_bytes_over_time,omitempty"`
+	GoroutinesOverTime []int            `json:"goroutines_over_time,omitempty"`
+	BytesPerPath       map[string]int64 `json:"bytes_per_path"`
 	// Error says why the system could not be measured; its metrics are
 	// then all null.
 	Error string `json:"error,omitempty"`
@@ -259,6 +265,8 @@ func runSystem(ctx context.Context, sc *Scenario, sys System, id identity, drain
 
 	// Sampler and progress.
 	samples := [][][2]uint64{}
+	var rssOver []int64
+	var gorOver []int
 	var smu sync.Mutex
 	bg.Add(1)
 	go func() {
@@ -281,6 +289,12 @@ func runSystem(ctx context.Context, sc *Scenario, sys System, id identity, drain
 			smu.Lock()
 			samples = append(samples, row)
 			n := len(samples)
+			if n%5 == 0 { // every second
+				if rss := currentRSS(); rss > 0 {
+					rssOver = append(rssOver, rss)
+				}
+				gorOver = append(gorOver, runtime.NumGoroutine())
+			}
 			smu.Unlock()
 			if n%5 == 0 {
 				now := rec.clk.now()
@@ -437,7 +451,9 @@ drainLoop:
 	// they are read.
 	dest.close()
 
-	return metrics(sc, e, rec, res, final, samples, cpu, rss, end)
+	r, tl := metrics(sc, e, rec, res, final, samples, cpu, rss, end)
+	r.RSSOverTime, r.GoroutinesOverTime = rssOver, gorOver
+	return r, tl
 }
 
 // drainIdle ends the drain early when nothing at all arrives for this long.
