@@ -101,6 +101,19 @@ func TestHostileWindowsBounded(t *testing.T) {
 		}
 		generate(f)
 	})
+	good := dialClient(t, Config{}, []PathDialer{dialerTo("a", ts.addr(), ts.pin)})
+	echo4MiB := func(seed uint64) time.Duration {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		f, err := good.OpenFlow(ctx, []byte{1, 127, 0, 0, 1, 0, 81})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		transfer(t, f, 4<<20, seed)
+		return time.Since(start)
+	}
+	alone := echo4MiB(5)
 	for range 4 {
 		hostileClient(t, ts, 8)
 	}
@@ -132,16 +145,8 @@ func TestHostileWindowsBounded(t *testing.T) {
 	if bound := budget.Limit() + 4*(budgetFloor+8*256<<10); peakBudget > bound {
 		t.Fatalf("shared budget peaked at %d, more than %d", peakBudget, bound)
 	}
-	c := dialClient(t, Config{}, []PathDialer{dialerTo("a", ts.addr(), ts.pin)})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	f, err := c.OpenFlow(ctx, []byte{1, 127, 0, 0, 1, 0, 81})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	transfer(t, f, 4<<20, 3)
-	t.Logf("a well-behaved client's 4 MiB echo beside them: %v", time.Since(start).Round(time.Millisecond))
+	beside := echo4MiB(3)
+	t.Logf("a well-behaved client's 4 MiB echo: %v alone, %v beside them", alone.Round(time.Millisecond), beside.Round(time.Millisecond))
 }
 
 // Downloads that nobody reads keep their own windows: a new flow beside
