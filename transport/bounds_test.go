@@ -121,13 +121,11 @@ func TestHostileWindowsBounded(t *testing.T) {
 	var peakBudget int64
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
-		ts.mu.Lock()
-		for _, s := range ts.sessions {
+		for _, s := range ts.list() {
 			h := s.Held()
 			peak.Send = max(peak.Send, h.Send)
 			peak.Window = max(peak.Window, h.Window)
 		}
-		ts.mu.Unlock()
 		peakBudget = max(peakBudget, budget.Used())
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -269,13 +267,7 @@ func TestHostileSessionsMemory(t *testing.T) {
 		qc.CloseWithError(0, "")
 	}
 	// The sessions end at their grace period; close them now.
-	ts.mu.Lock()
-	ss := make([]*Session, 0, len(ts.sessions))
-	for _, s := range ts.sessions {
-		ss = append(ss, s)
-	}
-	ts.mu.Unlock()
-	for _, s := range ss {
+	for _, s := range ts.list() {
 		s.Close()
 	}
 	if u := budget.Used(); u != 0 {

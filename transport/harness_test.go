@@ -119,16 +119,21 @@ func (ts *testServer) flows(s *Session) {
 
 func (ts *testServer) close() {
 	ts.ln.Close()
+	for _, s := range ts.list() {
+		s.Close()
+	}
+	ts.wg.Wait()
+}
+
+// list returns the sessions the server has opened.
+func (ts *testServer) list() []*Session {
 	ts.mu.Lock()
+	defer ts.mu.Unlock()
 	ss := make([]*Session, 0, len(ts.sessions))
 	for _, s := range ts.sessions {
 		ss = append(ss, s)
 	}
-	ts.mu.Unlock()
-	for _, s := range ss {
-		s.Close()
-	}
-	ts.wg.Wait()
+	return ss
 }
 
 func (ts *testServer) addr() *net.UDPAddr { return ts.ln.Addr().(*net.UDPAddr) }

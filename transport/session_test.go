@@ -70,11 +70,9 @@ func TestCloseReachesPeer(t *testing.T) {
 	c := dialClient(t, Config{}, []PathDialer{dialerTo("a", ts.addr(), ts.pin)})
 	var srv *Session
 	for deadline := time.Now().Add(5 * time.Second); srv == nil && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		ts.mu.Lock()
-		for _, s := range ts.sessions {
+		for _, s := range ts.list() {
 			srv = s
 		}
-		ts.mu.Unlock()
 	}
 	if srv == nil {
 		t.Fatal("no session at the concentrator")

@@ -390,38 +390,6 @@ func TestAllPathsDownThenBack(t *testing.T) {
 	}
 }
 
-func TestGraceExpires(t *testing.T) {
-	w := newWorld(t, options{links: threeLinks()[:1], transport: transport.Config{Grace: 500 * time.Millisecond}})
-	conn, err := w.dialSOCKS(t, w.dest.addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	sess := w.cli.Session()
-	w.relays[0].SetBroken(true)
-	select {
-	case <-sess.Done():
-	case <-time.After(20 * time.Second):
-		t.Fatal("the session outlived its grace period with no path")
-	}
-	if !errors.Is(sess.Err(), transport.ErrNoPath) {
-		t.Fatalf("session ended with %v, want %v", sess.Err(), transport.ErrNoPath)
-	}
-	select {
-	case <-w.cli.Done():
-		t.Fatalf("the client ended with its session: %v", w.cli.Err())
-	default:
-	}
-	// The proxied connection is closed, not left hanging.
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.ReadAll(conn); err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			t.Fatal("the SOCKS connection stayed open after its session ended")
-		}
-	}
-}
-
 // TestFailoverDownload kills the faster of two paths in the middle of a
 // download and checks every byte; it logs the longest gap in delivery
 // (measured, not asserted: the machine is shared).

@@ -40,26 +40,8 @@ func TestTwoLinksOneDown(t *testing.T) {
 	if os.Getenv(envRole) != "" {
 		t.Skip("skipping inside a helper subprocess")
 	}
-	requireRoot(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	// Not deferred: cleanups run after the function returns and in
-	// reverse, so the helpers get to stop gracefully before ctx kills them.
-	t.Cleanup(cancel)
-	tp := newTopology(t, ctx)
-
-	dir := t.TempDir()
-	pin, err := pki.Keygen(dir, nil, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := startHelper(t, ctx, tp.srv, "Server", envDir+"="+dir)
-	ready := srv.expect(t, ctx, "READY") // UDP port, destination TCP port
-	if len(ready) != 2 {
-		t.Fatalf("server helper: bad READY line %q", ready)
-	}
+	ctx, tp, cli := startTwoLinks(t)
 	start := time.Now()
-	cli := startHelper(t, ctx, tp.cli, "Client",
-		envPin+"="+pin, envSrvPort+"="+ready[0], envDestPort+"="+ready[1])
 
 	// A quarter has come back: both paths must have carried data both ways.
 	quarter := parsePaths(t, cli.expect(t, ctx, "QUARTER"))
@@ -113,6 +95,31 @@ func TestTwoLinksOneDown(t *testing.T) {
 		transferSize>>20, elapsed.Round(time.Millisecond), cutAt.Round(time.Millisecond),
 		quarter["a"].sent, quarter["a"].recv, quarter["b"].sent, quarter["b"].recv,
 		a0.tx, a0.rx, bEnd.tx-b0.tx, bEnd.rx-b0.rx, res[2])
+}
+
+// startTwoLinks builds the two-link topology, starts the concentrator's
+// helper in its namespace and the client's, with env added, in the other.
+func startTwoLinks(t *testing.T, env ...string) (context.Context, *topology, *helper) {
+	t.Helper()
+	requireRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	// Not deferred: cleanups run after the test returns and in reverse,
+	// so the helpers get to stop gracefully before ctx kills them.
+	t.Cleanup(cancel)
+	tp := newTopology(t, ctx)
+	dir := t.TempDir()
+	pin, err := pki.Keygen(dir, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startHelper(t, ctx, tp.srv, "Server", envDir+"="+dir)
+	ready := srv.expect(t, ctx, "READY") // UDP port, destination TCP port
+	if len(ready) != 2 {
+		t.Fatalf("server helper: bad READY line %q", ready)
+	}
+	cli := startHelper(t, ctx, tp.cli, "Client",
+		append([]string{envPin + "=" + pin, envSrvPort + "=" + ready[0], envDestPort + "=" + ready[1]}, env...)...)
+	return ctx, tp, cli
 }
 
 type pathCount struct {
@@ -373,23 +380,8 @@ func TestTwoLinksServerSideFlap(t *testing.T) {
 	if os.Getenv(envRole) != "" {
 		t.Skip("skipping inside a helper subprocess")
 	}
-	requireRoot(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	t.Cleanup(cancel)
-	tp := newTopology(t, ctx)
-	dir := t.TempDir()
-	pin, err := pki.Keygen(dir, nil, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := startHelper(t, ctx, tp.srv, "Server", envDir+"="+dir)
-	ready := srv.expect(t, ctx, "READY")
-	if len(ready) != 2 {
-		t.Fatalf("server helper: bad READY line %q", ready)
-	}
 	const size = 64 << 20
-	cli := startHelper(t, ctx, tp.cli, "Client",
-		envPin+"="+pin, envSrvPort+"="+ready[0], envDestPort+"="+ready[1], envSize+"="+strconv.Itoa(size))
+	ctx, tp, cli := startTwoLinks(t, envSize+"="+strconv.Itoa(size))
 	cli.expect(t, ctx, "QUARTER")
 	if _, err := run(ctx, "ip", "-n", tp.srv, "link", "set", links[0].srvDev, "down"); err != nil {
 		t.Fatal(err)
