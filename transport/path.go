@@ -175,6 +175,23 @@ const serverReapAfter = 5 * time.Second
 // stream data can be lost).
 const closeCodeSession = 2
 
+// quicRTT returns quic-go's smoothed and minimum RTT of the path's best
+// usable connection (from acknowledgements), zero without one.
+func (p *Path) quicRTT() (srtt, minRTT time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		if !c.usable() {
+			continue
+		}
+		st := c.qc.ConnectionStats()
+		if srtt == 0 || st.SmoothedRTT < srtt {
+			srtt, minRTT = st.SmoothedRTT, st.MinRTT
+		}
+	}
+	return srtt, minRTT
+}
+
 // maxConnsPerPath bounds a path's pool (conns=N allows up to 16).
 const maxConnsPerPath = 16
 

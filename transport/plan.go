@@ -295,6 +295,65 @@ func (s *Session) plan(bv *scheduler.BestValue) {
 	}
 }
 
+// sizePoolsByLoss sizes the pools of a client session whose policy makes
+// no plans (every one but bestvalue), from what each path shows, so a
+// user need not know conns=: four connections where the path loses
+// packets while quic-go's smoothed RTT stays near its minimum (random
+// loss: Reno halves one window of four, DESIGN.md), else one (a delay
+// that climbs is a queue, which more connections would only fill). The
+// RTT is quic-go's, from its acknowledgements: braid's probes ride a
+// stream, and a lost probe's retransmission would read as delay. A pool
+// grows at once and shrinks only after shrinkTicks seconds in a row of
+// asking for less. Paths with conns= keep it.
+func (s *Session) sizePoolsByLoss() {
+	defer s.wg.Done()
+	tick := time.NewTicker(planEvery)
+	defer tick.Stop()
+	less := map[string]int{} // ticks in a row a path asked for fewer
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-tick.C:
+		}
+		for _, p := range s.pathList() {
+			loss := p.Stats().Loss
+			srtt, minRTT := p.quicRTT()
+			want := 1
+			if minRTT > 0 && loss > lossForPool && srtt <= minRTT+minRTT/2+5*time.Millisecond {
+				want = lossPool
+			}
+			have := p.poolSlots()
+			switch {
+			case want > have:
+				less[p.info.Name] = 0
+				s.log.Info("path pool grows: random loss at a flat delay", "path", p.info.Name, "conns", want,
+					"loss", loss, "srtt", srtt, "min_rtt", minRTT)
+				p.setPool(want)
+			case want < have:
+				if less[p.info.Name]++; less[p.info.Name] >= shrinkTicks {
+					less[p.info.Name] = 0
+					s.log.Info("path pool shrinks", "path", p.info.Name, "conns", want, "loss", loss, "srtt", srtt)
+					p.setPool(want)
+				}
+			default:
+				less[p.info.Name] = 0
+			}
+		}
+	}
+}
+
+// A path losing more than lossForPool of its packets at a flat delay gets
+// lossPool connections.
+const (
+	lossForPool = 0.002
+	lossPool    = 4
+)
+
+// shrinkTicks is how many seconds in a row a path must ask for fewer
+// connections before its pool shrinks.
+const shrinkTicks = 10
+
 // sizePools gives each path the connections its plans ask for: the most
 // any class's plan that uses the path wants, one where no plan uses it.
 // Only the client dials, so the client's plans size the pools for both

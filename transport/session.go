@@ -165,6 +165,9 @@ func newSession(cfg Config, client bool) (*Session, error) {
 		s.bv = bv
 		s.wg.Add(1)
 		go s.plan(bv)
+	} else if client {
+		s.wg.Add(1)
+		go s.sizePoolsByLoss()
 	}
 	return s, nil
 }
