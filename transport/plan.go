@@ -319,10 +319,7 @@ func (s *Session) sizePoolsByLoss() {
 		for _, p := range s.pathList() {
 			loss := p.Stats().Loss
 			srtt, minRTT := p.quicRTT()
-			want := 1
-			if minRTT > 0 && loss > lossForPool && srtt <= minRTT+minRTT/2+5*time.Millisecond {
-				want = lossPool
-			}
+			want := poolForLoss(loss, srtt, minRTT)
 			have := p.poolSlots()
 			switch {
 			case want > have:
@@ -341,6 +338,17 @@ func (s *Session) sizePoolsByLoss() {
 			}
 		}
 	}
+}
+
+// poolForLoss is the pool a path asks for under a policy that makes no
+// plans: lossPool connections when it loses more than lossForPool of its
+// packets while quic-go's smoothed RTT stays within 1.5x its minimum
+// (+5 ms), else one.
+func poolForLoss(loss float64, srtt, minRTT time.Duration) int {
+	if minRTT > 0 && loss > lossForPool && srtt <= minRTT+minRTT/2+5*time.Millisecond {
+		return lossPool
+	}
+	return 1
 }
 
 // A path losing more than lossForPool of its packets at a flat delay gets
