@@ -5,16 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 )
-
-// cpuTime is the user+system CPU this process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // resetPeakRSS restarts the kernel's peak resident set count (VmHWM) of
 // this process, so that the next peakRSS reads one system's run only.
@@ -38,11 +29,7 @@ func peakRSS() int64 {
 			}
 		}
 	}
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
-		return ru.Maxrss << 10
-	}
-	return 0
+	return maxRSS()
 }
 
 // currentRSS is the process's resident set now in bytes (VmRSS), or 0

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -207,6 +208,9 @@ func (c *Config) Validate() error {
 				return &ConfigError{field, fmt.Sprintf("stun %q is not HOST:PORT", p.STUN)}
 			}
 		}
+		if p.Bind.Device != "" && !netx.DeviceBind {
+			return &ConfigError{field, fmt.Sprintf("dev:%s needs SO_BINDTODEVICE, which %s lacks: give the interface's address instead (with a route from it)", p.Bind.Device, runtime.GOOS)}
+		}
 		if p.Bind.Device != "" && !netx.InterfaceExists(p.Bind.Device) {
 			return &ConfigError{field, fmt.Sprintf("interface %q does not exist", p.Bind.Device)}
 		}
@@ -218,6 +222,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.MoreServers) > 0 && c.Server == "" {
 		return &ConfigError{"server", "more servers need a first one"}
+	}
+	if c.AutoPaths && !netx.DeviceBind {
+		return &ConfigError{"path", fmt.Sprintf("auto needs SO_BINDTODEVICE, which %s lacks: give each path the address of its interface", runtime.GOOS)}
 	}
 	if c.AutoPaths && c.Server == "" {
 		return &ConfigError{"server", "is required with automatic paths"}

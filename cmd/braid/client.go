@@ -23,6 +23,7 @@ import (
 type clientOpts struct {
 	servers              strList
 	pin, token           string
+	tokenFile            string
 	socks                string
 	socksUser, socksPass string
 	paths                strList
@@ -40,6 +41,7 @@ type clientFile struct {
 	Servers   []string    `toml:"servers"`
 	Pin       string      `toml:"pin"`
 	Token     string      `toml:"token"`
+	TokenFile string      `toml:"token_file"`
 	Socks     string      `toml:"socks"`
 	SocksUser string      `toml:"socks_user"`
 	SocksPass string      `toml:"socks_pass"`
@@ -75,14 +77,15 @@ func clientFlags(o *clientOpts) *flag.FlagSet {
 	fs := newFlagSet("client")
 	fs.Var(&o.servers, "server", "concentrator `HOST:PORT` (required unless every path has server=); repeat it for others to move to when one drains or cannot be reached")
 	fs.StringVar(&o.pin, "pin", "", "the concentrator's key `PIN` (sha256:..., printed by braid keygen)")
-	fs.StringVar(&o.token, "token", "", "`TOKEN` the concentrator accepts")
+	fs.StringVar(&o.token, "token", "", "`TOKEN` the concentrator accepts (visible to other users in the process list: prefer --token-file)")
+	fs.StringVar(&o.tokenFile, "token-file", "", "`FILE` whose first line (blank lines and #comments skipped) is the token")
 	fs.StringVar(&o.socks, "socks", defaultSOCKS, "SOCKS5 listen `HOST:PORT`")
 	fs.StringVar(&o.socksUser, "socks-user", "", "require this SOCKS5 `USER` (with --socks-pass)")
 	fs.StringVar(&o.socksPass, "socks-pass", "", "require this SOCKS5 password `PASS` (with --socks-user)")
 	fs.Var(&o.paths, "path", "a network path `NAME=SPEC` (repeatable; see above)")
 	fs.StringVar(&o.fec, "fec", "", "erasure coding `K,M`: up to K data shards plus M parity shards per block (default 8,0)")
 	fs.StringVar(&o.status, "status", "127.0.0.1:1081", "loopback `HOST:PORT` of the status page (GET /status; braid status reads it); \"off\" for none; the default, if taken, is skipped with a warning")
-	fs.StringVar(&o.sched, "scheduler", "", "how uploads are spread over the paths: weighted (default), bestvalue (by the tier the concentrator pushes), cheapest, minrtt, roundrobin, duplicate or single:PATH")
+	fs.StringVar(&o.sched, "scheduler", "", "`POLICY` by which uploads are spread over the paths: weighted (default), bestvalue (by the tier the concentrator pushes), cheapest, minrtt, roundrobin, duplicate or single:PATH")
 	fs.StringVar(&o.grace, "grace", "", "how long flows wait for a live path before failing, a `DURATION` like 30s (default 30s)")
 	fs.StringVar(&o.cpu, "cpu", "mid", "this device's CPU `CLASS` (low, mid or high), for the concentrator's plan: a low one gets bigger shards")
 	fs.IntVar(&o.mtu, "mtu", 0, "this device's path `MTU` in bytes (default 1500)")
@@ -117,7 +120,8 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 			o.servers = append(o.servers, f.Servers...)
 		}
 		fromFile(&o.pin, f.Pin, set["pin"])
-		fromFile(&o.token, f.Token, set["token"])
+		fromFile(&o.token, f.Token, set["token"] || set["token-file"])
+		fromFile(&o.tokenFile, f.TokenFile, set["token-file"] || set["token"])
 		fromFile(&o.socks, f.Socks, set["socks"])
 		fromFile(&o.socksUser, f.SocksUser, set["socks-user"])
 		fromFile(&o.socksPass, f.SocksPass, set["socks-pass"])
@@ -141,6 +145,19 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 	logger, err := newLogger(logOut, o.logLevel)
 	if err != nil {
 		return client.Config{}, err
+	}
+	if o.tokenFile != "" {
+		if o.token != "" {
+			return client.Config{}, badf("--token-file", "give either --token or --token-file")
+		}
+		toks, err := readTokenFile(o.tokenFile)
+		if err != nil {
+			return client.Config{}, badf("--token-file", "%v", err)
+		}
+		if len(toks) == 0 {
+			return client.Config{}, badf("--token-file", "%s holds no token", o.tokenFile)
+		}
+		o.token = toks[0]
 	}
 	cfg := client.Config{
 		Server:    first(o.servers),

@@ -32,6 +32,7 @@ Usage:
   braid demo   [--socks HOST:PORT] [--duration D] [--log-level LEVEL]
   braid status [--client HOST:PORT] [--json]
   braid bench  [--scenario NAME|FILE --out DIR] [--duration D] [--systems A,B,...] [--seed N] [--list]
+  braid version
   braid help
 
 Commands:
@@ -41,6 +42,7 @@ Commands:
   demo    run a concentrator, three emulated paths and a client on loopback
   status  show a running client's paths: state, RTT, loss, rate, bytes, cost
   bench   compare braid's policies with baselines over emulated paths; report and plots
+  version print braid's version, commit and platform
   help    print this text
 
 Flags given on the command line win over the --config file (TOML, same names
@@ -75,6 +77,8 @@ func run(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
 		return runDemo(rest, stdout, stderr, sig)
 	case "status":
 		return runStatus(rest, stdout, stderr)
+	case "version", "-version", "--version":
+		return runVersion(rest, stdout, stderr)
 	case "bench":
 		return runBench(rest, stdout, stderr, sig)
 	default:
@@ -180,7 +184,9 @@ func printHelp(w io.Writer, cmd string, fs *flag.FlagSet) {
 			fmt.Fprintf(w, " %s", name)
 		}
 		fmt.Fprintf(w, "\n      %s", text)
-		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0s" {
+		// A zero default says nothing; a usage text that names its
+		// default (one computed elsewhere) says it once.
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0s" && f.DefValue != "0" && !strings.Contains(text, "(default") {
 			fmt.Fprintf(w, " (default %s)", f.DefValue)
 		}
 		fmt.Fprintln(w)

@@ -66,7 +66,7 @@ func serverFlags(o *serverOpts) *flag.FlagSet {
 	fs.Var(&o.ownAddrs, "own-addr", "an `IP` of this host on none of its interfaces (a public address behind 1:1 NAT), refused as a destination (repeatable)")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, how long live flows may go on while clients move to a new session (a second signal ends them at once)")
 	fs.IntVar(&o.memoryBudget, "memory-budget", 192, "`MiB` of flow data all sessions together may hold (sent and unacknowledged, or granted to receive)")
-	fs.StringVar(&o.scheduler, "scheduler", "", "how downloads are spread over a client's paths: bestvalue (the default with --policy), weighted (the default without), cheapest, minrtt, roundrobin, duplicate or single:PATH")
+	fs.StringVar(&o.scheduler, "scheduler", "", "`POLICY` by which downloads are spread over a client's paths: bestvalue (the default with --policy), weighted (the default without), cheapest, minrtt, roundrobin, duplicate or single:PATH")
 	fs.StringVar(&o.policy, "policy", "", "policy `FILE` (.toml, .yaml or .yml): tiers with revenue and SLAs, tokens to tiers, default path prices; SIGHUP reloads it")
 	fs.IntVar(&o.maxSessions, "max-sessions", 1024, "at most `N` concurrent sessions, all tokens together")
 	fs.IntVar(&o.maxSessionsPerToken, "max-sessions-per-token", 8, "at most `N` concurrent sessions of one token; a tier's max_sessions in the --policy file wins for its tokens")

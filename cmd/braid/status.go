@@ -16,11 +16,8 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("status")
 	addr := fs.String("client", "127.0.0.1:1081", "the client's status `HOST:PORT` (its --status)")
 	asJSON := fs.Bool("json", false, "print the JSON document as served")
-	if err := fs.Parse(args); err != nil {
-		return fail(stdout, stderr, "status", fs, &usageError{"", err.Error()})
-	}
-	if fs.NArg() > 0 {
-		return fail(stdout, stderr, "status", fs, badf("", "unexpected argument %q", fs.Arg(0)))
+	if err := parseFlags(fs, args); err != nil {
+		return fail(stdout, stderr, "status", fs, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

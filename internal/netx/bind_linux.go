@@ -7,6 +7,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// DeviceBind reports whether sockets can be pinned to an interface here.
+const DeviceBind = true
+
 // bindToDevice returns a net.ListenConfig Control func that applies
 // SO_BINDTODEVICE before the socket is bound, so the first packet already
 // leaves through dev. The errno is wrapped so callers can test for EPERM
