@@ -1,9 +1,6 @@
 package transport
 
-import (
-	"sync"
-	"sync/atomic"
-)
+import "sync/atomic"
 
 // Memory bounds. Every byte a session holds for its peer is bounded by this
 // side's own numbers, never by what the peer claims:
@@ -32,9 +29,7 @@ type Budget struct {
 	limit int64
 	used  atomic.Int64
 
-	mu      sync.Mutex
-	wake    chan struct{} // closed and remade when bytes are released
-	waiting atomic.Bool   // someone holds wake
+	wake broadcast // fired when bytes are released
 }
 
 // budgetFloor is what a session may always hold for sending, whatever the
@@ -43,7 +38,7 @@ const budgetFloor = 1 << 20
 
 // NewBudget returns a budget of limit bytes (at least 1 MiB).
 func NewBudget(limit int64) *Budget {
-	return &Budget{limit: max(limit, 1<<20), wake: make(chan struct{})}
+	return &Budget{limit: max(limit, 1<<20)}
 }
 
 // Limit returns the budget's limit in bytes.
@@ -77,13 +72,8 @@ func (b *Budget) add(n int64) {
 		return
 	}
 	b.used.Add(n)
-	if n < 0 && b.waiting.Load() {
-		b.mu.Lock()
-		if b.waiting.Swap(false) {
-			close(b.wake)
-			b.wake = make(chan struct{})
-		}
-		b.mu.Unlock()
+	if n < 0 {
+		b.wake.fire()
 	}
 }
 
@@ -92,10 +82,7 @@ func (b *Budget) released() <-chan struct{} {
 	if b == nil {
 		return nil
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.waiting.Store(true)
-	return b.wake
+	return b.wake.wait()
 }
 
 // Held is what a session holds for its peer now, in bytes.

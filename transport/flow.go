@@ -100,6 +100,8 @@ func (f *Flow) ID() uint32 { return f.id }
 // encoding (concentrator side).
 func (f *Flow) Dest() []byte { return f.dest }
 
+// signal wakes ch's waiter if none is pending already: a send that never
+// blocks, on a channel of capacity one.
 func signal(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:

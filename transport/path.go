@@ -266,10 +266,7 @@ func (p *Path) pushUrgent(j shardJob) {
 	p.umu.Lock()
 	p.urgent = append(p.urgent, j)
 	p.umu.Unlock()
-	select {
-	case p.urgentSig <- struct{}{}:
-	default:
-	}
+	signal(p.urgentSig)
 }
 
 // popUrgent takes the oldest urgent shard, if any.
@@ -285,10 +282,7 @@ func (p *Path) popUrgent() (shardJob, bool) {
 	if len(p.urgent) == 0 {
 		p.urgent = nil
 	} else {
-		select { // wake another writer for the rest
-		case p.urgentSig <- struct{}{}:
-		default:
-		}
+		signal(p.urgentSig) // wake another writer for the rest
 	}
 	return j, true
 }
@@ -439,10 +433,7 @@ func (c *pconn) sendControl(m *Msg) {
 	}
 	c.wbuf = AppendMsg(c.wbuf, m)
 	c.wmu.Unlock()
-	select {
-	case c.wsig <- struct{}{}:
-	default:
-	}
+	signal(c.wsig)
 }
 
 // maxControlBacklog bounds control bytes waiting to be written.
@@ -454,10 +445,7 @@ func (c *pconn) flushControl() {
 	case <-c.flushed:
 	default:
 	}
-	select {
-	case c.wsig <- struct{}{}:
-	default:
-	}
+	signal(c.wsig)
 	select {
 	case <-c.flushed:
 	case <-c.done:
@@ -483,10 +471,7 @@ func (c *pconn) controlWriter() {
 				return
 			}
 		}
-		select {
-		case c.flushed <- struct{}{}:
-		default:
-		}
+		signal(c.flushed)
 	}
 }
 
@@ -675,10 +660,7 @@ func (c *pconn) streamWriter() {
 		p.queued.Add(-size)
 		now := c.s.now()
 		p.lastTake.Store(int64(now))
-		select {
-		case c.s.space <- struct{}{}:
-		default:
-		}
+		signal(c.s.space)
 		// A writer that waited for a shard while its connection began to
 		// retire hands the shard back, ahead of new ones (the counter first,
 		// so a retiring connection that sees no writer has none).

@@ -27,10 +27,7 @@ const capacityHeadroom = 0.9
 // at once and replaces the current one without hysteresis.
 func (s *Session) SetTerms(t Terms) {
 	s.terms.Store(&t)
-	select {
-	case s.replan <- struct{}{}:
-	default:
-	}
+	signal(s.replan)
 }
 
 // SetTier, at the concentrator, changes the session's tier: its terms

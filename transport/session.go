@@ -77,10 +77,10 @@ type Session struct {
 	downSince time.Time // zero while some connection is up
 
 	// Sending: block buffer bytes sent and not yet acknowledged, bounded
-	// by cfg.SessionWindow and cfg.Budget (budget.go); txSpace is closed
-	// and remade when some are released.
+	// by cfg.SessionWindow and cfg.Budget (budget.go); txSpace fires
+	// when some are released.
 	txHeld  int64
-	txSpace chan struct{}
+	txSpace broadcast
 	// Receiving: rxGranted is the sum over live flows of what each may
 	// still send or has not been read (rxLimit - rxConsumed); fair shares
 	// of cfg.SessionWindow bound it (Flow.grantLocked).
@@ -98,7 +98,7 @@ type Session struct {
 	// for seconds behind its blocks once pacing made braid's own queues
 	// the bottleneck (failover under duplicate: rr p99 2-20 s).
 	dispatchTurn chan struct{}
-	changed      chan struct{} // a path went up or down
+	changed      broadcast     // a path went up or down
 	goAway       chan struct{} // closed once the concentrator drains (GOAWAY)
 	goAwayOnce   sync.Once
 	done         chan struct{}
@@ -127,15 +127,13 @@ func newSession(cfg Config, client bool) (*Session, error) {
 		return nil, err
 	}
 	s := &Session{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		client:  client,
-		epoch:   time.Now(),
-		flows:   make(map[uint32]*Flow),
-		accept:  make(chan *Flow, cfg.MaxFlows),
-		txSpace: make(chan struct{}),
-		space:   make(chan struct{}, 1),
-		changed: make(chan struct{}),
+		cfg:    cfg,
+		log:    cfg.Logger,
+		client: client,
+		epoch:  time.Now(),
+		flows:  make(map[uint32]*Flow),
+		accept: make(chan *Flow, cfg.MaxFlows),
+		space:  make(chan struct{}, 1),
 
 		dispatchTurn: make(chan struct{}, 1),
 		goAway:       make(chan struct{}),
@@ -383,16 +381,12 @@ func (s *Session) pathsChanged() {
 	} else if s.downSince.IsZero() {
 		s.downSince = time.Now()
 	}
-	close(s.changed)
-	s.changed = make(chan struct{})
 	s.mu.Unlock()
+	s.changed.fire()
 }
 
-func (s *Session) changedCh() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.changed
-}
+// changedCh returns a channel closed when a path next goes up or down.
+func (s *Session) changedCh() <-chan struct{} { return s.changed.wait() }
 
 // resendLost re-dispatches the shards of every unacknowledged block that
 // can no longer complete from shards on live connections.
@@ -643,7 +637,7 @@ func (s *Session) takeSendSpace(ctx context.Context, n int64, dead <-chan struct
 				return nil
 			}
 		}
-		ch := s.txSpace
+		ch := s.txSpace.wait() // under s.mu: releaseSend fires under it too
 		s.mu.Unlock()
 		select {
 		case <-ch:
@@ -663,8 +657,7 @@ func (s *Session) releaseSend(n int64) {
 	}
 	s.mu.Lock()
 	s.txHeld -= n
-	close(s.txSpace)
-	s.txSpace = make(chan struct{})
+	s.txSpace.fire()
 	s.mu.Unlock()
 	s.cfg.Budget.add(-n)
 }
