@@ -49,7 +49,8 @@ type metric struct {
 	format string
 	// higher is better (goodput); otherwise lower is (latency).
 	higher bool
-	// ratios: whether ratios to best and limit mean anything.
+	// ratios: whether ratios to best and limit mean anything (the
+	// ratio tables show only these).
 	ratios bool
 }
 
@@ -86,7 +87,8 @@ var reportMetrics = []metric{
 }
 
 // WriteReport writes report.md: the scenario, then the systems side by
-// side, each figure with its ratio to the best system and to the limit.
+// side, one figure a cell, then the ratios of those figures to the best
+// system and to the limit in tables of their own.
 func WriteReport(w io.Writer, res *Results, plots []string) {
 	sc := res.Scn
 	fmt.Fprintf(w, "# braid bench: %s\n\n", res.Scenario)
@@ -142,7 +144,7 @@ func WriteReport(w io.Writer, res *Results, plots []string) {
 
 	fmt.Fprintln(w, "## Results")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Each figure: value (ratio to the best system, ratio to the limit). `-`: does not apply.")
+	fmt.Fprintln(w, "One figure per cell; `-`: does not apply. The ratios to the best system and to the limit follow in tables of their own.")
 	fmt.Fprintln(w)
 	// Only the columns some system has a value for.
 	var cols []metric
@@ -154,24 +156,8 @@ func WriteReport(w io.Writer, res *Results, plots []string) {
 			}
 		}
 	}
-	fmt.Fprint(w, "| system |")
-	for _, m := range cols {
-		fmt.Fprintf(w, " %s |", m.head)
-	}
-	fmt.Fprint(w, "\n| --- |")
-	for range cols {
-		fmt.Fprint(w, " --- |")
-	}
-	fmt.Fprintln(w)
-	for i := range res.Systems {
-		s := &res.Systems[i]
-		fmt.Fprintf(w, "| %s |", s.Name)
-		for _, m := range cols {
-			fmt.Fprintf(w, " %s |", cell(m, s, res))
-		}
-		fmt.Fprintln(w)
-	}
-	fmt.Fprintln(w)
+	writeTable(w, res, cols, func(m metric, s *SystemResult) string { return value(m, s) })
+	writeRatios(w, res, cols)
 
 	// Bytes per path.
 	fmt.Fprintln(w, "Bytes each path carried (both directions, on the wire), MB:")
@@ -263,37 +249,100 @@ func describeWorkload(w Workload) string {
 	return s + window
 }
 
-// cell formats one figure with its ratios.
-func cell(m metric, s *SystemResult, res *Results) string {
+// writeTable writes one row per system and one column per metric, each
+// cell what fig gives.
+func writeTable(w io.Writer, res *Results, cols []metric, fig func(metric, *SystemResult) string) {
+	fmt.Fprint(w, "| system |")
+	for _, m := range cols {
+		fmt.Fprintf(w, " %s |", m.head)
+	}
+	fmt.Fprint(w, "\n| --- |")
+	for range cols {
+		fmt.Fprint(w, " --- |")
+	}
+	fmt.Fprintln(w)
+	for i := range res.Systems {
+		s := &res.Systems[i]
+		fmt.Fprintf(w, "| %s |", s.Name)
+		for _, m := range cols {
+			fmt.Fprintf(w, " %s |", fig(m, s))
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w)
+}
+
+// writeRatios writes the ratios of the figures in cols, where they mean
+// something, to the best system and to the limit: two tables of one
+// ratio a cell, each with only the columns where some ratio exists.
+func writeRatios(w io.Writer, res *Results, cols []metric) {
+	for _, to := range []struct {
+		title string
+		den   func(metric) float64
+	}{
+		{"Ratio to the best system (the best in each column, the limit left out, is 1.00)", func(m metric) float64 { return best(m, res) }},
+		{"Ratio to the limit (what the paths allow at best)", func(m metric) float64 { return deref(m.get(&res.Limit)) }},
+	} {
+		var rc []metric
+		for _, m := range cols {
+			if !m.ratios {
+				continue
+			}
+			for i := range res.Systems {
+				if ratio(m, &res.Systems[i], to.den(m)) != "-" {
+					rc = append(rc, m)
+					break
+				}
+			}
+		}
+		if len(rc) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "### %s\n\n", to.title)
+		writeTable(w, res, rc, func(m metric, s *SystemResult) string { return ratio(m, s, to.den(m)) })
+	}
+}
+
+// value formats one figure.
+func value(m metric, s *SystemResult) string {
 	v := m.get(s)
 	if v == nil {
 		return "-"
 	}
-	out := fmt.Sprintf(m.format, *v)
-	if !m.ratios {
-		return out
+	return fmt.Sprintf(m.format, *v)
+}
+
+// ratio formats s's figure over den; "-" when either is missing or den
+// is 0.
+func ratio(m metric, s *SystemResult, den float64) string {
+	v := m.get(s)
+	if v == nil || math.IsNaN(den) || den == 0 {
+		return "-"
 	}
-	best := math.NaN()
+	return fmt.Sprintf("%.2f", *v/den)
+}
+
+// best is the best figure of metric m over the systems but the limit;
+// NaN when none has one.
+func best(m metric, res *Results) float64 {
+	b := math.NaN()
 	for i := range res.Systems {
 		o := &res.Systems[i]
 		if o.Name == "limit" {
 			continue
 		}
-		if x := m.get(o); x != nil && (math.IsNaN(best) || (m.higher && *x > best) || (!m.higher && *x < best)) {
-			best = *x
+		if x := m.get(o); x != nil && (math.IsNaN(b) || (m.higher && *x > b) || (!m.higher && *x < b)) {
+			b = *x
 		}
 	}
-	ratio := func(den float64) string {
-		if math.IsNaN(den) || den == 0 {
-			return "-"
-		}
-		return fmt.Sprintf("%.2f", *v/den)
+	return b
+}
+
+func deref(p *float64) float64 {
+	if p == nil {
+		return math.NaN()
 	}
-	lim := math.NaN()
-	if x := m.get(&res.Limit); x != nil {
-		lim = *x
-	}
-	return fmt.Sprintf("%s (%s, %s)", out, ratio(best), ratio(lim))
+	return *p
 }
 
 // Summary writes a short text table of the results, for a terminal.
