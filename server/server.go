@@ -309,7 +309,7 @@ func (s *Server) SetPolicy(p *tier.Policy) {
 			s.log.Warn("tier not applied", "tier", t.Name, "err", err)
 			continue
 		}
-		s.log.Info("session tier set", "session", fmt.Sprintf("%x", id[:8]), "tier", t.String())
+		s.log.Info("session tier set", "session", fmt.Sprintf("%x", id[:8]), "tier", t.String()) // as sessionName
 	}
 }
 
@@ -359,9 +359,9 @@ func (s *Server) join(qc *quic.Conn) {
 		s.tokens[sess.ID()] = j.Msg.Token
 		s.perToken[j.Msg.Token]++
 		if cfg.Tier != nil {
-			s.log.Info("session tier", "tier", cfg.Tier.String())
+			s.log.Info("session tier", "session", sessionName(sess), "tier", cfg.Tier.String())
 		}
-		s.log.Info("session opened", "remote", remote, "path", j.Msg.Path.Name)
+		s.log.Info("session opened", "session", sessionName(sess), "remote", remote, "path", j.Msg.Path.Name)
 		s.wg.Add(1)
 		go s.run(sess)
 		return
@@ -376,7 +376,7 @@ func (s *Server) join(qc *quic.Conn) {
 		s.log.Warn("path join failed", "remote", remote, "path", j.Msg.Path.Name, "err", err)
 		return
 	}
-	s.log.Debug("path joined", "remote", remote, "path", j.Msg.Path.Name)
+	s.log.Debug("path joined", "session", sessionName(sess), "remote", remote, "path", j.Msg.Path.Name)
 }
 
 // run serves a session's flows until it ends, then forgets it.
@@ -402,7 +402,7 @@ func (s *Server) run(sess *transport.Session) {
 	delete(s.sessions, sess.ID())
 	delete(s.tokens, sess.ID())
 	s.mu.Unlock()
-	s.log.Info("session closed", "err", sess.Err())
+	s.log.Info("session closed", "session", sessionName(sess), "err", sess.Err())
 }
 
 // flow dials a flow's destination and relays it.
@@ -488,3 +488,10 @@ var _ relay.Flow = (*transport.Flow)(nil)
 // AllowPrivate (destpolicy.Public): not special-purpose, and not an IPv6
 // form that embeds a special-purpose IPv4 address.
 func Public(ip netip.Addr) bool { return destpolicy.Public(ip) == nil }
+
+// sessionName is how logs and the status page name a session: the first 8
+// bytes of its id, in hex.
+func sessionName(sess *transport.Session) string {
+	id := sess.ID()
+	return hex.EncodeToString(id[:8])
+}

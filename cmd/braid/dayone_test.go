@@ -83,3 +83,23 @@ func TestVersionAndHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestServerStatusFlag: braid server --status serves the status page
+// docs/STATUS.md describes, from the flag or the config file.
+func TestServerStatusFlag(t *testing.T) {
+	cert, key, _ := keyFiles(t)
+	base := []string{"--listen", "127.0.0.1:0", "--cert", cert, "--key", key, "--token", "a"}
+	cfg, err := parseServer(append(base, "--status", "127.0.0.1:9999"), io.Discard)
+	if err != nil || cfg.Status != "127.0.0.1:9999" {
+		t.Fatalf("--status: %q, %v", cfg.Status, err)
+	}
+	file := writeFile(t, "s.toml", "status = \"127.0.0.1:9998\"\n")
+	cfg, err = parseServer(append(base, "--config", file), io.Discard)
+	if err != nil || cfg.Status != "127.0.0.1:9998" {
+		t.Fatalf("status in the file: %q, %v", cfg.Status, err)
+	}
+	cfg, err = parseServer(base, io.Discard)
+	if err != nil || cfg.Status != "" {
+		t.Fatalf("default: %q, %v", cfg.Status, err)
+	}
+}

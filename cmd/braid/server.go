@@ -28,6 +28,7 @@ type serverOpts struct {
 	ownAddrs          strList
 	memoryBudget      int
 	drainTimeout      time.Duration
+	status            string
 	scheduler, policy string
 	config, logLevel  string
 
@@ -50,6 +51,7 @@ type serverFile struct {
 	OwnAddrs            []string `toml:"own_addr"`
 	MemoryBudget        *int     `toml:"memory_budget"`
 	DrainTimeout        string   `toml:"drain_timeout"`
+	Status              string   `toml:"status"`
 	MaxSessions         *int     `toml:"max_sessions"`
 	MaxSessionsPerToken *int     `toml:"max_sessions_per_token"`
 }
@@ -64,6 +66,7 @@ func serverFlags(o *serverOpts) *flag.FlagSet {
 	fs.BoolVar(&o.allowPrivate, "allow-private", false, "let flows reach private, link-local and other special-purpose destinations (not this host's own: see --allow-own)")
 	fs.BoolVar(&o.allowOwn, "allow-own", false, "let flows reach this host's own addresses, loopback included (whatever listens here, firewalled or not)")
 	fs.Var(&o.ownAddrs, "own-addr", "an `IP` of this host on none of its interfaces (a public address behind 1:1 NAT), refused as a destination (repeatable)")
+	fs.StringVar(&o.status, "status", "", "`HOST:PORT` serving every session's paths and plans as JSON (GET /status); it shows clients' traffic: keep it on loopback or a management network")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, how long live flows may go on while clients move to a new session (a second signal ends them at once)")
 	fs.IntVar(&o.memoryBudget, "memory-budget", 192, "`MiB` of flow data all sessions together may hold (sent and unacknowledged, or granted to receive)")
 	fs.StringVar(&o.scheduler, "scheduler", "", "`POLICY` by which downloads are spread over a client's paths: bestvalue (the default with --policy), weighted (the default without), cheapest, minrtt, roundrobin, duplicate or single:PATH")
@@ -108,6 +111,7 @@ func parseServer(args []string, logOut io.Writer) (server.Config, error) {
 		if !set["own-addr"] {
 			o.ownAddrs = f.OwnAddrs
 		}
+		fromFile(&o.status, f.Status, set["status"])
 		if f.DrainTimeout != "" && !set["drain-timeout"] {
 			d, err := time.ParseDuration(f.DrainTimeout)
 			if err != nil {
@@ -187,6 +191,7 @@ func parseServer(args []string, logOut io.Writer) (server.Config, error) {
 		OwnAddrs:     own,
 		MemoryBudget: int64(o.memoryBudget) << 20,
 		DrainTimeout: o.drainTimeout,
+		Status:       o.status,
 		Logger:       logger,
 
 		MaxSessions:         o.maxSessions,
