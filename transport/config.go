@@ -61,7 +61,8 @@ type Config struct {
 	// before they fail (default 30 s).
 	Grace time.Duration
 	// Policy names the scheduling policy (scheduler.New): weighted (the
-	// default), minrtt, roundrobin, duplicate or single:PATH.
+	// default; cheapest when paths have prices, see PricedPolicy),
+	// bestvalue, cheapest, minrtt, roundrobin, duplicate or single:PATH.
 	Policy string
 	// Terms are what the session's user buys, read by the bestvalue
 	// planner; Session.SetTerms changes them.

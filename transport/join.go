@@ -77,6 +77,14 @@ func Dial(ctx context.Context, cfg Config, token string, paths []PathDialer) (*C
 	if len(paths) == 0 {
 		return nil, errors.New("no paths")
 	}
+	if cfg.Policy == "" {
+		for _, pd := range paths {
+			if pd.Info.PriceGB > 0 {
+				cfg.Policy = PricedPolicy
+				break
+			}
+		}
+	}
 	s, err := newSession(cfg, true)
 	if err != nil {
 		return nil, err
@@ -307,6 +315,14 @@ func (c *Client) keep(p *Path, pd PathDialer, slot int, pc *pconn, quit <-chan s
 	}
 }
 
+// PricedPolicy is the policy a session takes when none is configured and
+// its paths have prices (the client's, or the first one joined at the
+// concentrator): the cheapest path with room carries each shard, and a
+// dearer one only what the cheaper cannot (scheduler's cheapest). A user
+// who states prices expects them to count; without prices the default
+// is weighted.
+const PricedPolicy = "cheapest"
+
 // Join is a join request read from a new connection at the concentrator.
 type Join struct {
 	Msg  Msg
@@ -358,6 +374,9 @@ func (j *Join) Refuse(code uint8, reason string) {
 func NewServerSession(cfg Config, j *Join) (*Session, error) {
 	cfg.Device = j.Msg.Device
 	cfg.Terms.Profile = j.Msg.Device.Profile()
+	if cfg.Policy == "" && (j.Msg.Path.PriceGB > 0 || cfg.Prices[j.Msg.Path.Medium] > 0) {
+		cfg.Policy = PricedPolicy
+	}
 	s, err := newSession(cfg, false)
 	if err != nil {
 		return nil, err

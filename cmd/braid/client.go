@@ -85,7 +85,7 @@ func clientFlags(o *clientOpts) *flag.FlagSet {
 	fs.Var(&o.paths, "path", "a network path `NAME=SPEC` (repeatable; see above)")
 	fs.StringVar(&o.fec, "fec", "", "erasure coding `K,M`: up to K data shards plus M parity shards per block (default 8,0)")
 	fs.StringVar(&o.status, "status", "127.0.0.1:1081", "loopback `HOST:PORT` of the status page (GET /status; braid status reads it); \"off\" for none; the default, if taken, is skipped with a warning")
-	fs.StringVar(&o.sched, "scheduler", "", "`POLICY` by which uploads are spread over the paths: weighted (default), bestvalue (by the tier the concentrator pushes), cheapest, minrtt, roundrobin, duplicate or single:PATH")
+	fs.StringVar(&o.sched, "scheduler", "", "`POLICY` by which uploads are spread over the paths: weighted (the default; cheapest when paths have a price), bestvalue (by the tier the concentrator pushes), cheapest, minrtt, roundrobin, duplicate or single:PATH")
 	fs.StringVar(&o.grace, "grace", "", "how long flows wait for a live path before failing, a `DURATION` like 30s (default 30s)")
 	fs.StringVar(&o.cpu, "cpu", "mid", "this device's CPU `CLASS` (low, mid or high), for the concentrator's plan: a low one gets bigger shards")
 	fs.IntVar(&o.mtu, "mtu", 0, "this device's path `MTU` in bytes (default 1500)")

@@ -69,7 +69,7 @@ func serverFlags(o *serverOpts) *flag.FlagSet {
 	fs.StringVar(&o.status, "status", "", "`HOST:PORT` serving every session's paths and plans as JSON (GET /status); it shows clients' traffic: keep it on loopback or a management network")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, how long live flows may go on while clients move to a new session (a second signal ends them at once)")
 	fs.IntVar(&o.memoryBudget, "memory-budget", 192, "`MiB` of flow data all sessions together may hold (sent and unacknowledged, or granted to receive)")
-	fs.StringVar(&o.scheduler, "scheduler", "", "`POLICY` by which downloads are spread over a client's paths: bestvalue (the default with --policy), weighted (the default without), cheapest, minrtt, roundrobin, duplicate or single:PATH")
+	fs.StringVar(&o.scheduler, "scheduler", "", "`POLICY` by which downloads are spread over a client's paths: bestvalue (the default with --policy), weighted (the default without; cheapest when the client's paths have a price), cheapest, minrtt, roundrobin, duplicate or single:PATH")
 	fs.StringVar(&o.policy, "policy", "", "policy `FILE` (.toml, .yaml or .yml): tiers with revenue and SLAs, tokens to tiers, default path prices; SIGHUP reloads it")
 	fs.IntVar(&o.maxSessions, "max-sessions", 1024, "at most `N` concurrent sessions, all tokens together")
 	fs.IntVar(&o.maxSessionsPerToken, "max-sessions-per-token", 8, "at most `N` concurrent sessions of one token; a tier's max_sessions in the --policy file wins for its tokens")
