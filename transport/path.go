@@ -368,12 +368,7 @@ func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream) *pconn {
 		defer s.wg.Done()
 		select {
 		case <-qc.Context().Done():
-			cause := context.Cause(qc.Context())
-			c.close(cause)
-			var ae *quic.ApplicationError
-			if errors.As(cause, &ae) && ae.Remote && ae.ErrorCode == closeCodeSession {
-				s.closeWith(fmt.Errorf("%w by peer", ErrSessionClosed), false)
-			}
+			c.close(context.Cause(qc.Context()))
 		case <-c.done:
 		}
 		c.wg.Wait()
@@ -403,6 +398,13 @@ func (c *pconn) close(err error) {
 			c.s.pathsChanged()
 		}
 	})
+	// The peer closed the connection because its session ends (code 2),
+	// however this side learnt it: the data or control stream's read
+	// error, or the connection's own end.
+	var ae *quic.ApplicationError
+	if errors.As(err, &ae) && ae.Remote && ae.ErrorCode == closeCodeSession {
+		c.s.closeWith(fmt.Errorf("%w by peer", ErrSessionClosed), false)
+	}
 }
 
 // usable reports whether the connection may carry shards: up and not
