@@ -279,3 +279,51 @@ func TestHostileSessionsMemory(t *testing.T) {
 		t.Fatalf("heap %d MiB after the sessions ended, %d MiB before", after>>20, before>>20)
 	}
 }
+
+// A client that opens many flows into a destination that never reads and
+// fills each one's initial window makes the concentrator hold about its
+// session window, not a window per flow.
+func TestManyStalledUploadsBounded(t *testing.T) {
+	const flows = 64
+	cfg := Config{SessionWindow: 4 << 20}
+	release := make(chan struct{})
+	defer close(release)
+	ts := newTestServer(t, cfg, func(f *Flow) {
+		f.Accept()
+		<-release // never reads
+		f.Reset()
+	})
+	c := dialClient(t, cfg, []PathDialer{dialerTo("a", ts.addr(), ts.pin)})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for range flows {
+		f, err := c.OpenFlow(ctx, []byte{1, 127, 0, 0, 1, 0, 80})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Reset()
+		go func() {
+			buf := make([]byte, 64<<10)
+			for {
+				if _, err := f.Write(buf); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	var peak int64
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, s := range ts.list() {
+			peak = max(peak, s.Buffered())
+		}
+	}
+	perFlow := int64(256 << 10) // the initial window each flow may fill
+	t.Logf("%d stalled uploads: the concentrator held %d bytes unread at most (session window %d; %d without the bound)",
+		flows, peak, cfg.SessionWindow, flows*perFlow)
+	if bound := int64(cfg.SessionWindow) + flows*2*int64(64<<10); peak > bound {
+		t.Fatalf("held %d bytes unread, more than %d", peak, bound)
+	}
+	if peak < int64(cfg.SessionWindow) {
+		t.Fatalf("held only %d bytes: the uploads did not load the concentrator", peak)
+	}
+}

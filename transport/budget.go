@@ -11,7 +11,9 @@ import "sync/atomic"
 //   - received and not yet read: per flow what this side granted (a window
 //     that starts at Config.InitialFlowWindow and grows, while the reader
 //     keeps up, to Config.FlowWindow), per session the grants' sum, held
-//     under Config.SessionWindow by fair shares (Flow.grantLocked);
+//     under Config.SessionWindow by fair shares (Flow.grantLocked); as
+//     every new flow gets its initial window, past SessionWindow unread a
+//     flow holding a block's worth takes no new block (Flow.onShard);
 //   - received out of order (parity, blocks waiting on an earlier one):
 //     within the windows, and the rxHeld budget in Flow.onShard.
 //
@@ -101,5 +103,5 @@ type Held struct {
 func (s *Session) Held() Held {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Held{Send: s.txHeld, Window: int64(s.rxGranted), Reassembly: s.rxHeld.Load()}
+	return Held{Send: s.txHeld, Window: int64(s.rxGranted.Load()), Reassembly: s.rxHeld.Load()}
 }

@@ -76,7 +76,7 @@ type Flow struct {
 // newFlow makes a flow; the caller holds s.mu.
 func newFlow(s *Session, id uint32) *Flow {
 	w := uint64(s.cfg.InitialFlowWindow)
-	s.rxGranted += w
+	s.rxGranted.Add(w)
 	s.cfg.Budget.add(int64(w))
 	return &Flow{
 		s:            s,
@@ -547,8 +547,8 @@ func (f *Flow) grantLocked(now time.Time) uint64 {
 	}
 	s.mu.Lock()
 	flows := uint64(len(s.flows))
-	others := s.rxGranted - f.rxCounted
 	s.mu.Unlock()
+	others := s.rxGranted.Load() - f.rxCounted
 	session := uint64(s.cfg.SessionWindow)
 	w := min(f.rxWindow, max(initial, session/(flows+1)))
 	if others+w > session {
@@ -566,7 +566,7 @@ func (f *Flow) grantLocked(now time.Time) uint64 {
 // recountLocked brings the session's rxGranted up to date with what the
 // flow may still make this side hold: the rest of its window, or, once
 // the peer's FIN is in, its unread bytes; nothing once it has ended.
-// Caller holds f.mu, not s.mu.
+// Caller holds f.mu. It runs on every read, so it takes no session lock.
 func (f *Flow) recountLocked() {
 	var c uint64
 	switch {
@@ -579,9 +579,7 @@ func (f *Flow) recountLocked() {
 	if c == f.rxCounted {
 		return
 	}
-	f.s.mu.Lock()
-	f.s.rxGranted += c - f.rxCounted // modular: c may be the smaller
-	f.s.mu.Unlock()
+	f.s.rxGranted.Add(c - f.rxCounted) // modular: c may be the smaller
 	f.s.cfg.Budget.add(int64(c) - int64(f.rxCounted))
 	f.rxCounted = c
 }
@@ -876,6 +874,23 @@ func (f *Flow) onShard(h *ShardHeader, buf []byte) error {
 		return malformed("flow %d: block flags %#x from the wrong side", f.id, h.Flags)
 	}
 	rb := f.rxPending[h.Block]
+	// Memory, not windows, at the session: every new flow gets its initial
+	// window whether or not the session has room, so a peer opening many
+	// flows into destinations that do not read could make this side hold
+	// MaxFlows initial windows. Once the session holds SessionWindow
+	// unread (or the shared budget is spent), a flow whose reader has a
+	// block's worth waiting takes no new block, nor one out of order once
+	// it holds that much; the sender re-sends it when it is overdue. The
+	// block next in order is always taken while the reader has nothing,
+	// since only it can free the rest.
+	bs := uint64(f.s.cfg.BlockSize)
+	if isData && rb == nil && (f.rxDelivered-f.rxConsumed >= bs || h.Block != f.rxNext && f.rxHigh-f.rxConsumed >= bs) &&
+		(f.s.rxUnread.Load() > int64(f.s.cfg.SessionWindow) || f.s.cfg.Budget.over()) {
+		f.mu.Unlock()
+		putShard(buf)
+		f.s.stats.ShardsDropped.Add(1)
+		return nil
+	}
 	if rb != nil && !rb.hdr.sameBlock(h) {
 		f.mu.Unlock()
 		putShard(buf)

@@ -84,9 +84,10 @@ type Session struct {
 	// Receiving: rxGranted is the sum over live flows of what each may
 	// still send or has not been read (rxLimit - rxConsumed); fair shares
 	// of cfg.SessionWindow bound it (Flow.grantLocked).
-	rxGranted  uint64
-	rxTotal    uint64 // sum over flows of the highest offset received
-	rxConsumed uint64 // bytes the application has taken (or dropped)
+	rxGranted atomic.Uint64
+	// rxUnread is the flow bytes received (to each flow's highest
+	// offset) and not yet taken by the readers; Flow.onShard bounds it.
+	rxUnread atomic.Int64
 
 	rxHeld atomic.Int64 // shard bytes held in reassembly
 
@@ -368,13 +369,7 @@ func (s *Session) anyUsable() bool {
 // pathsChanged notes whether any path is up, for the grace period, and
 // wakes dispatchers waiting for a path.
 func (s *Session) pathsChanged() {
-	anyUp := false
-	for _, p := range s.pathList() {
-		if p.Up() {
-			anyUp = true
-			break
-		}
-	}
+	anyUp := s.anyUsable()
 	s.mu.Lock()
 	if anyUp {
 		s.downSince = time.Time{}
@@ -529,12 +524,8 @@ func (s *Session) removeFlow(f *Flow) {
 }
 
 // Buffered returns the flow bytes this side has received and its readers
-// have not yet taken; the session window bounds it.
-func (s *Session) Buffered() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return int64(s.rxTotal - s.rxConsumed)
-}
+// have not yet taken; the session window bounds it (Flow.onShard).
+func (s *Session) Buffered() int64 { return s.rxUnread.Load() }
 
 // NumFlows returns the number of live flows.
 func (s *Session) NumFlows() int {
@@ -664,20 +655,11 @@ func (s *Session) releaseSend(n int64) {
 
 // rxAccount records that a flow's highest received offset grew by n
 // bytes (the flow checked them against its own window).
-func (s *Session) rxAccount(n uint64) {
-	s.mu.Lock()
-	s.rxTotal += n
-	s.mu.Unlock()
-}
+func (s *Session) rxAccount(n uint64) { s.rxUnread.Add(int64(n)) }
 
 // consumed records that n received bytes have left the session.
 func (s *Session) consumed(n uint64) {
-	if n == 0 {
-		return
-	}
-	s.mu.Lock()
-	s.rxConsumed += n
-	s.mu.Unlock()
+	s.rxUnread.Add(-int64(n))
 }
 
 // sendControl sends a message on the best live connection. Losing it with
