@@ -1,0 +1,402 @@
+package pktfec
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// pipe is two Conns with a relay between them that drops, duplicates,
+// holds back or injects packets as a test says. a sends to ra, the relay
+// forwards from rb to b, and back the same way.
+type pipe struct {
+	t      *testing.T
+	a, b   *Conn
+	ra, rb *net.UDPConn
+	mu     sync.Mutex
+	// ab decides each datagram from a to b, by its index in that
+	// direction: false drops it.
+	ab    func(i int, pkt []byte) bool
+	dup   map[int]bool // indexes a->b delivered twice
+	hold  map[int]bool // indexes a->b held until the next one has gone
+	n     int
+	held  []byte
+	done  chan struct{}
+	wg    sync.WaitGroup
+	once  sync.Once
+	bAddr *net.UDPAddr
+	aAddr *net.UDPAddr
+}
+
+func listen(t *testing.T) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func newPipe(t *testing.T, cfg Config) *pipe {
+	p := &pipe{t: t, ra: listen(t), rb: listen(t), dup: map[int]bool{}, hold: map[int]bool{}, done: make(chan struct{})}
+	ua, ub := listen(t), listen(t)
+	p.aAddr, p.bAddr = ua.LocalAddr().(*net.UDPAddr), ub.LocalAddr().(*net.UDPAddr)
+	p.a, p.b = New(ua, cfg), New(ub, cfg)
+	if !p.a.Enable(p.ra.LocalAddr()) || !p.b.Enable(p.rb.LocalAddr()) {
+		t.Fatal("enable failed")
+	}
+	p.wg.Add(2)
+	go p.forward(p.ra, p.rb, p.bAddr, true)
+	go p.forward(p.rb, p.ra, p.aAddr, false)
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *pipe) close() { p.once.Do(p.closeNow) }
+
+func (p *pipe) closeNow() {
+	close(p.done)
+	p.ra.Close()
+	p.rb.Close()
+	p.wg.Wait()
+	p.a.Close()
+	p.b.Close()
+}
+
+func (p *pipe) forward(from, to *net.UDPConn, dst *net.UDPAddr, ab bool) {
+	defer p.wg.Done()
+	buf := make([]byte, 4096)
+	for {
+		n, _, err := from.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		pkt := append([]byte(nil), buf[:n]...)
+		if !ab {
+			to.WriteToUDP(pkt, dst)
+			continue
+		}
+		p.mu.Lock()
+		i := p.n
+		p.n++
+		pass := p.ab == nil || p.ab(i, pkt)
+		dup, hold := p.dup[i], p.hold[i]
+		held := p.held
+		p.mu.Unlock()
+		if !pass {
+			continue
+		}
+		if hold {
+			p.mu.Lock()
+			p.held = pkt
+			p.mu.Unlock()
+			continue
+		}
+		to.WriteToUDP(pkt, dst)
+		if dup {
+			to.WriteToUDP(pkt, dst)
+		}
+		if held != nil {
+			to.WriteToUDP(held, dst)
+			p.mu.Lock()
+			p.held = nil
+			p.mu.Unlock()
+		}
+	}
+}
+
+// rules sets what the relay does to a->b datagrams; nil maps keep theirs.
+func (p *pipe) rules(ab func(int, []byte) bool, dup, hold map[int]bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ab = ab
+	if dup != nil {
+		p.dup = dup
+	}
+	if hold != nil {
+		p.hold = hold
+	}
+}
+
+// inject sends raw bytes to b as if from a's side of the relay.
+func (p *pipe) inject(pkt []byte) {
+	p.rb.WriteToUDP(pkt, p.bAddr)
+}
+
+// quicPacket is a stand-in for a QUIC short-header packet: the fixed bit
+// set, its index, then bytes of a length that varies with it.
+func quicPacket(i int) []byte {
+	b := make([]byte, 5, 1200)
+	b[0] = 0x40
+	binary.BigEndian.PutUint32(b[1:], uint32(i))
+	for j := range 100 + (i*37)%900 {
+		b = append(b, byte(i+j))
+	}
+	return b
+}
+
+// collect reads what b hands up until want packets came or quiet for wait.
+func (p *pipe) collect(want int, wait time.Duration) map[int]int {
+	got := map[int]int{}
+	buf := make([]byte, 1452)
+	total := 0
+	for total < want {
+		p.b.SetReadDeadline(time.Now().Add(wait))
+		n, _, err := p.b.ReadFrom(buf)
+		if err != nil {
+			break
+		}
+		pkt := buf[:n]
+		if n < 5 {
+			p.t.Fatalf("short packet %x", pkt)
+		}
+		i := int(binary.BigEndian.Uint32(pkt[1:]))
+		if !bytes.Equal(pkt, quicPacket(i)) {
+			p.t.Fatalf("packet %d corrupted", i)
+		}
+		got[i]++
+		total++
+	}
+	return got
+}
+
+func TestRepairPatterns(t *testing.T) {
+	// k=8, m=2: each group is 8 data packets then 2 parity, so a->b
+	// datagram i is data packet i - 2*(i/10) when i%10 < 8.
+	dataIdx := func(i int) int {
+		if i%10 >= 8 {
+			return -1
+		}
+		return i - 2*(i/10)
+	}
+	cases := []struct {
+		name     string
+		drop     map[int]bool // a->b datagram indexes dropped
+		dup, hld map[int]bool
+		packets  int
+		lost     []int // data packets that cannot come back
+	}{
+		{name: "clean", packets: 16},
+		{name: "single", drop: map[int]bool{3: true}, packets: 16},
+		{name: "two in a group", drop: map[int]bool{2: true, 7: true}, packets: 16},
+		{name: "first and last", drop: map[int]bool{0: true, 17: true}, packets: 16},
+		{name: "burst of two", drop: map[int]bool{11: true, 12: true}, packets: 16},
+		{name: "three: beyond parity", drop: map[int]bool{1: true, 2: true, 3: true}, packets: 16, lost: []int{1, 2, 3}},
+		{name: "data and parity", drop: map[int]bool{4: true, 8: true}, packets: 16},
+		{name: "parity only", drop: map[int]bool{8: true, 9: true}, packets: 16},
+		{name: "one each group", drop: map[int]bool{5: true, 15: true}, packets: 16},
+		{name: "duplicates", dup: map[int]bool{2: true, 8: true}, packets: 16},
+		{name: "reordered", hld: map[int]bool{3: true, 12: true}, packets: 16},
+		{name: "reordered and lost", hld: map[int]bool{2: true}, drop: map[int]bool{5: true}, packets: 16},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPipe(t, Config{K: 8, fixedM: 2, GroupDelay: time.Second})
+			p.rules(func(i int, _ []byte) bool { return !tc.drop[i] }, tc.dup, tc.hld)
+			for i := range tc.packets {
+				if _, err := p.a.WriteTo(quicPacket(i), p.ra.LocalAddr()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := p.collect(tc.packets-len(tc.lost), time.Second)
+			lost := map[int]bool{}
+			for _, i := range tc.lost {
+				lost[i] = true
+			}
+			for i := range tc.packets {
+				switch {
+				case lost[i] && got[i] != 0:
+					t.Errorf("packet %d came back though %d of its group were lost", i, len(tc.lost))
+				case !lost[i] && got[i] != 1:
+					t.Errorf("packet %d handed up %d times", i, got[i])
+				}
+			}
+			repaired := 0
+			for i := range tc.drop {
+				if d := dataIdx(i); d >= 0 && !lost[d] {
+					repaired++
+				}
+			}
+			if st, _ := p.b.PeerStats(p.rb.LocalAddr()); int(st.Repaired) != repaired {
+				t.Errorf("repaired %d, want %d", st.Repaired, repaired)
+			}
+		})
+	}
+}
+
+// A group cut short by its timer still gets parity, and what it lost is
+// rebuilt.
+func TestGroupTimer(t *testing.T) {
+	p := newPipe(t, Config{K: 32, fixedM: 2, GroupDelay: 5 * time.Millisecond})
+	p.rules(func(i int, _ []byte) bool { return i != 1 }, nil, nil)
+	for i := range 3 {
+		p.a.WriteTo(quicPacket(i), p.ra.LocalAddr())
+	}
+	got := p.collect(3, time.Second)
+	for i := range 3 {
+		if got[i] != 1 {
+			t.Errorf("packet %d handed up %d times", i, got[i])
+		}
+	}
+}
+
+// Forged, truncated and inconsistent parity is dropped and counted; it
+// never hands up a packet that was not sent.
+func TestForgedParity(t *testing.T) {
+	p := newPipe(t, Config{K: 8, fixedM: 2, GroupDelay: time.Second})
+	p.rules(func(i int, _ []byte) bool { return i != 2 && i%10 < 8 }, nil, nil) // no parity gets through
+	for i := range 8 {
+		p.a.WriteTo(quicPacket(i), p.ra.LocalAddr())
+	}
+	got := p.collect(7, time.Second)
+	if len(got) != 7 {
+		t.Fatalf("got %d packets, want 7", len(got))
+	}
+	forged := [][]byte{
+		{typeParity},                                // truncated
+		{typeParity, 0, 0, 0, 8, 8, 2, 0},           // no payload
+		{typeParity, 0, 0, 0, 9, 8, 2, 0, 0, 0, 1},  // n > k
+		{typeParity, 0, 0, 0, 8, 65, 2, 0, 0, 0, 1}, // k too large
+		{typeParity, 0, 0, 0, 8, 8, 2, 2, 0, 0, 1},  // j >= m
+		{typeParity, 0, 0, 0, 8, 8, 0, 0, 0, 0, 1},  // m 0
+		{typeReport, 1, 2},                          // short report
+		append([]byte{typeData, 0, 0, 9}, 0x00, 1),  // data not QUIC
+	}
+	for _, f := range forged {
+		p.inject(f)
+	}
+	// Parity with the right header and wrong bytes: the rebuilt packet
+	// is garbage quic-go would drop; here it must not crash and must not
+	// be one of ours.
+	junk := append([]byte{typeParity, 0, 0, 0, 8, 8, 2, 0}, bytes.Repeat([]byte{0x5a}, 1200)...)
+	p.inject(junk)
+	// A second parity for the same group announcing another size.
+	p.inject(append([]byte{typeParity, 0, 0, 0, 8, 8, 2, 1}, bytes.Repeat([]byte{1}, 300)...))
+	buf := make([]byte, 1452)
+	p.b.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	for {
+		n, _, err := p.b.ReadFrom(buf)
+		if err != nil {
+			break
+		}
+		if n >= 5 && bytes.Equal(buf[:n], quicPacket(int(binary.BigEndian.Uint32(buf[1:])))) {
+			t.Fatalf("forged parity produced packet %d", binary.BigEndian.Uint32(buf[1:]))
+		}
+	}
+	if m := p.b.Stats().Malformed; m < uint64(len(forged)) {
+		t.Errorf("malformed counted %d, want at least %d", m, len(forged))
+	}
+}
+
+// A peer not enabled gets plain packets and its coding packets are
+// dropped; data packets from it are still handed up (stripped).
+func TestNotEnabled(t *testing.T) {
+	ua, ub := listen(t), listen(t)
+	a, b := New(ua, Config{}), New(ub, Config{})
+	defer a.Close()
+	defer b.Close()
+	a.WriteTo(quicPacket(1), ub.LocalAddr())
+	buf := make([]byte, 2048)
+	b.SetReadDeadline(time.Now().Add(time.Second))
+	n, _, err := b.ReadFrom(buf)
+	if err != nil || !bytes.Equal(buf[:n], quicPacket(1)) {
+		t.Fatalf("plain packet: %v %x", err, buf[:n])
+	}
+	ua.WriteTo([]byte{typeParity, 0, 0, 0, 1, 1, 1, 0, 0, 1, 0x40}, ub.LocalAddr())
+	ua.WriteTo(append([]byte{typeData, 0, 0, 7}, quicPacket(2)...), ub.LocalAddr())
+	n, _, err = b.ReadFrom(buf)
+	if err != nil || !bytes.Equal(buf[:n], quicPacket(2)) {
+		t.Fatalf("stripped packet: %v %x", err, buf[:n])
+	}
+	if b.Stats().Unknown != 1 {
+		t.Errorf("unknown %d, want 1", b.Stats().Unknown)
+	}
+}
+
+// The parity controller: none without loss, more with more loss, more
+// again while loss is left after repair, capped, and none again once the
+// loss has gone.
+func TestControl(t *testing.T) {
+	cfg := Config{}
+	cfg.fill()
+	var c control
+	c.init(cfg)
+	now := time.Unix(0, 0)
+	var r report
+	step := func(exp, recv, rep uint32) int {
+		now = now.Add(100 * time.Millisecond)
+		r.expected += exp
+		r.received += recv
+		r.repaired += rep
+		c.onReport(r, now)
+		return c.m
+	}
+	step(0, 0, 0)
+	for range 20 {
+		if m := step(1000, 1000, 0); m != 0 {
+			t.Fatalf("clean: m %d", m)
+		}
+	}
+	m1 := step(1000, 990, 10)
+	if m1 < 1 {
+		t.Fatalf("1%% loss: m %d", m1)
+	}
+	m5 := 0
+	for range 5 {
+		m5 = step(1000, 950, 50)
+	}
+	if m5 <= m1 {
+		t.Fatalf("5%% loss: m %d, not above 1%%'s %d", m5, m1)
+	}
+	for range 40 {
+		step(1000, 700, 0) // 30%, little repaired
+	}
+	if c.m > cfg.maxM() {
+		t.Fatalf("m %d over the cap %d", c.m, cfg.maxM())
+	}
+	for range 40 {
+		step(1000, 1000, 0)
+	}
+	if c.m != 0 {
+		t.Fatalf("loss gone: m %d", c.m)
+	}
+}
+
+func TestBaseParity(t *testing.T) {
+	for _, tc := range []struct {
+		k    int
+		p    float64
+		want int
+	}{{32, 0, 0}, {32, 0.001, 1}, {32, 0.01, 3}, {8, 0.01, 2}, {32, 0.5, MaxM}} {
+		if got := baseParity(tc.k, tc.p, 0.002); got != tc.want {
+			t.Errorf("baseParity(%d, %v) = %d, want %d", tc.k, tc.p, got, tc.want)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte{typeParity, 0, 0, 0, 8, 8, 2, 0, 0, 5, 0x40, 1, 2, 3, 4})
+	f.Add([]byte{typeReport, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0})
+	f.Add([]byte{typeData, 0, 0, 1, 0x40})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if h, payload, err := parseParity(b); err == nil {
+			if h.n > h.k || h.j >= h.m || len(payload)+parityHdr != len(b) {
+				t.Fatalf("accepted %+v", h)
+			}
+		}
+		parseReport(b)
+		// The receiver takes any of it without panicking.
+		var r receiver
+		var out rebuilt
+		r.mayKeep = true
+		r.onData(append([]byte{typeGroupData, 0, 0, 0}, 0x40, 1, 2), &out)
+		r.onParity(b, &out)
+		if len(b) > dataHdr && (b[0] == typeData || b[0] == typeGroupData) && isQUIC(b[dataHdr:]) {
+			r.onData(append([]byte(nil), b...), &out)
+		}
+		r.drop()
+	})
+}

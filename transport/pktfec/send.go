@@ -1,0 +1,288 @@
+package pktfec
+
+import (
+	"encoding/binary"
+	"math"
+	"net"
+	"sync"
+	"time"
+)
+
+// sender codes the packets one peer is sent. Its lock is held across the
+// socket writes of one packet and its group's parity, so a group's parity
+// never overtakes its last packet.
+type sender struct {
+	c    *Conn
+	addr *net.UDPAddr
+
+	mu     sync.Mutex
+	seq    uint32 // next data packet's seq
+	first  uint32 // seq of the open group's first packet
+	n      int    // packets in the open group (0: none open)
+	k, m   int    // the open group's code
+	sl     int    // the open group's longest shard
+	parity [MaxM][]byte
+	gen    uint64 // groups closed
+	armed  uint64 // the group the timer was set for
+	timer  *time.Timer
+	out    []byte // the data packet being written
+
+	ctl    control
+	closed bool
+
+	// counters (under mu)
+	dataPackets, parityPackets, parityBytes, dataBytes uint64
+}
+
+func newSender(c *Conn, addr *net.UDPAddr) *sender {
+	s := &sender{c: c, addr: addr, out: make([]byte, 0, readBufLen)}
+	s.ctl.init(c.cfg)
+	return s
+}
+
+// groupDelay is how long a group stays open: a quarter of the RTT, within
+// [2 ms, Config.GroupDelay]. quic-go declares a packet lost 9/8 of an RTT
+// after it was sent once reordering has been seen, and undoes the window
+// cut when a packet it called lost is acknowledged after all, so a repair
+// within a fraction of the RTT costs quic-go nothing.
+func (s *sender) groupDelay() time.Duration {
+	d := s.c.cfg.GroupDelay
+	if rtt := s.ctl.rtt; rtt > 0 {
+		d = min(d, max(rtt/4, 2*time.Millisecond))
+	}
+	return d
+}
+
+// write sends one QUIC packet b, coded. It returns what the socket said.
+func (s *sender) write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return s.c.udp.WriteTo(b, s.addr)
+	}
+	seq := s.seq
+	s.seq = (s.seq + 1) & seqMask
+	k, m := s.ctl.code()
+	grouped := m > 0 || s.n > 0
+	t := byte(typeData)
+	if grouped {
+		t = typeGroupData
+	}
+	s.out = append(s.out[:0], t, 0, 0, 0)
+	putSeq(s.out[1:], seq)
+	s.out = append(s.out, b...)
+	if _, err := s.c.udp.WriteTo(s.out, s.addr); err != nil {
+		return 0, err
+	}
+	s.dataPackets++
+	s.dataBytes += uint64(len(b))
+	if !grouped {
+		return len(b), nil
+	}
+	if s.n == 0 {
+		s.first, s.k, s.m = seq, k, m
+		for j := range s.m {
+			if s.parity[j] == nil {
+				s.parity[j] = make([]byte, parityHdr+maxShard)
+			}
+		}
+		s.armed = s.gen
+		if s.timer == nil {
+			s.timer = time.AfterFunc(s.groupDelay(), s.expire)
+		} else {
+			s.timer.Reset(s.groupDelay())
+		}
+	}
+	var lb [lenPrefix]byte
+	binary.BigEndian.PutUint16(lb[:], uint16(len(b)))
+	enc, err := coder(s.k, s.m)
+	if err == nil {
+		var p1, p2 [MaxM][]byte
+		for j := range s.m {
+			p1[j] = s.parity[j][parityHdr : parityHdr+lenPrefix]
+			p2[j] = s.parity[j][parityHdr+lenPrefix : parityHdr+lenPrefix+len(b)]
+		}
+		if err = enc.EncodeIdx(lb[:], s.n, p1[:s.m]); err == nil {
+			err = enc.EncodeIdx(b, s.n, p2[:s.m])
+		}
+	}
+	if err != nil {
+		// Cannot happen with the sizes checked by WriteTo; the group
+		// goes without parity rather than with wrong parity.
+		s.sl = maxShard // clear all of it
+		s.dropGroupLocked()
+		return len(b), nil
+	}
+	s.n++
+	s.sl = max(s.sl, lenPrefix+len(b))
+	if s.n == s.k {
+		s.closeGroupLocked()
+	}
+	return len(b), nil
+}
+
+// expire closes the group the timer was set for, if it is still open. A
+// timer that fires as a new group opens closes that one early: harmless.
+func (s *sender) expire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.armed == s.gen && s.n > 0 && !s.closed {
+		s.closeGroupLocked()
+	}
+}
+
+// closeGroupLocked sends the open group's parity. A group cut short by its
+// timer sends what its own size needs (at least one): any subset of a
+// code's parity rows decodes.
+func (s *sender) closeGroupLocked() {
+	send := s.m
+	if s.n < s.k && s.c.cfg.fixedM == 0 {
+		send = max(1, min(s.m, baseParity(s.n, s.ctl.p, s.c.cfg.GroupFail)+s.ctl.extra))
+	}
+	for j := range send {
+		p := s.parity[j]
+		appendParityHeader(p[:0], parityHeader{first: s.first, n: s.n, k: s.k, m: s.m, j: j})
+		if _, err := s.c.udp.WriteTo(p[:parityHdr+s.sl], s.addr); err == nil {
+			s.parityPackets++
+			s.parityBytes += uint64(parityHdr + s.sl)
+		}
+	}
+	s.dropGroupLocked()
+}
+
+func (s *sender) dropGroupLocked() {
+	for j := range s.m {
+		clear(s.parity[j][parityHdr : parityHdr+s.sl])
+	}
+	s.n, s.sl = 0, 0
+	s.gen++
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+}
+
+func (s *sender) onReport(r report, now time.Time) {
+	s.mu.Lock()
+	s.ctl.onReport(r, now)
+	s.mu.Unlock()
+}
+
+func (s *sender) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+}
+
+// control sizes parity from the receiver's reports.
+//
+// The loss before repair, p, is an estimate that rises at once and decays
+// over a few reports. The base parity is the least m for which a group of
+// k data packets fails to decode with probability at most Config.GroupFail
+// under independent loss p. While reports still show loss after repair
+// (bursts the binomial does not foresee), extra parity is added one packet
+// at a time; after two seconds with nothing left it is taken back one at a
+// time. With no loss for two seconds there is no parity.
+type control struct {
+	cfg   Config
+	rtt   time.Duration
+	p     float64 // loss before repair
+	left  float64 // loss after repair, last window
+	extra int
+	m     int
+
+	last        report
+	haveLast    bool
+	lastLoss    time.Time // when a report last showed loss before repair
+	lastLeft    time.Time // ... loss after repair
+	lastChange  time.Time
+	lastWindow  time.Time
+	windowStart report
+}
+
+func (c *control) init(cfg Config) { c.cfg = cfg }
+
+// code returns the (k, m) for the next group.
+func (c *control) code() (int, int) {
+	if c.cfg.fixedM > 0 {
+		return c.cfg.K, c.cfg.fixedM
+	}
+	return c.cfg.K, c.m
+}
+
+func (c *control) onReport(r report, now time.Time) {
+	if !c.haveLast {
+		c.last, c.windowStart, c.haveLast = r, r, true
+		return
+	}
+	exp := int64(int32(r.expected - c.windowStart.expected))
+	if exp < 0 {
+		// A report older than one already taken (reordered): ignore.
+		return
+	}
+	if exp < 256 && now.Sub(c.lastWindow) < 500*time.Millisecond {
+		return // too few packets yet to judge
+	}
+	c.lastWindow = now
+	rec := int64(int32(r.received - c.windowStart.received))
+	rep := int64(int32(r.repaired - c.windowStart.repaired))
+	c.windowStart = r
+	if exp <= 0 {
+		return
+	}
+	lost := max(exp-rec, 0)
+	left := max(lost-rep, 0)
+	p := float64(lost) / float64(exp)
+	c.left = float64(left) / float64(exp)
+	if p >= c.p {
+		c.p = p
+	} else {
+		c.p += (p - c.p) / 4
+	}
+	if lost > 0 {
+		c.lastLoss = now
+	}
+	// Loss left after repair counts when it is more than the base parity
+	// is sized to leave: a group lost now and then is expected.
+	if float64(left) > max(2, float64(exp)*c.p*c.cfg.GroupFail*4) {
+		c.lastLeft = now
+		if now.Sub(c.lastChange) >= 100*time.Millisecond && c.extra < MaxM {
+			c.extra++
+			c.lastChange = now
+		}
+	} else if c.extra > 0 && now.Sub(c.lastLeft) > 2*time.Second && now.Sub(c.lastChange) > 2*time.Second {
+		c.extra--
+		c.lastChange = now
+	}
+	m := 0
+	if now.Sub(c.lastLoss) <= 2*time.Second {
+		m = baseParity(c.cfg.K, c.p, c.cfg.GroupFail) + c.extra
+	}
+	c.m = min(m, c.cfg.maxM())
+}
+
+// baseParity is the least m for which k data packets and m parity packets,
+// each lost independently with probability p, lose more than m with
+// probability at most fail.
+func baseParity(k int, p, fail float64) int {
+	if p <= 0 {
+		return 0
+	}
+	p = min(p, 0.5)
+	for m := 1; m < MaxM; m++ {
+		n := k + m
+		// P[X <= m] for X ~ Binomial(n, p)
+		var cdf float64
+		term := math.Pow(1-p, float64(n)) // P[X = 0]
+		for x := 0; x <= m; x++ {
+			cdf += term
+			term *= float64(n-x) / float64(x+1) * p / (1 - p)
+		}
+		if 1-cdf <= fail {
+			return m
+		}
+	}
+	return MaxM
+}
