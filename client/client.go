@@ -18,6 +18,7 @@ import (
 	"braid/internal/socks5"
 	"braid/internal/status"
 	"braid/transport"
+	"braid/transport/pktfec"
 )
 
 // Client is a running SOCKS5 proxy. It carries its flows over one
@@ -159,7 +160,7 @@ func (cfg *Config) pathDialer(p PathConfig) transport.PathDialer {
 		Info: transport.PathInfo{Name: p.Name, Medium: Media[p.Medium],
 			Operator: Operators[p.Operator], PriceGB: p.PriceGB, RateMbps: p.RateMbps},
 		Conns: p.Conns,
-		Dial: dialer(p.Bind, srv, cfg.Pin, func(tr *quic.Transport, qc *quic.Conn, raddr net.Addr) {
+		Dial: dialer(p.Bind, srv, cfg.Pin, !cfg.Transport.NoPacketCoding, func(tr *quic.Transport, qc *quic.Conn, raddr net.Addr) {
 			stunServer := raddr
 			if p.STUN != "" {
 				a, err := net.ResolveUDPAddr(raddr.Network(), p.STUN)
@@ -177,7 +178,9 @@ func (cfg *Config) pathDialer(p PathConfig) transport.PathDialer {
 // dialer opens one QUIC connection over a path: its own UDP socket bound
 // as the path says, to the path's concentrator address.
 // server is asked at each dial: the concentrator in use may change.
-func dialer(bind netx.Bind, server func() string, pin [32]byte, onConn func(*quic.Transport, *quic.Conn, net.Addr)) func(context.Context) (*quic.Conn, error) {
+// With code, the socket is a pktfec.Conn, which adds parity beneath QUIC
+// once the connection has joined with a version that has packet coding.
+func dialer(bind netx.Bind, server func() string, pin [32]byte, code bool, onConn func(*quic.Transport, *quic.Conn, net.Addr)) func(context.Context) (*quic.Conn, error) {
 	return func(ctx context.Context) (*quic.Conn, error) {
 		server := server()
 		network := "udp"
@@ -203,11 +206,17 @@ func dialer(bind netx.Bind, server func() string, pin [32]byte, onConn func(*qui
 		if err != nil {
 			return nil, err
 		}
-		tr := &quic.Transport{Conn: udp}
+		var pc net.PacketConn = udp
+		if code {
+			fc := pktfec.New(udp, pktfec.Config{})
+			ctx = pktfec.NewContext(ctx, fc) // quic-go keeps the dial context's values
+			pc = fc
+		}
+		tr := &quic.Transport{Conn: pc}
 		qc, err := tr.Dial(ctx, raddr, pki.ClientTLS(pin, transport.ALPN), transport.QUICConfig())
 		if err != nil {
 			tr.Close()
-			udp.Close()
+			pc.Close()
 			return nil, err
 		}
 		if onConn != nil {
@@ -216,7 +225,7 @@ func dialer(bind netx.Bind, server func() string, pin [32]byte, onConn func(*qui
 		go func() {
 			<-qc.Context().Done()
 			tr.Close()
-			udp.Close()
+			pc.Close()
 		}()
 		return qc, nil
 	}

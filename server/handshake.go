@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"braid/transport/pktfec"
 )
 
 // Handshakes in progress. quic-go builds a connection's state (~23 KiB of
@@ -70,7 +72,11 @@ func (s *Server) connContext(ctx context.Context, info *quic.ClientInfo) (contex
 	h.counted.Store(true)
 	// quic-go cancels ctx when the connection ends, however it ends.
 	h.stop = context.AfterFunc(ctx, func() { s.release(h) })
-	return context.WithValue(ctx, handshakeKey{}, h), nil
+	ctx = context.WithValue(ctx, handshakeKey{}, h)
+	if s.coder != nil {
+		ctx = pktfec.NewContext(ctx, s.coder)
+	}
+	return ctx, nil
 }
 
 // verifySourceAddress is quic-go's VerifySourceAddress, asked for every

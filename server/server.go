@@ -25,6 +25,7 @@ import (
 	"braid/internal/status"
 	"braid/internal/stunx"
 	"braid/transport"
+	"braid/transport/pktfec"
 )
 
 // Server is a running concentrator.
@@ -32,8 +33,10 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 	udp *net.UDPConn
-	tr  *quic.Transport
-	ln  *quic.Listener
+	// coder wraps udp for quic-go; nil with Transport.NoPacketCoding.
+	coder *pktfec.Conn
+	tr    *quic.Transport
+	ln    *quic.Listener
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -95,7 +98,16 @@ func Start(cfg Config) (*Server, error) {
 		s.own.Add(a)
 	}
 	s.dest = &destpolicy.Policy{AllowPrivate: cfg.AllowPrivate, AllowOwn: cfg.AllowOwn, Own: s.own}
-	s.tr = &quic.Transport{Conn: udp, ConnContext: s.connContext, VerifySourceAddress: s.verifySourceAddress}
+	// The packet coder (transport/pktfec) sits between quic-go and the
+	// socket; it codes only to peers that joined with a version that has
+	// packet coding, and passes everything else (STUN, plain QUIC) as it
+	// is.
+	var pc net.PacketConn = udp
+	if !cfg.Transport.NoPacketCoding {
+		s.coder = pktfec.New(udp, pktfec.Config{})
+		pc = s.coder
+	}
+	s.tr = &quic.Transport{Conn: pc, ConnContext: s.connContext, VerifySourceAddress: s.verifySourceAddress}
 	if s.tr.StatelessResetKey, s.tr.TokenGeneratorKey, err = transportKeys(cfg.Cert); err != nil {
 		// quic-go then sends no stateless resets, and picks a random
 		// token key.
@@ -226,6 +238,9 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	s.tr.Close()
+	if s.coder != nil {
+		s.coder.Close() // and udp
+	}
 	s.udp.Close()
 	s.own.Close()
 	return nil

@@ -19,6 +19,11 @@ type Config struct {
 	// (default 0). A smaller block gets ceil(M*k/K) parity shards, at least
 	// one when M > 0.
 	M int
+	// NoPacketCoding turns off the parity beneath QUIC (transport/pktfec):
+	// connections then join with MinVersion and their packets go as QUIC
+	// sends them. The client and concentrator read it to decide whether
+	// to wrap their sockets.
+	NoPacketCoding bool
 	// BlockSize is the most flow bytes one block carries (default 64 KiB).
 	BlockSize int
 	// InitialFlowWindow is the receive window a new flow starts with, sent

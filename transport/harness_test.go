@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,10 @@ type testServer struct {
 	sessions map[[16]byte]*Session
 	wg       sync.WaitGroup
 	pin      [32]byte
+	// maxVersion > 0 refuses joins above it, as an older concentrator
+	// does; refusedVersion counts them.
+	maxVersion     uint8
+	refusedVersion atomic.Int32
 }
 
 func newTestServer(t testing.TB, cfg Config, handle func(*Flow)) *testServer {
@@ -74,6 +79,11 @@ func (ts *testServer) serve() {
 			defer ts.wg.Done()
 			j, err := AcceptJoin(context.Background(), qc)
 			if err != nil {
+				return
+			}
+			if ts.maxVersion > 0 && j.Msg.Version > ts.maxVersion {
+				ts.refusedVersion.Add(1)
+				j.Refuse(JoinErrVersion, "version not supported")
 				return
 			}
 			if j.Msg.Token != ts.token {

@@ -1,14 +1,17 @@
 package transport
 
 import (
-	"braid/scheduler"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"braid/scheduler"
+	"braid/transport/pktfec"
 )
 
 // Joining a session. Every QUIC connection starts with the client opening
@@ -67,7 +70,8 @@ type PathDialer struct {
 // connections dialed and joined for as long as the session lives.
 type Client struct {
 	*Session
-	token string
+	token   string
+	version atomic.Uint32 // the protocol version joins ask for
 }
 
 // Dial starts a client session: it joins over the first path that answers
@@ -90,6 +94,7 @@ func Dial(ctx context.Context, cfg Config, token string, paths []PathDialer) (*C
 		return nil, err
 	}
 	c := &Client{Session: s, token: token}
+	c.version.Store(Version)
 	var first error
 	joined := -1
 	var qc *quic.Conn
@@ -126,7 +131,7 @@ func Dial(ctx context.Context, cfg Config, token string, paths []PathDialer) (*C
 		}
 		var pre *pconn
 		if i == joined {
-			pre = s.attach(p, qc, ctrl)
+			pre = s.attach(p, qc, ctrl, ok.Version)
 		}
 		c.startPool(p, pd, pre)
 	}
@@ -208,8 +213,32 @@ func (c *Client) RemovePath(name string) error {
 	return nil
 }
 
-// join dials one connection of a path and joins it to the session.
+// connVersion is the protocol version one connection speaks, at most
+// offered: below codingVersion when its socket does not code packets (a
+// peer told codingVersion sends coded packets, which quic-go alone could
+// not read).
+func connVersion(qc *quic.Conn, offered uint8) uint8 {
+	v := min(offered, Version)
+	if pktfec.FromContext(qc.Context()) == nil {
+		v = min(v, codingVersion-1)
+	}
+	return v
+}
+
+// join dials one connection of a path and joins it to the session. A
+// concentrator that refuses the version is asked again with MinVersion,
+// and the client speaks that from then on.
 func (c *Client) join(ctx context.Context, pd PathDialer, slot int, ok *Msg, first bool) (*quic.Conn, *quic.Stream, error) {
+	qc, ctrl, err := c.joinVersion(ctx, pd, slot, ok, first)
+	var je *JoinError
+	if v := c.version.Load(); errors.As(err, &je) && je.Code == JoinErrVersion && v > MinVersion {
+		c.version.CompareAndSwap(v, MinVersion)
+		qc, ctrl, err = c.joinVersion(ctx, pd, slot, ok, first)
+	}
+	return qc, ctrl, err
+}
+
+func (c *Client) joinVersion(ctx context.Context, pd PathDialer, slot int, ok *Msg, first bool) (*quic.Conn, *quic.Stream, error) {
 	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
 	qc, err := pd.Dial(ctx)
@@ -229,7 +258,8 @@ func (c *Client) join(ctx context.Context, pd PathDialer, slot int, ok *Msg, fir
 		return fail(err)
 	}
 	s := c.Session
-	m := Msg{Type: MsgJoin, Version: Version, Token: c.token, Path: pd.Info, ConnIndex: uint8(slot), Device: c.cfg.Device,
+	version := connVersion(qc, uint8(c.version.Load()))
+	m := Msg{Type: MsgJoin, Version: version, Token: c.token, Path: pd.Info, ConnIndex: uint8(slot), Device: c.cfg.Device,
 		FlowWindow: uint32(s.cfg.InitialFlowWindow), SessionWindow: uint64(s.cfg.SessionWindow)}
 	if !first {
 		m.SessionID, m.Secret = s.id, s.secret
@@ -251,6 +281,9 @@ func (c *Client) join(ctx context.Context, pd PathDialer, slot int, ok *Msg, fir
 	}
 	if ok.FlowWindow < minPeerWindow || ok.SessionWindow < uint64(ok.FlowWindow) {
 		return fail(malformed("join-ok: windows %d/%d too small", ok.FlowWindow, ok.SessionWindow))
+	}
+	if ok.Version < MinVersion || ok.Version > version {
+		return fail(malformed("join-ok: version %d for a join with %d", ok.Version, version))
 	}
 	return qc, ctrl, nil
 }
@@ -290,7 +323,7 @@ func (c *Client) keep(p *Path, pd PathDialer, slot int, pc *pconn, quit <-chan s
 		qc, ctrl, err := c.join(ctx, pd, slot, &ok, false)
 		cancel()
 		if err == nil {
-			if pc = s.attach(p, qc, ctrl); pc == nil {
+			if pc = s.attach(p, qc, ctrl, ok.Version); pc == nil {
 				return // the session ended while this connection joined
 			}
 			backoff = 100 * time.Millisecond
@@ -349,7 +382,7 @@ func AcceptJoin(ctx context.Context, qc *quic.Conn) (*Join, error) {
 		j.Refuse(JoinErrMalformed, "expected join")
 		return nil, malformed("%v instead of join", j.Msg.Type)
 	}
-	if j.Msg.Version != Version {
+	if j.Msg.Version < MinVersion || j.Msg.Version > Version {
 		j.Refuse(JoinErrVersion, fmt.Sprintf("version %d not supported", j.Msg.Version))
 		return nil, fmt.Errorf("join with version %d", j.Msg.Version)
 	}
@@ -408,14 +441,14 @@ func (s *Session) Attach(j *Join) error {
 		j.Refuse(JoinErrLimit, fmt.Sprintf("path %s has %d connections already", p.info.Name, maxConnsPerPath))
 		return fmt.Errorf("path %s is full", p.info.Name)
 	}
-	ok := Msg{Type: MsgJoinOK, Version: Version, SessionID: s.id, Secret: s.secret,
+	ok := Msg{Type: MsgJoinOK, Version: connVersion(j.conn, j.Msg.Version), SessionID: s.id, Secret: s.secret,
 		Path: j.Msg.Path, ConnIndex: j.Msg.ConnIndex,
 		FlowWindow: uint32(s.cfg.InitialFlowWindow), SessionWindow: uint64(s.cfg.SessionWindow)}
 	if _, err := j.ctrl.Write(AppendMsg(nil, &ok)); err != nil {
 		j.conn.CloseWithError(0, "")
 		return fmt.Errorf("answer join: %w", err)
 	}
-	c := s.attach(p, j.conn, j.ctrl)
+	c := s.attach(p, j.conn, j.ctrl, ok.Version)
 	if c == nil {
 		return ErrSessionClosed
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"braid/internal/bufpool"
+	"braid/transport/pktfec"
 )
 
 // QUICConfig returns the quic-go settings braid uses on both ends. Path
@@ -332,11 +334,21 @@ type pconn struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+
+	// coder codes this connection's packets beneath QUIC when both ends
+	// speak codingVersion and the socket is a pktfec.Conn; nil otherwise.
+	// The coder knows the peer by address: coded is the address enabled,
+	// moved when QUIC follows the peer to a new one (NAT rebinding), and
+	// nil once the connection is closed.
+	coder   *pktfec.Conn
+	coderMu sync.Mutex
+	coded   net.Addr
 }
 
-// attach starts a joined connection on path p. It returns nil, closing
-// the connection, when the session has ended meanwhile.
-func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream) *pconn {
+// attach starts a joined connection on path p, joined with protocol
+// version. It returns nil, closing the connection, when the session has
+// ended meanwhile.
+func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream, version uint8) *pconn {
 	c := &pconn{
 		id:      s.nextConnID.Add(1),
 		p:       p,
@@ -350,6 +362,9 @@ func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream) *pconn {
 	}
 	c.lastHeard.Store(int64(s.now()))
 	c.up.Store(true)
+	if coder := pktfec.FromContext(qc.Context()); coder != nil && version >= codingVersion && coder.Enable(qc.RemoteAddr()) {
+		c.coder, c.coded = coder, qc.RemoteAddr()
+	}
 	s.wg.Add(1) // before the connection is visible, so Close waits for it
 	if !p.addConn(c) {
 		s.wg.Done()
@@ -376,6 +391,28 @@ func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream) *pconn {
 	return c
 }
 
+// followCoded keeps the coder on the peer's current address and tells it
+// the connection's RTT.
+func (c *pconn) followCoded(rtt time.Duration) {
+	if c.coder == nil {
+		return
+	}
+	c.coderMu.Lock()
+	defer c.coderMu.Unlock()
+	if c.coded == nil { // closed
+		return
+	}
+	if a := c.qc.RemoteAddr(); a.String() != c.coded.String() {
+		c.coder.Disable(c.coded)
+		c.coded = nil
+		if !c.coder.Enable(a) {
+			return // past the coder's peers: this connection goes plain
+		}
+		c.coded = a
+	}
+	c.coder.SetRTT(c.coded, rtt)
+}
+
 // close ends the connection; err nil means a clean close.
 func (c *pconn) close(err error) {
 	c.closeOnce.Do(func() {
@@ -391,6 +428,14 @@ func (c *pconn) close(err error) {
 			c.qc.CloseWithError(0, "")
 		}
 		c.p.removeConn(c)
+		if c.coder != nil {
+			c.coderMu.Lock()
+			if c.coded != nil {
+				c.coder.Disable(c.coded)
+				c.coded = nil
+			}
+			c.coderMu.Unlock()
+		}
 		wasUp := c.up.Swap(false)
 		if wasUp {
 			c.p.connStateChanged(c, false)
@@ -570,6 +615,7 @@ func (c *pconn) prober() {
 		c.sendControl(&Msg{Type: MsgPing, Seq: seq, Time: int64(now)})
 		st := c.qc.ConnectionStats()
 		c.mon.onTick(now, st.PacketsSent, st.PacketsLost, st.BytesSent, st.BytesLost, st.CongestionWindow)
+		c.followCoded(st.SmoothedRTT)
 		// The hold-down keeps a flapping path from whipsawing traffic
 		// while another path carries it; with none usable, a path that
 		// answers a few probes in a row is better than none (paths that

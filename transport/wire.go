@@ -22,8 +22,17 @@ import (
 // ALPN is the TLS application protocol braid speaks over QUIC.
 const ALPN = "braid/1"
 
-// Version is the protocol version carried in Join.
-const Version = 2
+// Version is the protocol version carried in Join: the highest this side
+// speaks. Version 3 adds packet coding beneath QUIC (transport/pktfec)
+// and nothing else, so a concentrator also takes MinVersion, and a client
+// refused for its version joins again with MinVersion.
+const Version = 3
+
+// MinVersion is the oldest protocol version still spoken.
+const MinVersion = 2
+
+// codingVersion is the first version whose peers decode coded packets.
+const codingVersion = 3
 
 // Limits of the shard format.
 const (
