@@ -254,8 +254,17 @@ type PathStats struct {
 	// mean change between consecutive probes.
 	RTT, MinRTT, RTTP99, Jitter time.Duration
 	// Loss is the fraction of packets quic-go declared lost over the last
-	// two seconds.
+	// two seconds: what packet coding did not repair.
 	Loss float64
+	// Packet coding (docs/PROTOCOL.md), over the connections that code
+	// (Coded of them): LinkLoss is the fraction of our packets the peer
+	// last measured lost before repair, weighted by packets sent;
+	// DataPackets and ParityPackets count what they sent, ParityBytes the
+	// parity's bytes; Repaired counts the peer's packets we rebuilt. The
+	// counts restart with a connection (or its peer's new address).
+	Coded                                             int
+	LinkLoss                                          float64
+	DataPackets, ParityPackets, ParityBytes, Repaired uint64
 	// DeliveryBps is the most the path delivered in any 250 ms of the last
 	// two seconds, in bits/s, as counted by the receiving peer (QUIC
 	// payload); SpareBps what it delivered less than that recently (an
@@ -277,7 +286,7 @@ func (p *Path) Stats() PathStats {
 	p.mu.Lock()
 	conns := append([]*pconn(nil), p.conns...)
 	p.mu.Unlock()
-	var lossW, weight float64
+	var lossW, weight, linkW, linkN float64
 	var current float64
 	for _, c := range conns {
 		cs := c.mon.snapshot()
@@ -294,9 +303,21 @@ func (p *Path) Stats() PathStats {
 		w := max(cs.delivery, 1)
 		lossW += cs.loss * w
 		weight += w
+		if ps, ok := c.coding(); ok {
+			st.Coded++
+			st.DataPackets += ps.DataSent
+			st.ParityPackets += ps.ParitySent
+			st.ParityBytes += ps.ParityBytes
+			st.Repaired += ps.Repaired
+			linkW += ps.LossBefore * float64(ps.DataSent)
+			linkN += float64(ps.DataSent)
+		}
 	}
 	if weight > 0 {
 		st.Loss = lossW / weight
+	}
+	if linkN > 0 {
+		st.LinkLoss = linkW / linkN
 	}
 	if st.RTT == 0 && st.State != StateDown {
 		st.RTT = p.SRTT() // no probe answered yet: quic-go's handshake RTT

@@ -392,8 +392,8 @@ func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream, version uint
 }
 
 // followCoded keeps the coder on the peer's current address and tells it
-// the connection's RTT.
-func (c *pconn) followCoded(rtt time.Duration) {
+// the connection's RTTs.
+func (c *pconn) followCoded(rtt, minRTT time.Duration) {
 	if c.coder == nil {
 		return
 	}
@@ -410,7 +410,21 @@ func (c *pconn) followCoded(rtt time.Duration) {
 		}
 		c.coded = a
 	}
-	c.coder.SetRTT(c.coded, rtt)
+	c.coder.SetRTT(c.coded, rtt, minRTT)
+}
+
+// coding returns the connection's packet coding, false when it does not
+// code.
+func (c *pconn) coding() (pktfec.PeerStats, bool) {
+	if c.coder == nil {
+		return pktfec.PeerStats{}, false
+	}
+	c.coderMu.Lock()
+	defer c.coderMu.Unlock()
+	if c.coded == nil {
+		return pktfec.PeerStats{}, false
+	}
+	return c.coder.PeerStats(c.coded)
 }
 
 // close ends the connection; err nil means a clean close.
@@ -615,7 +629,7 @@ func (c *pconn) prober() {
 		c.sendControl(&Msg{Type: MsgPing, Seq: seq, Time: int64(now)})
 		st := c.qc.ConnectionStats()
 		c.mon.onTick(now, st.PacketsSent, st.PacketsLost, st.BytesSent, st.BytesLost, st.CongestionWindow)
-		c.followCoded(st.SmoothedRTT)
+		c.followCoded(st.SmoothedRTT, st.MinRTT)
 		// The hold-down keeps a flapping path from whipsawing traffic
 		// while another path carries it; with none usable, a path that
 		// answers a few probes in a row is better than none (paths that

@@ -20,7 +20,7 @@ type Config struct {
 	// K is the most data packets in a group (default 32, at most MaxK).
 	K int
 	// GroupDelay is the longest a group stays open (default 10 ms); a
-	// peer's RTT (Peer.SetRTT) shortens it to a quarter of the RTT, not
+	// peer's RTT (Conn.SetRTT) shortens it to a quarter of the RTT, not
 	// under 2 ms.
 	GroupDelay time.Duration
 	// GroupFail is the chance, under the loss measured, that a group
@@ -77,6 +77,9 @@ type PeerStats struct {
 	// parity).
 	DataSent, ParitySent, ParityBytes uint64
 	K, M                              int
+	// Queued: the peer's RTT says a queue of at least one round trip
+	// stands on the path, and groups go without parity (see control).
+	Queued bool
 	// LossBefore is the peer's last measured loss before repair (the
 	// fraction of our packets it did not receive), LossAfter what was left
 	// after repair.
@@ -187,16 +190,17 @@ func (c *Conn) peer(k peerKey) *peer {
 	return p
 }
 
-// SetRTT tells the coder a peer's round-trip time, which bounds how long
-// a group stays open.
-func (c *Conn) SetRTT(addr net.Addr, rtt time.Duration) {
+// SetRTT tells the coder a peer's smoothed and least round-trip times (as
+// quic-go measures them). The smoothed RTT bounds how long a group stays
+// open; the two together tell a standing queue (see control).
+func (c *Conn) SetRTT(addr net.Addr, rtt, minRTT time.Duration) {
 	u, ok := udpAddr(addr)
 	if !ok {
 		return
 	}
 	if p := c.peer(keyOf(u)); p != nil {
 		p.s.mu.Lock()
-		p.s.ctl.rtt = rtt
+		p.s.ctl.rtt, p.s.ctl.minRTT = rtt, minRTT
 		p.s.mu.Unlock()
 	}
 }
@@ -213,7 +217,7 @@ func (c *Conn) PeerStats(addr net.Addr) (PeerStats, bool) {
 	}
 	p.s.mu.Lock()
 	st := PeerStats{DataSent: p.s.dataPackets, ParitySent: p.s.parityPackets, ParityBytes: p.s.parityBytes,
-		K: p.s.c.cfg.K, M: p.s.ctl.m, LossBefore: p.s.ctl.p, LossAfter: p.s.ctl.left}
+		K: p.s.c.cfg.K, M: p.s.ctl.m, LossBefore: p.s.ctl.p, LossAfter: p.s.ctl.left, Queued: p.s.ctl.queued()}
 	p.s.mu.Unlock()
 	c.rmu.Lock()
 	st.Expected, st.Received, st.Repaired = uint64(p.r.expected), uint64(p.r.received), uint64(p.r.repaired)

@@ -400,3 +400,86 @@ func FuzzParse(f *testing.F) {
 		r.drop()
 	})
 }
+
+// While the RTT shows a standing queue the controller sends no parity and
+// learns nothing from the drops (a full queue's, not the link's); once the
+// queue drains, the parity sized before returns.
+func TestControlQueued(t *testing.T) {
+	cfg := Config{}
+	cfg.fill()
+	var c control
+	c.init(cfg)
+	now := time.Unix(0, 0)
+	var r report
+	step := func(exp, recv, rep uint32) {
+		now = now.Add(100 * time.Millisecond)
+		r.expected += exp
+		r.received += recv
+		r.repaired += rep
+		c.onReport(r, now)
+	}
+	c.rtt, c.minRTT = 22*time.Millisecond, 20*time.Millisecond
+	step(0, 0, 0)
+	for range 20 {
+		step(1000, 990, 10) // 1%, all repaired
+	}
+	_, m1 := c.code()
+	p1 := c.p
+	if m1 < 1 || p1 < 0.005 || p1 > 0.02 {
+		t.Fatalf("1%% loss: m %d p %.4f", m1, p1)
+	}
+	c.rtt = 60 * time.Millisecond // a queue of two round trips
+	if !c.queued() {
+		t.Fatal("rtt 3×min not queued")
+	}
+	if _, m := c.code(); m != 0 {
+		t.Fatalf("queued: m %d, want 0", m)
+	}
+	for range 10 {
+		step(1000, 900, 0) // a full queue's drops, not repaired
+	}
+	if c.p != p1 || c.extra != 0 {
+		t.Fatalf("queued drops moved the controller: p %.4f (was %.4f), extra %d", c.p, p1, c.extra)
+	}
+	c.rtt = 25 * time.Millisecond
+	if _, m := c.code(); m != m1 {
+		t.Fatalf("queue drained: m %d, want %d", m, m1)
+	}
+}
+
+// A group its timer closes early sends parity for its own size, never
+// more than the overhead cap allows it (at least one), and any of its
+// packets lost is rebuilt from that parity.
+func TestShortGroupCap(t *testing.T) {
+	for _, tc := range []struct{ n, want int }{{1, 1}, {3, 1}, {8, 2}, {12, 3}} {
+		p := newPipe(t, Config{GroupDelay: 5 * time.Millisecond})
+		s := p.a.peer(keyOf(p.ra.LocalAddr().(*net.UDPAddr))).s
+		s.mu.Lock()
+		// A heavy loss measured: a full group would take the cap (8).
+		s.ctl.p, s.ctl.m, s.ctl.extra = 0.3, p.a.cfg.maxM(), 4
+		s.mu.Unlock()
+		// The receiver learns the sequence from a first packet (its own
+		// group); the next group loses its last packet.
+		p.a.WriteTo(quicPacket(0), p.ra.LocalAddr())
+		p.collect(1, time.Second)
+		time.Sleep(20 * time.Millisecond)
+		before, _ := p.a.PeerStats(p.ra.LocalAddr())
+		last := uint32(tc.n)
+		p.rules(func(_ int, b []byte) bool {
+			data := len(b) >= dataHdr+5 && (b[0] == typeData || b[0] == typeGroupData)
+			return !data || binary.BigEndian.Uint32(b[dataHdr+1:]) != last
+		}, nil, nil)
+		for i := 1; i <= tc.n; i++ {
+			p.a.WriteTo(quicPacket(i), p.ra.LocalAddr())
+		}
+		got := p.collect(tc.n, time.Second)
+		st, _ := p.a.PeerStats(p.ra.LocalAddr())
+		if sent := int(st.ParitySent - before.ParitySent); sent != tc.want {
+			t.Errorf("group of %d: %d parity, want %d", tc.n, sent, tc.want)
+		}
+		if got[tc.n] != 1 {
+			t.Errorf("group of %d: lost packet handed up %d times", tc.n, got[tc.n])
+		}
+		p.close()
+	}
+}

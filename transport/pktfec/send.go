@@ -137,7 +137,8 @@ func (s *sender) expire() {
 func (s *sender) closeGroupLocked() {
 	send := s.m
 	if s.n < s.k && s.c.cfg.fixedM == 0 {
-		send = max(1, min(s.m, baseParity(s.n, s.ctl.p, s.c.cfg.GroupFail)+s.ctl.extra))
+		send = max(1, min(s.m, baseParity(s.n, s.ctl.p, s.c.cfg.GroupFail)+s.ctl.extra,
+			int(s.c.cfg.MaxOverhead*float64(s.n)+0.5)))
 	}
 	for j := range send {
 		p := s.parity[j]
@@ -178,20 +179,38 @@ func (s *sender) close() {
 
 // control sizes parity from the receiver's reports.
 //
-// The loss before repair, p, is an estimate that rises at once and decays
-// over a few reports. The base parity is the least m for which a group of
+// The loss before repair, p, is the loss over the last few thousand
+// packets (windows of at least 256 packets or 500 ms, weighted down by
+// pastWeight each), restarted from a window that loses at least twice as
+// much: a binomial count of a 1% loss over 256 packets is too noisy to
+// size parity by, and sizing it by the noisy peaks costs the data room.
+// The base parity is the least m for which a group of
 // k data packets fails to decode with probability at most Config.GroupFail
 // under independent loss p. While reports still show loss after repair
 // (bursts the binomial does not foresee), extra parity is added one packet
 // at a time; after two seconds with nothing left it is taken back one at a
 // time. With no loss for two seconds there is no parity.
+//
+// Parity must not feed the congestion it cannot tell from random loss.
+// quic-go's Reno, once random losses are repaired, grows its window until
+// the bottleneck's queue overflows; those drops look like random loss, and
+// parity sized for them (and added on top of a full link) makes more of
+// them, up to the cap. So while the peer's smoothed RTT is at least twice
+// its least (a standing queue of a round trip or more, the link full),
+// groups go without parity: a window halved by a loss then still fills the
+// link, and parity would only take the data's room. Reports taken while
+// queued leave p and the extra parity as they were.
 type control struct {
-	cfg   Config
-	rtt   time.Duration
-	p     float64 // loss before repair
-	left  float64 // loss after repair, last window
-	extra int
-	m     int
+	cfg    Config
+	rtt    time.Duration // smoothed
+	minRTT time.Duration
+	// lostW and expW are the packets lost and expected, each window's
+	// weighted pastWeight times the one after it: p is their ratio.
+	lostW, expW float64
+	p           float64 // loss before repair
+	left        float64 // loss after repair, last window
+	extra       int
+	m           int
 
 	last        report
 	haveLast    bool
@@ -202,6 +221,10 @@ type control struct {
 	windowStart report
 }
 
+// pastWeight is each window's weight in p against the one after it:
+// about the last eight windows count.
+const pastWeight = 0.875
+
 func (c *control) init(cfg Config) { c.cfg = cfg }
 
 // code returns the (k, m) for the next group.
@@ -209,7 +232,15 @@ func (c *control) code() (int, int) {
 	if c.cfg.fixedM > 0 {
 		return c.cfg.K, c.cfg.fixedM
 	}
+	if c.queued() {
+		return c.cfg.K, 0
+	}
 	return c.cfg.K, c.m
+}
+
+// queued says a queue of a round trip or more stands on the path.
+func (c *control) queued() bool {
+	return c.minRTT > 0 && c.rtt >= 2*c.minRTT+2*time.Millisecond
 }
 
 func (c *control) onReport(r report, now time.Time) {
@@ -236,17 +267,26 @@ func (c *control) onReport(r report, now time.Time) {
 	left := max(lost-rep, 0)
 	p := float64(lost) / float64(exp)
 	c.left = float64(left) / float64(exp)
-	if p >= c.p {
-		c.p = p
-	} else {
-		c.p += (p - c.p) / 4
+	queued := c.queued()
+	switch {
+	case queued:
+		// Congestion's drops and the link's look alike: leave p be.
+	case lost >= 8 && p > 2*c.p:
+		// A step up: start over from this window.
+		c.lostW, c.expW = float64(lost), float64(exp)
+	default:
+		c.lostW = c.lostW*pastWeight + float64(lost)
+		c.expW = c.expW*pastWeight + float64(exp)
+	}
+	if c.expW > 0 {
+		c.p = c.lostW / c.expW
 	}
 	if lost > 0 {
 		c.lastLoss = now
 	}
 	// Loss left after repair counts when it is more than the base parity
 	// is sized to leave: a group lost now and then is expected.
-	if float64(left) > max(2, float64(exp)*c.p*c.cfg.GroupFail*4) {
+	if !queued && float64(left) > max(2, float64(exp)*c.p*c.cfg.GroupFail*4) {
 		c.lastLeft = now
 		if now.Sub(c.lastChange) >= 100*time.Millisecond && c.extra < MaxM {
 			c.extra++
