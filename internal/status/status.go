@@ -18,20 +18,26 @@ import (
 
 // Path is one path's status. Field names are a contract (docs/STATUS.md).
 type Path struct {
-	Name          string  `json:"name"`
-	State         string  `json:"state"`
-	Medium        string  `json:"medium"`
-	Operator      string  `json:"operator"`
-	Conns         int     `json:"conns"`
-	RTTMs         float64 `json:"rtt_ms"`
-	RTTP99Ms      float64 `json:"rtt_p99_ms"`
-	JitterMs      float64 `json:"jitter_ms"`
-	Loss          float64 `json:"loss"`
-	DeliveryBps   float64 `json:"delivery_bps"`
-	MappedAddr    *string `json:"mapped_addr"`
-	BytesSent     uint64  `json:"bytes_sent"`
-	BytesReceived uint64  `json:"bytes_received"`
-	CostUSD       float64 `json:"cost_usd"`
+	Name     string  `json:"name"`
+	State    string  `json:"state"`
+	Medium   string  `json:"medium"`
+	Operator string  `json:"operator"`
+	Conns    int     `json:"conns"`
+	RTTMs    float64 `json:"rtt_ms"`
+	RTTP99Ms float64 `json:"rtt_p99_ms"`
+	JitterMs float64 `json:"jitter_ms"`
+	Loss     float64 `json:"loss"`
+	// Packet coding: LinkLoss before repair; Parity is parity packets
+	// sent per data packet; Repaired the packets rebuilt here. All null
+	// when no connection of the path codes.
+	LinkLoss      *float64 `json:"link_loss"`
+	Parity        *float64 `json:"parity"`
+	Repaired      *uint64  `json:"repaired"`
+	DeliveryBps   float64  `json:"delivery_bps"`
+	MappedAddr    *string  `json:"mapped_addr"`
+	BytesSent     uint64   `json:"bytes_sent"`
+	BytesReceived uint64   `json:"bytes_received"`
+	CostUSD       float64  `json:"cost_usd"`
 }
 
 // Client is the client's status document.
@@ -129,6 +135,14 @@ func FromStats(s transport.PathStats, mapped string) Path {
 	if mapped != "" {
 		p.MappedAddr = &mapped
 	}
+	if s.Coded > 0 {
+		ll, rep := s.LinkLoss, s.Repaired
+		par := 0.0
+		if s.DataPackets > 0 {
+			par = float64(s.ParityPackets) / float64(s.DataPackets)
+		}
+		p.LinkLoss, p.Parity, p.Repaired = &ll, &par, &rep
+	}
 	return p
 }
 
@@ -161,14 +175,18 @@ func Handler(doc func() any) http.Handler {
 // WriteTable prints paths as an aligned table.
 func WriteTable(w io.Writer, paths []Path, flows int) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PATH\tSTATE\tMEDIUM\tOPERATOR\tRTT\tP99\tJITTER\tLOSS\tDELIVERY\tSENT\tRECEIVED\tCOST\tMAPPED")
+	fmt.Fprintln(tw, "PATH\tSTATE\tMEDIUM\tOPERATOR\tRTT\tP99\tJITTER\tLOSS\tLINK LOSS\tPARITY\tDELIVERY\tSENT\tRECEIVED\tCOST\tMAPPED")
 	for _, p := range paths {
 		mapped := "-"
 		if p.MappedAddr != nil {
 			mapped = *p.MappedAddr
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f ms\t%.1f ms\t%.1f ms\t%.2f%%\t%s\t%s\t%s\t$%.4f\t%s\n",
-			p.Name, p.State, p.Medium, p.Operator, p.RTTMs, p.RTTP99Ms, p.JitterMs, p.Loss*100,
+		link, parity := "-", "-"
+		if p.LinkLoss != nil && p.Parity != nil {
+			link, parity = fmt.Sprintf("%.2f%%", *p.LinkLoss*100), fmt.Sprintf("%.1f%%", *p.Parity*100)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f ms\t%.1f ms\t%.1f ms\t%.2f%%\t%s\t%s\t%s\t%s\t%s\t$%.4f\t%s\n",
+			p.Name, p.State, p.Medium, p.Operator, p.RTTMs, p.RTTP99Ms, p.JitterMs, p.Loss*100, link, parity,
 			bits(p.DeliveryBps), size(p.BytesSent), size(p.BytesReceived), p.CostUSD, mapped)
 	}
 	tw.Flush()

@@ -30,13 +30,21 @@ func TestFromStats(t *testing.T) {
 	if q := FromStats(s, "203.0.113.5:4000"); q.MappedAddr == nil || *q.MappedAddr != "203.0.113.5:4000" {
 		t.Fatal("mapped address lost")
 	}
+	if p.LinkLoss != nil || p.Parity != nil || p.Repaired != nil || !strings.Contains(string(b), `"parity":null`) {
+		t.Fatalf("a path that does not code shows coding: %s", b)
+	}
+	s.Coded, s.LinkLoss, s.DataPackets, s.ParityPackets, s.Repaired = 2, 0.03, 1000, 125, 40
+	if q := FromStats(s, ""); q.LinkLoss == nil || *q.LinkLoss != 0.03 || *q.Parity != 0.125 || *q.Repaired != 40 {
+		t.Fatalf("coding %+v", q)
+	}
 }
 
 func TestWriteTable(t *testing.T) {
 	var b strings.Builder
-	WriteTable(&b, []Path{FromStats(transport.PathStats{Name: "fiber", State: transport.StateUp, DeliveryBps: 2.5e9, BytesSent: 1500}, "")}, 3)
+	WriteTable(&b, []Path{FromStats(transport.PathStats{Name: "fiber", State: transport.StateUp, DeliveryBps: 2.5e9, BytesSent: 1500}, ""),
+		FromStats(transport.PathStats{Name: "lte", Coded: 1, LinkLoss: 0.012, DataPackets: 200, ParityPackets: 9}, "")}, 3)
 	out := b.String()
-	for _, want := range []string{"PATH", "fiber", "up", "2.50 Gbit/s", "1.5 KB", "3 flow(s)"} {
+	for _, want := range []string{"PATH", "fiber", "up", "2.50 Gbit/s", "1.5 KB", "3 flow(s)", "LINK LOSS", "1.20%", "4.5%"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
