@@ -33,27 +33,30 @@ type clientOpts struct {
 	cpu                  string
 	mtu                  int
 	metered              bool
+	packetCoding         string
 }
 
 // clientFile is the client's --config file.
 type clientFile struct {
-	Server    string      `toml:"server"`
-	Servers   []string    `toml:"servers"`
-	Pin       string      `toml:"pin"`
-	Token     string      `toml:"token"`
-	TokenFile string      `toml:"token_file"`
-	Socks     string      `toml:"socks"`
-	SocksUser string      `toml:"socks_user"`
-	SocksPass string      `toml:"socks_pass"`
-	LogLevel  string      `toml:"log_level"`
-	FEC       string      `toml:"fec"`
-	Grace     string      `toml:"grace"`
-	Scheduler string      `toml:"scheduler"`
-	Status    string      `toml:"status"`
-	CPU       string      `toml:"cpu"`
-	MTU       int         `toml:"mtu"`
-	Metered   bool        `toml:"metered"`
-	Paths     []pathTable `toml:"path"`
+	Server    string   `toml:"server"`
+	Servers   []string `toml:"servers"`
+	Pin       string   `toml:"pin"`
+	Token     string   `toml:"token"`
+	TokenFile string   `toml:"token_file"`
+	Socks     string   `toml:"socks"`
+	SocksUser string   `toml:"socks_user"`
+	SocksPass string   `toml:"socks_pass"`
+	LogLevel  string   `toml:"log_level"`
+	FEC       string   `toml:"fec"`
+	Grace     string   `toml:"grace"`
+	Scheduler string   `toml:"scheduler"`
+	Status    string   `toml:"status"`
+	CPU       string   `toml:"cpu"`
+	MTU       int      `toml:"mtu"`
+	Metered   bool     `toml:"metered"`
+	// PacketCoding is "on" or "off", as --packet-coding.
+	PacketCoding string      `toml:"packet_coding"`
+	Paths        []pathTable `toml:"path"`
 }
 
 // pathTable is one [[path]] table: a name and either a spec as --path
@@ -90,6 +93,7 @@ func clientFlags(o *clientOpts) *flag.FlagSet {
 	fs.StringVar(&o.cpu, "cpu", "mid", "this device's CPU `CLASS` (low, mid or high), for the concentrator's plan: a low one gets bigger shards")
 	fs.IntVar(&o.mtu, "mtu", 0, "this device's path `MTU` in bytes (default 1500)")
 	fs.BoolVar(&o.metered, "metered", false, "this device pays per byte itself (a phone's data plan)")
+	fs.StringVar(&o.packetCoding, "packet-coding", "on", packetCodingUsage)
 	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
 	return fs
@@ -129,6 +133,7 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 		fromFile(&o.grace, f.Grace, set["grace"])
 		fromFile(&o.sched, f.Scheduler, set["scheduler"])
 		fromFile(&o.cpu, f.CPU, set["cpu"])
+		fromFile(&o.packetCoding, f.PacketCoding, set["packet-coding"])
 		if !set["mtu"] && f.MTU != 0 {
 			o.mtu = f.MTU
 		}
@@ -196,6 +201,9 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 		return client.Config{}, badf("--mtu", "%d is outside 576..65535", o.mtu)
 	}
 	cfg.Transport.Device = transport.Device{MTU: uint16(o.mtu), CPU: uint8(cpu), Metered: o.metered}
+	if cfg.Transport.NoPacketCoding, err = parsePacketCoding(o.packetCoding); err != nil {
+		return client.Config{}, err
+	}
 	if o.status != "off" {
 		cfg.Status = o.status
 		// The default address is one the user did not ask for: a second

@@ -226,6 +226,20 @@ func setFlags(fs *flag.FlagSet) map[string]bool {
 
 // fromFile sets *dst to the file's value v unless the flag was given or
 // the file left the key out.
+const packetCodingUsage = "`on` or off: parity packets beneath QUIC on every path, so that random loss costs a little bandwidth, not the window (docs/PROTOCOL.md, Packet coding); a connection codes only when both ends have it on"
+
+// parsePacketCoding parses --packet-coding; it returns
+// transport.Config.NoPacketCoding.
+func parsePacketCoding(s string) (off bool, err error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "on", "":
+		return false, nil
+	case "off":
+		return true, nil
+	}
+	return false, badf("--packet-coding", "%q is not on or off", s)
+}
+
 func fromFile(dst *string, v string, flagSet bool) {
 	if !flagSet && v != "" {
 		*dst = v

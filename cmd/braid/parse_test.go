@@ -190,6 +190,7 @@ func TestUsageErrors(t *testing.T) {
 		{cli("--scheduler", "fastest"), `braid client: --scheduler: unknown policy "fastest" (known: bestvalue, cheapest, duplicate, minrtt, roundrobin, single:<path>, weighted)`},
 		{cli("--cpu", "fast"), `braid client: --cpu: "fast" is not low, mid or high`},
 		{cli("--mtu", "100"), "braid client: --mtu: 100 is outside 576..65535"},
+		{cli("--packet-coding", "maybe"), `braid client: --packet-coding: "maybe" is not on or off`},
 		{cli("--log-level", "loud"), `braid client: --log-level: "loud" is not debug, info, warn or error`},
 		{cli("--bogus"), "braid client: flag provided but not defined: -bogus"},
 		{cli("extra"), `braid client: unexpected argument "extra"`},
@@ -212,6 +213,7 @@ func TestUsageErrors(t *testing.T) {
 		{srv("--token", "a", "--policy", badPolicy), "braid server: --policy: policy " + badPolicy + ": tiers.basic.revenue_usd_per_gb: must be >= 0"},
 		{srv("--token", "a", "--policy", policyExt), "braid server: --policy: "},
 		{srv("--token", "a", "--policy", "/nonexistent/p.toml"), "braid server: --policy: "},
+		{srv("--token", "a", "--packet-coding", "no"), `braid server: --packet-coding: "no" is not on or off`},
 		{srv("--token", "a", "--scheduler", "fastest"), `braid server: --scheduler: unknown policy "fastest"`},
 
 		{[]string{"keygen"}, "braid keygen: --dir is required"},
@@ -256,6 +258,7 @@ socks_pass = "p"
 log_level = "debug"
 fec = "4,1"
 grace = "7s"
+packet_coding = "off"
 
 [[path]]
 name = "fiber"
@@ -282,18 +285,18 @@ operator = "partner"
 	}
 	if cfg.Server != "10.0.0.1:4433" || cfg.Token != "from-file" || cfg.SOCKS != "127.0.0.1:2000" ||
 		cfg.SOCKSUser != "u" || cfg.SOCKSPass != "p" || cfg.Transport.K != 4 || cfg.Transport.M != 1 ||
-		cfg.Transport.Grace != 7*time.Second || !reflect.DeepEqual(cfg.Paths, wantPaths) {
+		cfg.Transport.Grace != 7*time.Second || !cfg.Transport.NoPacketCoding || !reflect.DeepEqual(cfg.Paths, wantPaths) {
 		t.Errorf("from file: %+v", cfg)
 	}
 
 	cfg, err = parseClient([]string{"--config", file, "--token", "from-flag", "--socks", "127.0.0.1:3000",
-		"--fec", "8,2", "--path", "only=any", "--grace", "1s"}, io.Discard)
+		"--fec", "8,2", "--path", "only=any", "--grace", "1s", "--packet-coding", "on"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Token != "from-flag" || cfg.SOCKS != "127.0.0.1:3000" || cfg.Server != "10.0.0.1:4433" ||
 		cfg.Transport.K != 8 || cfg.Transport.M != 2 || cfg.Transport.Grace != time.Second ||
-		len(cfg.Paths) != 1 || cfg.Paths[0].Name != "only" {
+		cfg.Transport.NoPacketCoding || len(cfg.Paths) != 1 || cfg.Paths[0].Name != "only" {
 		t.Errorf("flags over file: %+v", cfg)
 	}
 }
@@ -309,22 +312,23 @@ tokens = ["t1", "t2"]
 token_file = "`+tokens+`"
 allow_private = true
 log_level = "warn"
+packet_coding = "off"
 `)
 	cfg, err := parseServer([]string{"--config", file}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Listen != "127.0.0.1:4433" || !cfg.AllowPrivate || len(cfg.Cert.Certificate) == 0 ||
+	if cfg.Listen != "127.0.0.1:4433" || !cfg.AllowPrivate || len(cfg.Cert.Certificate) == 0 || !cfg.Transport.NoPacketCoding ||
 		!reflect.DeepEqual(cfg.Tokens, []string{"t1", "t2", "alice", "bob"}) {
 		t.Errorf("from file: listen %q private %v tokens %q", cfg.Listen, cfg.AllowPrivate, cfg.Tokens)
 	}
 
 	cfg, err = parseServer([]string{"--config", file, "--listen", "127.0.0.1:5555", "--token", "t3",
-		"--allow-private=false"}, io.Discard)
+		"--allow-private=false", "--packet-coding", "on"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Listen != "127.0.0.1:5555" || cfg.AllowPrivate ||
+	if cfg.Listen != "127.0.0.1:5555" || cfg.AllowPrivate || cfg.Transport.NoPacketCoding ||
 		!reflect.DeepEqual(cfg.Tokens, []string{"t3", "alice", "bob"}) {
 		t.Errorf("flags over file: listen %q private %v tokens %q", cfg.Listen, cfg.AllowPrivate, cfg.Tokens)
 	}

@@ -31,6 +31,7 @@ type serverOpts struct {
 	status            string
 	scheduler, policy string
 	config, logLevel  string
+	packetCoding      string
 
 	maxSessions, maxSessionsPerToken int
 }
@@ -54,6 +55,7 @@ type serverFile struct {
 	Status              string   `toml:"status"`
 	MaxSessions         *int     `toml:"max_sessions"`
 	MaxSessionsPerToken *int     `toml:"max_sessions_per_token"`
+	PacketCoding        string   `toml:"packet_coding"`
 }
 
 func serverFlags(o *serverOpts) *flag.FlagSet {
@@ -73,6 +75,7 @@ func serverFlags(o *serverOpts) *flag.FlagSet {
 	fs.StringVar(&o.policy, "policy", "", "policy `FILE` (.toml, .yaml or .yml): tiers with revenue and SLAs, tokens to tiers, default path prices; SIGHUP reloads it")
 	fs.IntVar(&o.maxSessions, "max-sessions", 1024, "at most `N` concurrent sessions, all tokens together")
 	fs.IntVar(&o.maxSessionsPerToken, "max-sessions-per-token", 8, "at most `N` concurrent sessions of one token; a tier's max_sessions in the --policy file wins for its tokens")
+	fs.StringVar(&o.packetCoding, "packet-coding", "on", packetCodingUsage)
 	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
 	return fs
@@ -112,6 +115,7 @@ func parseServer(args []string, logOut io.Writer) (server.Config, error) {
 			o.ownAddrs = f.OwnAddrs
 		}
 		fromFile(&o.status, f.Status, set["status"])
+		fromFile(&o.packetCoding, f.PacketCoding, set["packet-coding"])
 		if f.DrainTimeout != "" && !set["drain-timeout"] {
 			d, err := time.ParseDuration(f.DrainTimeout)
 			if err != nil {
@@ -199,6 +203,9 @@ func parseServer(args []string, logOut io.Writer) (server.Config, error) {
 	}
 	cfg.Transport.Logger = logger
 	cfg.Transport.Policy = o.scheduler
+	if cfg.Transport.NoPacketCoding, err = parsePacketCoding(o.packetCoding); err != nil {
+		return server.Config{}, err
+	}
 	if o.policy != "" {
 		p, err := tier.Load(o.policy)
 		if err != nil {
