@@ -26,18 +26,19 @@ type PathSpec struct {
 }
 
 // Download pulls bytes from a destination through braid over emulated
-// paths for d, and returns the goodput (after warm, excluded) and the
-// bytes each path's emulator delivered.
-func Download(ctx context.Context, paths []PathSpec, tcfg transport.Config, warm, d time.Duration) (goodput float64, perPath []uint64, err error) {
+// paths for d, and returns the goodput (after warm, excluded), the bytes
+// each path's emulator delivered, and the concentrator's view of its paths
+// at the end (what it sent: downloads).
+func Download(ctx context.Context, paths []PathSpec, tcfg transport.Config, warm, d time.Duration) (goodput float64, perPath []uint64, stats []transport.PathStats, err error) {
 	cert, pinStr, err := pki.SelfSigned(nil)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	pin, _ := pki.ParsePin(pinStr)
 	srv, err := server.Start(server.Config{Listen: "127.0.0.1:0", Cert: cert, Tokens: []string{"bench"},
 		AllowPrivate: true, AllowOwn: true, Transport: tcfg})
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	defer srv.Close()
 	var pcs []client.PathConfig
@@ -45,7 +46,7 @@ func Download(ctx context.Context, paths []PathSpec, tcfg transport.Config, warm
 	for i, p := range paths {
 		r, err := emu.NewRelay("127.0.0.1:0", srv.Addr(), p.Link, p.Link, int64(i+1))
 		if err != nil {
-			return 0, nil, err
+			return 0, nil, nil, err
 		}
 		defer r.Close()
 		relays = append(relays, r)
@@ -54,13 +55,13 @@ func Download(ctx context.Context, paths []PathSpec, tcfg transport.Config, warm
 	}
 	cli, err := client.Start(ctx, client.Config{Pin: pin, Token: "bench", SOCKS: "127.0.0.1:0", Paths: pcs, Transport: tcfg})
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	defer cli.Close()
 	// A source that writes until the reader goes away.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	defer ln.Close()
 	go func() {
@@ -78,12 +79,12 @@ func Download(ctx context.Context, paths []PathSpec, tcfg transport.Config, warm
 	}()
 	conn, err := net.Dial("tcp", cli.SOCKSAddr().String())
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	defer conn.Close()
 	dest := ln.Addr().(*net.TCPAddr).AddrPort()
 	if _, err := socks5.Connect(conn, nil, socks5.Addr{IP: dest.Addr(), Port: dest.Port()}); err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	buf := make([]byte, 64<<10)
 	start := time.Now()
@@ -94,7 +95,7 @@ func Download(ctx context.Context, paths []PathSpec, tcfg transport.Config, warm
 		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 		n, err := conn.Read(buf)
 		if err != nil && err != io.EOF {
-			return 0, nil, fmt.Errorf("read: %w", err)
+			return 0, nil, nil, fmt.Errorf("read: %w", err)
 		}
 		if t0.IsZero() && time.Since(start) >= warm {
 			t0 = time.Now()
@@ -109,5 +110,10 @@ func Download(ctx context.Context, paths []PathSpec, tcfg transport.Config, warm
 	for i, r := range relays {
 		perPath = append(perPath, r.Stats().Down.DeliveredBytes-before[i])
 	}
-	return float64(counted) * 8 / el.Seconds(), perPath, nil
+	for _, s := range srv.Sessions() {
+		for _, p := range s.Paths() {
+			stats = append(stats, p.Stats())
+		}
+	}
+	return float64(counted) * 8 / el.Seconds(), perPath, stats, nil
 }

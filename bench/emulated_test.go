@@ -30,7 +30,7 @@ func BenchmarkHetero(b *testing.B) {
 		b.Run(fec.name, func(b *testing.B) {
 			var sum float64
 			for range b.N {
-				gp, per, err := Download(context.Background(), hetero(), transport.Config{M: fec.m}, 2*time.Second, 8*time.Second)
+				gp, per, _, err := Download(context.Background(), hetero(), transport.Config{M: fec.m}, 2*time.Second, 8*time.Second)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -45,12 +45,18 @@ func BenchmarkHetero(b *testing.B) {
 
 // BenchmarkLossy downloads over three paths with 1% random loss each (30,
 // 20 and 10 Mbit/s; 20, 40 and 80 ms RTT), with one and with four QUIC
-// connections per path, and reports efficiency against the 60 Mbit/s sum.
+// connections per path, with packet coding and without, and reports
+// efficiency against the 60 Mbit/s sum.
 //
 //	go test -run x -bench Lossy -benchtime 1x ./bench/
 func BenchmarkLossy(b *testing.B) {
-	for _, conns := range []int{1, 4} {
-		b.Run(map[int]string{1: "conns1", 4: "conns4"}[conns], func(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		conns int
+		plain bool
+	}{{"conns1", 1, false}, {"conns1-uncoded", 1, true}, {"conns4", 4, false}, {"conns4-uncoded", 4, true}} {
+		conns := c.conns
+		b.Run(c.name, func(b *testing.B) {
 			paths := []PathSpec{
 				{Name: "a", Link: emu.Link{RateBps: 30e6, Delay: 10 * time.Millisecond, Loss: 0.01}, Conns: conns},
 				{Name: "b", Link: emu.Link{RateBps: 20e6, Delay: 20 * time.Millisecond, Loss: 0.01}, Conns: conns},
@@ -58,12 +64,16 @@ func BenchmarkLossy(b *testing.B) {
 			}
 			var sum float64
 			for range b.N {
-				gp, per, err := Download(context.Background(), paths, transport.Config{}, 2*time.Second, 8*time.Second)
+				gp, per, st, err := Download(context.Background(), paths, transport.Config{NoPacketCoding: c.plain}, 2*time.Second, 8*time.Second)
 				if err != nil {
 					b.Fatal(err)
 				}
 				sum += gp
 				b.Logf("goodput %.1f Mbit/s, path bytes %v", gp/1e6, per)
+				for _, p := range st {
+					b.Logf("  %s: quic-go loss %.2f%%, link loss %.2f%%, parity %d of %d data packets, cwnd %d", p.Name, p.Loss*100,
+						p.LinkLoss*100, p.ParityPackets, p.DataPackets, p.CwndBytes)
+				}
 			}
 			b.ReportMetric(sum/float64(b.N)/1e6, "Mbit/s")
 			b.ReportMetric(sum/float64(b.N)/60e6, "efficiency")

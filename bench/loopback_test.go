@@ -27,15 +27,16 @@ func TestLoopbackSmoke(t *testing.T) {
 	}
 }
 
-// BenchmarkLoopback runs braid over 1 and 2 loopback paths and one raw
-// quic-go stream, interleaved, and reports each one's median goodput and
-// CPU per GB, and braid's ratios to the raw stream.
+// BenchmarkLoopback runs braid over 1 and 2 loopback paths, over 1 path
+// without packet coding (plain1), and one raw quic-go stream, interleaved,
+// and reports each one's median goodput and CPU per GB, and braid's ratios
+// to the raw stream.
 //
 //	go test -run x -bench Loopback -benchtime 5x ./bench/
 func BenchmarkLoopback(b *testing.B) {
 	const n = 512 << 20
 	ctx := context.Background()
-	var raw, one, two []Result
+	var raw, one, two, plain []Result
 	for i := 0; i < b.N; i++ {
 		r, err := RawQUIC(ctx, n)
 		if err != nil {
@@ -52,6 +53,11 @@ func BenchmarkLoopback(b *testing.B) {
 			b.Fatal(err)
 		}
 		two = append(two, r)
+		r, err = Braid(ctx, 1, n, transport.Config{NoPacketCoding: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		plain = append(plain, r)
 	}
 	med := func(rs []Result, f func(Result) float64) float64 {
 		v := make([]float64, len(rs))
@@ -66,14 +72,18 @@ func BenchmarkLoopback(b *testing.B) {
 	b.ReportMetric(med(raw, gp)/1e6, "raw-Mbit/s")
 	b.ReportMetric(med(one, gp)/1e6, "braid1-Mbit/s")
 	b.ReportMetric(med(two, gp)/1e6, "braid2-Mbit/s")
+	b.ReportMetric(med(plain, gp)/1e6, "plain1-Mbit/s")
 	b.ReportMetric(med(raw, cpu), "raw-CPU-s/GB")
 	b.ReportMetric(med(one, cpu), "braid1-CPU-s/GB")
 	b.ReportMetric(med(two, cpu), "braid2-CPU-s/GB")
+	b.ReportMetric(med(plain, cpu), "plain1-CPU-s/GB")
+	b.ReportMetric(med(one, gp)/med(plain, gp), "braid1/plain1-goodput")
+	b.ReportMetric(med(one, cpu)/med(plain, cpu), "braid1/plain1-CPU")
 	b.ReportMetric(med(one, gp)/med(raw, gp), "braid1/raw-goodput")
 	b.ReportMetric(med(two, gp)/med(raw, gp), "braid2/raw-goodput")
 	b.ReportMetric(med(one, cpu)/med(raw, cpu), "braid1/raw-CPU")
 	b.ReportMetric(med(two, cpu)/med(raw, cpu), "braid2/raw-CPU")
 	for i := range raw {
-		b.Logf("run %d: %v | %v | %v", i, raw[i], one[i], two[i])
+		b.Logf("run %d: %v | %v | %v | %v", i, raw[i], one[i], two[i], plain[i])
 	}
 }

@@ -854,7 +854,8 @@ func parseWorkload(at string, fw fileWorkload) (Workload, error) {
 
 // CheckSystems checks system names against the paths: a policy
 // (weighted, minrtt, roundrobin, duplicate, single:PATH), optionally
-// restricted to some paths (weighted@a+b), quic-direct (optionally
+// restricted to some paths (weighted@a+b) and optionally without packet
+// coding (weighted/uncoded, weighted@a/uncoded), quic-direct (optionally
 // quic-direct@PATH) or limit; each at most once.
 func CheckSystems(systems []string, paths []Path) error {
 	if len(systems) == 0 {
@@ -898,12 +899,22 @@ type System struct {
 	// dials; quic-direct: its one path); empty means all (quic-direct:
 	// the best).
 	Paths []string
+	// Uncoded is a braid system with packet coding off (a /uncoded
+	// suffix): transport.Config.NoPacketCoding on both ends.
+	Uncoded bool
 }
 
 // ParseSystem parses a system name.
 func ParseSystem(s string) (System, error) {
 	sys := System{Name: s}
-	name, sub, hasSub := strings.Cut(s, "@")
+	rest, mod, hasMod := strings.Cut(s, "/")
+	if hasMod {
+		if mod != "uncoded" {
+			return sys, fmt.Errorf("%q: /%s is not /uncoded", s, mod)
+		}
+		sys.Uncoded = true
+	}
+	name, sub, hasSub := strings.Cut(rest, "@")
 	if hasSub {
 		if sub == "" {
 			return sys, fmt.Errorf("%q: no path after @", s)
@@ -932,8 +943,11 @@ func ParseSystem(s string) (System, error) {
 			return sys, fmt.Errorf("%q: single: needs a path name", s)
 		}
 	default:
-		return sys, fmt.Errorf("%q is not a system: %s, single:PATH (a policy, optionally @PATH+PATH...), quic-direct or limit",
+		return sys, fmt.Errorf("%q is not a system: %s, single:PATH (a policy, optionally @PATH+PATH... and /uncoded), quic-direct or limit",
 			s, strings.Join(Policies, ", "))
+	}
+	if sys.Uncoded && sys.Kind != "braid" {
+		return sys, fmt.Errorf("%q: only braid's policies take /uncoded", s)
 	}
 	return sys, nil
 }

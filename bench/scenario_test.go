@@ -360,13 +360,19 @@ trace = "t.down"
 func TestSystems(t *testing.T) {
 	paths := []Path{{Name: "a"}, {Name: "b"}}
 	for _, ok := range []string{"weighted", "minrtt", "roundrobin", "duplicate", "single:a", "weighted@a",
-		"minrtt@a+b", "single:b@a+b", "quic-direct", "quic-direct@b", "limit"} {
+		"minrtt@a+b", "single:b@a+b", "quic-direct", "quic-direct@b", "limit", "weighted/uncoded", "single:a@a/uncoded"} {
 		if err := CheckSystems([]string{ok}, paths); err != nil {
 			t.Errorf("%s: %v", ok, err)
 		}
 	}
+	if sys, _ := ParseSystem("minrtt@a+b/uncoded"); !sys.Uncoded || sys.Policy != "minrtt" || len(sys.Paths) != 2 {
+		t.Errorf("minrtt@a+b/uncoded = %+v", sys)
+	}
+	if sys, _ := ParseSystem("weighted"); sys.Uncoded {
+		t.Errorf("weighted = %+v, want coded", sys)
+	}
 	for _, bad := range []string{"", "fast", "single:", "single:c", "weighted@", "weighted@a+", "weighted@c",
-		"quic-direct@a+b", "limit@a", "single:a@b"} {
+		"quic-direct@a+b", "limit@a", "single:a@b", "weighted/", "weighted/plain", "quic-direct/uncoded", "limit/uncoded"} {
 		if err := CheckSystems([]string{bad}, paths); err == nil {
 			t.Errorf("%q: no error", bad)
 		}

@@ -156,7 +156,7 @@ func startBraid(ctx context.Context, sc *Scenario, sys System, id identity, log 
 			e.close()
 		}
 	}()
-	tcfg := transport.Config{Policy: sys.Policy, Terms: sc.terms(), Logger: log}
+	tcfg := transport.Config{Policy: sys.Policy, Terms: sc.terms(), Logger: log, NoPacketCoding: sys.Uncoded}
 	scfg := tcfg
 	scfg.Tier = sc.tier()
 	srv, err := server.Start(server.Config{Listen: "127.0.0.1:0", Cert: id.cert, Tokens: []string{"bench"},
