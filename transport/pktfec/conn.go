@@ -18,9 +18,13 @@ import (
 // Config tunes a Conn. Zero fields take the defaults.
 type Config struct {
 	// K is the most data packets in a group (default 32, at most MaxK).
+	// When the loss needs more parity than a group of K may carry (MaxM,
+	// and MaxOverhead of K), the sender shortens groups (halving K, down
+	// to 8) if shorter ones may carry more parity per packet (see
+	// control.sized).
 	K int
-	// GroupDelay is the longest a group stays open (default 10 ms); a
-	// peer's RTT (Conn.SetRTT) shortens it to a quarter of the RTT, not
+	// GroupDelay is the longest a group stays open (default 40 ms); a
+	// peer's RTT (Conn.SetRTT) shortens it to two thirds of the RTT, not
 	// under 2 ms.
 	GroupDelay time.Duration
 	// GroupFail is the chance, under the loss measured, that a group
@@ -45,7 +49,7 @@ func (c *Config) fill() {
 	}
 	c.K = min(c.K, MaxK)
 	if c.GroupDelay <= 0 {
-		c.GroupDelay = 10 * time.Millisecond
+		c.GroupDelay = 40 * time.Millisecond
 	}
 	if c.GroupFail <= 0 {
 		c.GroupFail = 0.002
@@ -61,7 +65,10 @@ func (c *Config) fill() {
 	}
 }
 
-func (c Config) maxM() int { return max(1, min(MaxM, int(c.MaxOverhead*float64(c.K)))) }
+func (c Config) maxM() int { return c.maxMFor(c.K) }
+
+// maxMFor is the most parity a group of k may carry.
+func (c Config) maxMFor(k int) int { return max(1, min(MaxM, int(c.MaxOverhead*float64(k)))) }
 
 // Stats counts what a Conn did, over all peers.
 type Stats struct {
@@ -217,7 +224,7 @@ func (c *Conn) PeerStats(addr net.Addr) (PeerStats, bool) {
 	}
 	p.s.mu.Lock()
 	st := PeerStats{DataSent: p.s.dataPackets, ParitySent: p.s.parityPackets, ParityBytes: p.s.parityBytes,
-		K: p.s.c.cfg.K, M: p.s.ctl.m, LossBefore: p.s.ctl.p, LossAfter: p.s.ctl.left, Queued: p.s.ctl.queued()}
+		K: p.s.ctl.k, M: p.s.ctl.m, LossBefore: p.s.ctl.p, LossAfter: p.s.ctl.left, Queued: p.s.ctl.queued()}
 	p.s.mu.Unlock()
 	c.rmu.Lock()
 	st.Expected, st.Received, st.Repaired = uint64(p.r.expected), uint64(p.r.received), uint64(p.r.repaired)

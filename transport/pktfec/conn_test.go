@@ -370,7 +370,7 @@ func TestBaseParity(t *testing.T) {
 		k    int
 		p    float64
 		want int
-	}{{32, 0, 0}, {32, 0.001, 1}, {32, 0.01, 3}, {8, 0.01, 2}, {32, 0.5, MaxM}} {
+	}{{32, 0, 0}, {32, 0.001, 1}, {32, 0.01, 3}, {8, 0.01, 2}, {32, 0.5, MaxM + 1}} {
 		if got := baseParity(tc.k, tc.p, 0.002); got != tc.want {
 			t.Errorf("baseParity(%d, %v) = %d, want %d", tc.k, tc.p, got, tc.want)
 		}
@@ -481,5 +481,22 @@ func TestShortGroupCap(t *testing.T) {
 			t.Errorf("group of %d: lost packet handed up %d times", tc.n, got[tc.n])
 		}
 		p.close()
+	}
+}
+
+// Groups are as long as the loss allows: 64 packets while their parity
+// fits the cap, 32 (with up to a quarter of parity) past it.
+func TestSized(t *testing.T) {
+	cfg := Config{K: 64}
+	cfg.fill()
+	for _, tc := range []struct {
+		p        float64
+		extra    int
+		wantK, m int
+	}{{0, 0, 64, 0}, {0.001, 0, 64, 1}, {0.01, 0, 64, 4}, {0.01, 3, 64, 7}, {0.05, 0, 32, 7}, {0.3, 0, 32, 8}, {0.01, 6, 32, 8}} {
+		c := control{cfg: cfg, p: tc.p, extra: tc.extra}
+		if k, m := c.sized(); k != tc.wantK || m != tc.m {
+			t.Errorf("loss %v extra %d: k %d m %d, want %d, %d", tc.p, tc.extra, k, m, tc.wantK, tc.m)
+		}
 	}
 }

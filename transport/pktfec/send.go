@@ -40,15 +40,19 @@ func newSender(c *Conn, addr *net.UDPAddr) *sender {
 	return s
 }
 
-// groupDelay is how long a group stays open: a quarter of the RTT, within
-// [2 ms, Config.GroupDelay]. quic-go declares a packet lost 9/8 of an RTT
-// after it was sent once reordering has been seen, and undoes the window
-// cut when a packet it called lost is acknowledged after all, so a repair
-// within a fraction of the RTT costs quic-go nothing.
+// groupDelay is how long a group stays open: two thirds of the RTT, within
+// [2 ms, Config.GroupDelay]. Longer groups need less parity for the same
+// loss (a group of 32 at 1% takes 3 parity packets, one of 8 takes 2).
+// quic-go calls a packet lost 9/8 of an RTT after it was sent, so a packet
+// rebuilt late in its group may be called lost first; but quic-go undoes
+// the window cut when a packet it called lost is acknowledged after all,
+// stops judging loss by packet counts, and raises its time threshold (to
+// at most twice the RTT), after which a repair within the group's time
+// costs it nothing.
 func (s *sender) groupDelay() time.Duration {
 	d := s.c.cfg.GroupDelay
 	if rtt := s.ctl.rtt; rtt > 0 {
-		d = min(d, max(rtt/4, 2*time.Millisecond))
+		d = min(d, max(rtt*2/3, 2*time.Millisecond))
 	}
 	return d
 }
@@ -201,7 +205,9 @@ func (s *sender) close() {
 // link, and parity would only take the data's room. Reports taken while
 // queued leave p and the extra parity as they were.
 type control struct {
-	cfg    Config
+	cfg Config
+	k   int // data packets per group
+
 	rtt    time.Duration // smoothed
 	minRTT time.Duration
 	// lostW and expW are the packets lost and expected, each window's
@@ -225,7 +231,7 @@ type control struct {
 // about the last eight windows count.
 const pastWeight = 0.875
 
-func (c *control) init(cfg Config) { c.cfg = cfg }
+func (c *control) init(cfg Config) { c.cfg, c.k = cfg, cfg.K }
 
 // code returns the (k, m) for the next group.
 func (c *control) code() (int, int) {
@@ -233,9 +239,9 @@ func (c *control) code() (int, int) {
 		return c.cfg.K, c.cfg.fixedM
 	}
 	if c.queued() {
-		return c.cfg.K, 0
+		return c.k, 0
 	}
-	return c.cfg.K, c.m
+	return c.k, c.m
 }
 
 // queued says a queue of a round trip or more stands on the path.
@@ -296,22 +302,40 @@ func (c *control) onReport(r report, now time.Time) {
 		c.extra--
 		c.lastChange = now
 	}
-	m := 0
+	c.k, c.m = c.cfg.K, 0
 	if now.Sub(c.lastLoss) <= 2*time.Second {
-		m = baseParity(c.cfg.K, c.p, c.cfg.GroupFail) + c.extra
+		c.k, c.m = c.sized()
 	}
-	c.m = min(m, c.cfg.maxM())
+}
+
+// sized returns the group size and parity for the loss measured: the
+// largest k (K, halved down to 8) whose parity fits under the cap, else
+// the largest k that may carry the most parity per packet, with all of
+// it. Long groups cost less parity; shorter ones may carry more of it,
+// for losses a long one cannot rebuild.
+func (c *control) sized() (int, int) {
+	bestK := c.cfg.K
+	for k := c.cfg.K; k >= 8; k /= 2 {
+		m := baseParity(k, c.p, c.cfg.GroupFail) + c.extra
+		if m <= c.cfg.maxMFor(k) {
+			return k, m
+		}
+		if c.cfg.maxMFor(k)*bestK > c.cfg.maxMFor(bestK)*k {
+			bestK = k
+		}
+	}
+	return bestK, c.cfg.maxMFor(bestK)
 }
 
 // baseParity is the least m for which k data packets and m parity packets,
 // each lost independently with probability p, lose more than m with
-// probability at most fail.
+// probability at most fail; MaxM+1 when no m up to MaxM does.
 func baseParity(k int, p, fail float64) int {
 	if p <= 0 {
 		return 0
 	}
 	p = min(p, 0.5)
-	for m := 1; m < MaxM; m++ {
+	for m := 1; m <= MaxM; m++ {
 		n := k + m
 		// P[X <= m] for X ~ Binomial(n, p)
 		var cdf float64
@@ -324,5 +348,5 @@ func baseParity(k int, p, fail float64) int {
 			return m
 		}
 	}
-	return MaxM
+	return MaxM + 1 // more than any group may carry
 }
