@@ -27,8 +27,9 @@ limit), and writes DIR/results.json, DIR/report.md and PNG plots. A scenario
 is a built-in name (see --list) or a TOML file; docs/BENCH.md describes both
 and every metric. Progress goes to stderr, a summary to stdout.
 Systems: weighted, minrtt, roundrobin, duplicate, single:PATH (braid
-policies; POLICY@PATH+PATH runs braid over only those paths), quic-direct
-(one quic-go connection over the best path, or quic-direct@PATH) and limit.
+policies; POLICY@PATH+PATH runs braid over only those paths, POLICY/uncoded
+without packet coding), quic-direct (one quic-go connection over the best
+path, or quic-direct@PATH) and limit.
 `
 }
 
