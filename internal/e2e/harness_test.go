@@ -229,11 +229,12 @@ func echoCheckConn(conn halfCloser, n int, seed uint64) error {
 		errc <- conn.CloseWrite()
 	}()
 	got := sha256.New()
-	m, err := io.Copy(got, conn)
-	werr := <-errc
+	m, err := copyWithStallLimit(got, conn, stallLimit)
 	if err != nil {
-		return fmt.Errorf("read after %d bytes: %w", m, err)
+		conn.Close() // unblocks the writer
+		return fmt.Errorf("read after %d of %d bytes: %w (write side: %v)", m, n, err, <-errc)
 	}
+	werr := <-errc
 	if werr != nil {
 		return werr
 	}
@@ -244,6 +245,35 @@ func echoCheckConn(conn halfCloser, n int, seed uint64) error {
 		return errors.New("echoed bytes differ (sha256)")
 	}
 	return nil
+}
+
+// stallLimit is how long an echo transfer may go without a byte before it
+// fails: a stuck transfer then names itself instead of hanging the package
+// until go test's timeout.
+const stallLimit = 2 * time.Minute
+
+// copyWithStallLimit copies conn to w until EOF, failing once no byte has
+// arrived for limit.
+func copyWithStallLimit(w io.Writer, conn net.Conn, limit time.Duration) (int64, error) {
+	defer conn.SetReadDeadline(time.Time{})
+	buf := make([]byte, 64<<10)
+	var total int64
+	for {
+		conn.SetReadDeadline(time.Now().Add(limit))
+		n, err := conn.Read(buf)
+		w.Write(buf[:n])
+		total += int64(n)
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return total, fmt.Errorf("no byte for %v: %w", limit, err)
+			}
+			return total, err
+		}
+	}
 }
 
 func fill(b []byte, rng *rand.Rand) {
