@@ -121,17 +121,18 @@ func (s *Session) dispatch(ctx context.Context, b *txBlock, i int, dead <-chan s
 	}
 }
 
-// resend queues shard i of b again on path p, ahead of new shards. It
+// resend queues shard i of b again on path p, ahead of new shards, and
+// reports whether it did (not once b is acknowledged or released). It
 // never blocks.
-func (s *Session) resend(b *txBlock, i int, p *Path) {
+func (s *Session) resend(b *txBlock, i int, p *Path) bool {
 	if b.acked.Load() {
-		return
+		return false
 	}
 	// Take a reference only while one is held: at zero the buffer is gone.
 	for {
 		r := b.refs.Load()
 		if r <= 0 {
-			return
+			return false
 		}
 		if b.refs.CompareAndSwap(r, r+1) {
 			break
@@ -143,6 +144,7 @@ func (s *Session) resend(b *txBlock, i int, p *Path) {
 	p.queued.Add(size)
 	p.pushUrgent(shardJob{b: b, idx: uint8(i)})
 	s.stats.ShardsResent.Add(1)
+	return true
 }
 
 // redispatch moves a job whose connection failed to another path. The

@@ -1135,7 +1135,9 @@ func (f *Flow) checkOverdue(rto time.Duration) {
 		}
 	}
 	for _, i := range order[:int(b.hdr.K)] {
-		f.s.resend(b, i, best.p)
+		if f.s.resend(b, i, best.p) {
+			f.s.stats.ShardsOverdue.Add(1)
+		}
 	}
 }
 

@@ -117,6 +117,10 @@ type SessionStats struct {
 	ShardsSent, ShardsReceived     atomic.Uint64
 	ShardsDuplicate, ShardsDropped atomic.Uint64
 	ShardsResent, BlocksDecoded    atomic.Uint64
+	// ShardsOverdue counts the re-sends (also in ShardsResent) of blocks
+	// whose acknowledgement came later than the RTO, rather than of
+	// shards whose connection went away.
+	ShardsOverdue atomic.Uint64
 	// BlocksCompressed and BytesSaved count blocks sent compressed and
 	// the bytes compression saved (compress.go).
 	BlocksCompressed, BytesSaved atomic.Uint64
