@@ -370,7 +370,7 @@ func TestNoGoroutineLeftAfterClose(t *testing.T) {
 			r.Close()
 		}
 		w.dest.ln.Close()
-		w.dest.wg.Wait()
+		w.dest.wait(t)
 	}()
 }
 

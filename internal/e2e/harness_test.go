@@ -162,8 +162,22 @@ func newDestinationAt(t *testing.T, addr string, handler func(net.Conn)) *destin
 			}()
 		}
 	}()
-	t.Cleanup(func() { ln.Close(); d.wg.Wait() })
+	t.Cleanup(func() { ln.Close(); d.wait(t) })
 	return d
+}
+
+// wait waits for the destination's handlers to end, failing (rather than
+// hanging the package) when one is still running a minute later: a flow
+// that its end never closed or reset.
+func (d *destination) wait(t testing.TB) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { d.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Errorf("destination %v: a connection still open a minute after the test: its flow was never ended", d.ln.Addr())
+	}
 }
 
 func (d *destination) addr() socks5.Addr {

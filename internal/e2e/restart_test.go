@@ -192,7 +192,7 @@ func TestLateStart(t *testing.T) {
 	cli.Close()
 	srv.Close()
 	dest.ln.Close()
-	dest.wg.Wait()
+	dest.wait(t)
 }
 
 // TestConcentratorRestart restarts the concentrator under a running
@@ -248,7 +248,7 @@ func TestConcentratorRestart(t *testing.T) {
 		cli.Close()
 		srv2.Close()
 		dest.ln.Close()
-		dest.wg.Wait()
+		dest.wait(t)
 	})
 
 	t.Run("vanished", func(t *testing.T) {
