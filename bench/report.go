@@ -276,13 +276,10 @@ func writeTable(w io.Writer, res *Results, cols []metric, fig func(metric, *Syst
 // something, to the best system and to the limit: two tables of one
 // ratio a cell, each with only the columns where some ratio exists.
 func writeRatios(w io.Writer, res *Results, cols []metric) {
-	for _, to := range []struct {
-		title string
-		den   func(metric) float64
-	}{
+	for _, to := range append([]ratioRef{
 		{"Ratio to the best system (the best in each column, the limit left out, is 1.00)", func(m metric) float64 { return best(m, res) }},
 		{"Ratio to the limit (what the paths allow at best)", func(m metric) float64 { return deref(m.get(&res.Limit)) }},
-	} {
+	}, kernelRefs(res)...) {
 		var rc []metric
 		for _, m := range cols {
 			if !m.ratios {
@@ -301,6 +298,29 @@ func writeRatios(w io.Writer, res *Results, cols []metric) {
 		fmt.Fprintf(w, "### %s\n\n", to.title)
 		writeTable(w, res, rc, func(m metric, s *SystemResult) string { return ratio(m, s, to.den(m)) })
 	}
+}
+
+// ratioRef is a ratio table: its title and each metric's denominator.
+type ratioRef struct {
+	title string
+	den   func(metric) float64
+}
+
+// kernelRefs are the ratio tables to the kernel systems that ran.
+func kernelRefs(res *Results) []ratioRef {
+	var refs []ratioRef
+	for i := range res.Systems {
+		k := &res.Systems[i]
+		if (k.Name != "mptcp" && k.Name != "tcp") || k.Error != "" {
+			continue
+		}
+		title := "Ratio to mptcp (Linux MPTCP over every path, " + kernelCC + ", in this run)"
+		if k.Name == "tcp" {
+			title = "Ratio to tcp (one Linux TCP connection per flow over the best path, " + kernelCC + ", in this run)"
+		}
+		refs = append(refs, ratioRef{title, func(m metric) float64 { return deref(m.get(k)) }})
+	}
+	return refs
 }
 
 // value formats one figure.

@@ -6,6 +6,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -84,8 +85,12 @@ type SystemResult struct {
 	RSSOverTime        []int64          `json:"rss_bytes_over_time,omitempty"`
 	GoroutinesOverTime []int            `json:"goroutines_over_time,omitempty"`
 	BytesPerPath       map[string]int64 `json:"bytes_per_path"`
+	// GoodputVs is the goodput over that of each kernel system (mptcp,
+	// tcp) measured in the same run. Additive.
+	GoodputVs map[string]float64 `json:"goodput_vs,omitempty"`
 	// Error says why the system could not be measured; its metrics are
-	// then all null.
+	// then all null. It starts with "skipped: " for a system this host
+	// cannot run (the kernel systems without root).
 	Error string `json:"error,omitempty"`
 	// Notes are problems seen during the run (a flow that failed).
 	Notes []string `json:"notes,omitempty"`
@@ -189,7 +194,28 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Results, error) {
 			res.Timelines[name] = tl
 		}
 	}
+	kernelRatios(res)
 	return res, nil
+}
+
+// kernelRatios sets each system's goodput over that of each kernel
+// system (mptcp, tcp) that ran.
+func kernelRatios(res *Results) {
+	for _, k := range res.Systems {
+		if (k.Name != "mptcp" && k.Name != "tcp") || k.GoodputBps == nil || *k.GoodputBps <= 0 {
+			continue
+		}
+		for i := range res.Systems {
+			s := &res.Systems[i]
+			if s.Name == k.Name || s.GoodputBps == nil {
+				continue
+			}
+			if s.GoodputVs == nil {
+				s.GoodputVs = map[string]float64{}
+			}
+			s.GoodputVs[k.Name] = *s.GoodputBps / *k.GoodputBps
+		}
+	}
 }
 
 // runSystem sets one system up, runs the workloads through it and
@@ -205,6 +231,8 @@ func runSystem(ctx context.Context, sc *Scenario, sys System, id identity, drain
 		e, err = startBraid(setup, sc, sys, id, log)
 	case "quic-direct":
 		e, err = startDirect(setup, sc, sys, id)
+	case "mptcp", "tcp":
+		e, err = startKernel(setup, sc, sys)
 	}
 	if err == nil {
 		if err = e.ready(setup); err != nil {
@@ -213,7 +241,12 @@ func runSystem(ctx context.Context, sc *Scenario, sys System, id identity, drain
 	}
 	cancel()
 	if err != nil {
-		res.Error = err.Error()
+		var skip skipError
+		if errors.As(err, &skip) {
+			res.Error = "skipped: " + skip.Error()
+		} else {
+			res.Error = err.Error()
+		}
 		return res, nil
 	}
 	defer e.close()
@@ -231,8 +264,8 @@ func runSystem(ctx context.Context, sc *Scenario, sys System, id identity, drain
 	defer dest.close()
 	// Traces, outages and schedules start with the workloads.
 	for _, p := range e.paths {
-		if p.relay != nil {
-			p.relay.SetStart(t0)
+		if p.link != nil {
+			p.link.SetStart(t0)
 		}
 	}
 	base := make([][2]uint64, len(e.paths))
@@ -250,14 +283,14 @@ func runSystem(ctx context.Context, sc *Scenario, sys System, id identity, drain
 			continue
 		}
 		for _, p := range e.paths {
-			if p.relay == nil || sc.Paths[p.index].Name != ev.Path {
+			if p.link == nil || sc.Paths[p.index].Name != ev.Path {
 				continue
 			}
 			bg.Add(1)
 			go func() {
 				defer bg.Done()
 				if sleepUntil(runCtx, t0.Add(ev.At)) {
-					p.relay.SetBroken(ev.Kill)
+					p.link.SetBroken(ev.Kill)
 				}
 			}()
 		}

@@ -889,7 +889,7 @@ func CheckSystems(systems []string, paths []Path) error {
 // System is a parsed system name.
 type System struct {
 	Name string
-	// Kind is "braid", "quic-direct" or "limit".
+	// Kind is "braid", "quic-direct", "mptcp", "tcp" or "limit".
 	Kind string
 	// Policy is transport.Config.Policy for braid systems.
 	Policy string
@@ -930,11 +930,14 @@ func ParseSystem(s string) (System, error) {
 		if hasSub {
 			return sys, fmt.Errorf("%q: limit takes no paths", s)
 		}
-	case name == "quic-direct":
-		sys.Kind = "quic-direct"
+	case name == "quic-direct", name == "tcp":
+		sys.Kind = name
 		if len(sys.Paths) > 1 {
-			return sys, fmt.Errorf("%q: quic-direct runs over one path", s)
+			return sys, fmt.Errorf("%q: %s runs over one path", s, name)
 		}
+	case name == "mptcp":
+		sys.Kind = "mptcp"
+
 	case slices.Contains(Policies, name):
 		sys.Kind, sys.Policy = "braid", name
 	case strings.HasPrefix(name, "single:"):
@@ -943,7 +946,7 @@ func ParseSystem(s string) (System, error) {
 			return sys, fmt.Errorf("%q: single: needs a path name", s)
 		}
 	default:
-		return sys, fmt.Errorf("%q is not a system: %s, single:PATH (a policy, optionally @PATH+PATH... and /uncoded), quic-direct or limit",
+		return sys, fmt.Errorf("%q is not a system: %s, single:PATH (a policy, optionally @PATH+PATH... and /uncoded), quic-direct, mptcp, tcp or limit",
 			s, strings.Join(Policies, ", "))
 	}
 	if sys.Uncoded && sys.Kind != "braid" {

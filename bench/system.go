@@ -55,12 +55,32 @@ func newEnv() (*env, *[]func()) {
 // envPath is one path of a running system.
 type envPath struct {
 	index int // in Scenario.Paths
-	relay *emu.Relay
+	// link is the path's emulator (nil for a loopback path): an
+	// *emu.Relay, or a kernel system's TUN path.
+	link pathLink
 	// bytes returns the bytes the path carried so far up (client to
 	// concentrator) and down: what its emulator delivered, or for a
 	// loopback path what the client's session counted.
 	bytes func() (up, down uint64)
 }
+
+// pathLink is what a run does to a path's emulator: start its timeline
+// (traces, outages, schedules) and throw its kill switch.
+type pathLink interface {
+	SetStart(time.Time)
+	SetBroken(bool)
+}
+
+// kernelCC is the congestion control the kernel systems (mptcp, tcp)
+// set in their namespaces: what MPTCP's best figures over lossy paths
+// need (with cubic it moves a tenth as much there).
+const kernelCC = "bbr"
+
+// skipError is why a system cannot run on this machine (not root, not
+// Linux): the system is reported as skipped, not as failed.
+type skipError string
+
+func (e skipError) Error() string { return string(e) }
 
 // identity is the concentrator's certificate, made once per run.
 type identity struct {
@@ -88,7 +108,7 @@ func systemPaths(sc *Scenario, sys System) []int {
 			idx = append(idx, i)
 		}
 	}
-	if sys.Kind == "quic-direct" && len(sys.Paths) == 0 {
+	if (sys.Kind == "quic-direct" || sys.Kind == "tcp") && len(sys.Paths) == 0 {
 		return []int{bestPath(sc)}
 	}
 	return idx
@@ -179,7 +199,7 @@ func startBraid(ctx context.Context, sc *Scenario, sys System, id identity, log 
 			}
 			*closers = append(*closers, func() { r.Close() })
 			pc.Server = r.Addr().String()
-			ep.relay = r
+			ep.link = r
 			ep.bytes = relayBytes(r)
 		}
 		pcs = append(pcs, pc)
@@ -314,7 +334,7 @@ func startDirect(ctx context.Context, sc *Scenario, sys System, id identity) (_ 
 		}
 		*closers = append(*closers, func() { r.Close() })
 		addr = r.Addr().String()
-		ep.relay = r
+		ep.link = r
 		ep.bytes = relayBytes(r)
 	}
 	qc, err := quic.DialAddr(ctx, addr, pki.ClientTLS(id.pin, directALPN), directQUICConfig())

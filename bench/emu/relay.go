@@ -335,6 +335,12 @@ type direction struct {
 	sleepUntil time.Time // zero: waiting for a packet, no timer
 	wake       chan struct{}
 
+	// sink, when set, delivers every packet instead of its conn (a Pipe).
+	sink func([]byte) error
+	// overhead is the bytes at the head of each packet that the link
+	// neither charges nor counts (a Pipe's headers below UDP's payload).
+	overhead int
+
 	// Counters touched outside mu; the rest live in the Shaper.
 	packetsIn      atomic.Uint64
 	bytesIn        atomic.Uint64
@@ -395,12 +401,15 @@ func (d *direction) dropOther(n int) {
 // through the Shaper and queues a copy for delivery via conn (to addr, or
 // connected when addr is zero).
 func (d *direction) enqueue(data []byte, conn *net.UDPConn, addr netip.AddrPort, m *mapping) {
+	size := max(len(data)-d.overhead, 1)
 	d.packetsIn.Add(1)
-	d.bytesIn.Add(uint64(len(data)))
+	d.bytesIn.Add(uint64(size))
 	if d.broken.Load() {
 		// A broken path keeps its mappings, like a NAT that still sees
 		// the client sending.
-		m.lastActive.Store(time.Now().UnixNano())
+		if m != nil {
+			m.lastActive.Store(time.Now().UnixNano())
+		}
 		d.droppedBroken.Add(1)
 		return
 	}
@@ -408,8 +417,10 @@ func (d *direction) enqueue(data []byte, conn *net.UDPConn, addr netip.AddrPort,
 	// Read the clock under the lock: the Shaper needs non-decreasing
 	// arrival times and several readers share the down direction.
 	now := time.Now()
-	m.lastActive.Store(now.UnixNano())
-	at, dup, ok := d.shaper.Admit(now, len(data))
+	if m != nil {
+		m.lastActive.Store(now.UnixNano())
+	}
+	at, dup, ok := d.shaper.Admit(now, size)
 	if !ok {
 		d.mu.Unlock()
 		return
@@ -519,17 +530,20 @@ func (d *direction) send(batch []packet) {
 				d.droppedBroken.Add(1)
 				continue
 			}
+			size := max(p.n-d.overhead, 1)
 			d.delivered.Add(1)
-			d.deliveredBytes.Add(uint64(p.n))
+			d.deliveredBytes.Add(uint64(size))
 			var err error
-			if p.addr.IsValid() {
+			if d.sink != nil {
+				err = d.sink(b)
+			} else if p.addr.IsValid() {
 				_, err = p.conn.WriteToUDPAddrPort(b, p.addr)
 			} else {
 				_, err = p.conn.Write(b)
 			}
 			if err != nil {
 				d.delivered.Add(^uint64(0))
-				d.deliveredBytes.Add(^uint64(p.n - 1))
+				d.deliveredBytes.Add(^uint64(size - 1))
 				d.droppedOther.Add(1)
 			}
 		}

@@ -127,15 +127,15 @@ type DirStats struct {
 	PacketsIn      uint64 // packets that arrived
 	BytesIn        uint64 // bytes that arrived
 	Admitted       uint64 // packets the Shaper accepted for delivery
-	Delivered      uint64 // packets written to the destination (Relay only)
-	DeliveredBytes uint64 // bytes written to the destination (Relay only)
+	Delivered      uint64 // packets written to the destination (Relay and Pipe)
+	DeliveredBytes uint64 // bytes written to the destination (Relay and Pipe)
 	Duplicated     uint64 // extra copies scheduled by Link.Duplicate
 	DroppedLoss    uint64 // dropped by random or Gilbert-Elliott loss
 	DroppedQueue   uint64 // dropped because the bottleneck queue was full
 	DroppedMTU     uint64 // dropped for exceeding Link.MTU
-	DroppedBroken  uint64 // dropped while the relay was broken (Relay only)
+	DroppedBroken  uint64 // dropped while the relay was broken (Relay and Pipe)
 	DroppedOutage  uint64 // dropped by one of Link.Outages
-	DroppedOther   uint64 // client table full, write errors, relay closing (Relay only)
+	DroppedOther   uint64 // client table full, write errors, relay closing (Relay and Pipe)
 }
 
 // Shaper decides, for each packet, whether it is dropped and when it is
