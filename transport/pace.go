@@ -32,6 +32,13 @@ type pacer struct {
 
 	mu   sync.Mutex
 	next time.Duration // when the bytes sent so far are paid for
+	// parity is the packet-coding parity the path's connections add per
+	// data byte (M/K of their current code): those bytes cross the link
+	// too, so a shard is charged 1+parity times its size. Without it a
+	// coded path is sent faster than its rate, its queue fills, and the
+	// coder then turns parity off (it cannot tell the queue's drops from
+	// the link's), so random loss reaches quic-go again.
+	parity float64
 }
 
 func newPacer(rateMbps float64) *pacer {
@@ -55,6 +62,20 @@ func (p *pacer) spend(now time.Duration, n int) {
 		return
 	}
 	p.mu.Lock()
-	p.next = max(p.next, now) + time.Duration(float64(n)/p.rate*float64(time.Second))
+	p.next = max(p.next, now) + time.Duration(float64(n)*(1+p.parity)/p.rate*float64(time.Second))
 	p.mu.Unlock()
+}
+
+// setParity sets the parity charged per data byte (clamped to [0, 1]).
+func (p *pacer) setParity(f float64) {
+	p.mu.Lock()
+	p.parity = min(max(f, 0), 1)
+	p.mu.Unlock()
+}
+
+// shardRate is the rate shards may go at: the pace less the parity.
+func (p *pacer) shardRate() float64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rate / (1 + p.parity)
 }

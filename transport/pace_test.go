@@ -111,3 +111,21 @@ func TestPacedPath(t *testing.T) {
 		})
 	}
 }
+
+// TestPacerChargesParity: a coded path's shards are charged their parity,
+// so shards and parity together keep to the rate.
+func TestPacerChargesParity(t *testing.T) {
+	p := &pacer{rate: 1e6}
+	p.setParity(0.25) // M/K = 8/32
+	p.spend(0, 8000)  // 10000 bytes on the wire: paid for at 10 ms
+	if d := p.wait(0); d != 6*time.Millisecond {
+		t.Fatalf("wait = %v, want 6ms (8000 bytes and 2000 of parity at 1 MB/s, less the 4 ms burst)", d)
+	}
+	if r := p.shardRate(); r != 0.8e6 {
+		t.Fatalf("shard rate %v, want 0.8e6", r)
+	}
+	p.setParity(7) // a broken figure is clamped
+	if r := p.shardRate(); r != 0.5e6 {
+		t.Fatalf("shard rate with parity clamped to 1: %v, want 0.5e6", r)
+	}
+}

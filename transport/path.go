@@ -145,7 +145,8 @@ func (p *Path) liveConn() *pconn {
 func (p *Path) refresh() (changed bool) {
 	p.mu.Lock()
 	up := false
-	var rate float64
+	var rate, parity float64
+	var live []*pconn
 	best := time.Duration(math.MaxInt64)
 	for _, c := range p.conns {
 		if !c.usable() {
@@ -156,11 +157,19 @@ func (p *Path) refresh() (changed bool) {
 		srtt := max(st.SmoothedRTT, 50*time.Microsecond)
 		best = min(best, srtt)
 		rate += float64(st.CongestionWindow) / srtt.Seconds()
+		live = append(live, c)
 	}
 	p.mu.Unlock()
+	// The coders' locks are taken outside p.mu, as Stats does.
+	for _, c := range live {
+		if ps, ok := c.coding(); ok && ps.M > 0 && ps.K > 0 && !ps.Queued {
+			parity += float64(ps.M) / float64(ps.K)
+		}
+	}
 	if up {
 		if p.pace.rate > 0 {
-			rate = min(rate, p.pace.rate)
+			p.pace.setParity(parity / float64(len(live)))
+			rate = min(rate, p.pace.shardRate())
 		}
 		p.srtt.Store(int64(best))
 		p.rate.Store(math.Float64bits(max(rate, 64<<10)))

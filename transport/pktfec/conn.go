@@ -17,7 +17,10 @@ import (
 
 // Config tunes a Conn. Zero fields take the defaults.
 type Config struct {
-	// K is the most data packets in a group (default 32, at most MaxK).
+	// K is the most data packets in a group (default 64, at most MaxK):
+	// long groups need less parity for the same loss (1% random loss: 3
+	// parity packets for 64 against 3 for 32, for GroupFail), and a
+	// group closes by its timer anyway on a slow path.
 	// When the loss needs more parity than a group of K may carry (MaxM,
 	// and MaxOverhead of K), the sender shortens groups (halving K, down
 	// to 8) if shorter ones may carry more parity per packet (see
@@ -45,7 +48,7 @@ type Config struct {
 
 func (c *Config) fill() {
 	if c.K <= 0 {
-		c.K = 32
+		c.K = 64
 	}
 	c.K = min(c.K, MaxK)
 	if c.GroupDelay <= 0 {
