@@ -22,14 +22,18 @@ func init() {
        braid bench                 (a short tour: two small scenarios, a few seconds each)
 
 Runs a scenario: emulated provider paths on loopback, workloads through each
-system in turn (braid under each policy, quic-direct, and the computed
-limit), and writes DIR/results.json, DIR/report.md and PNG plots. A scenario
+system in turn (braid under each policy, quic-direct, the kernel's MPTCP
+and TCP, and the computed limit), and writes DIR/results.json, DIR/report.md and PNG plots. A scenario
 is a built-in name (see --list) or a TOML file; docs/BENCH.md describes both
 and every metric. Progress goes to stderr, a summary to stdout.
 Systems: weighted, minrtt, roundrobin, duplicate, single:PATH (braid
 policies; POLICY@PATH+PATH runs braid over only those paths, POLICY/uncoded
 without packet coding), quic-direct (one quic-go connection over the best
-path, or quic-direct@PATH) and limit.
+path, or quic-direct@PATH), mptcp (Linux MPTCP with bbr over every path,
+or mptcp@PATH+PATH), tcp (a Linux TCP connection with bbr per flow over
+the best path, or tcp@PATH) and limit. mptcp and tcp cross the same
+emulated paths as TUN devices in network namespaces of their own: they
+need root on Linux and are reported as skipped, with the reason, without.
 `
 }
 

@@ -13,7 +13,7 @@ func TestBenchList(t *testing.T) {
 	if code := r.wait(t, 10*time.Second); code != 0 {
 		t.Fatalf("exit %d: %s", code, r.stderr)
 	}
-	for _, name := range []string{"hetero", "failover", "lossy", "cost-sla", "cellular", "loopback"} {
+	for _, name := range []string{"hetero", "failover", "lossy", "bursty", "lte", "cost-sla", "cellular", "loopback"} {
 		if !strings.Contains(r.stdout.String(), name+" ") {
 			t.Errorf("--list does not show %s:\n%s", name, r.stdout)
 		}
