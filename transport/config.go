@@ -24,6 +24,10 @@ type Config struct {
 	// sends them. The client and concentrator read it to decide whether
 	// to wrap their sockets.
 	NoPacketCoding bool
+	// NoMeasuredPacing leaves a path without a nominal rate (rate=)
+	// unpaced, as before measured pacing (pace.go's bwModel): quic-go's
+	// window alone then decides how fast it goes.
+	NoMeasuredPacing bool
 	// BlockSize is the most flow bytes one block carries (default 64 KiB).
 	BlockSize int
 	// InitialFlowWindow is the receive window a new flow starts with, sent

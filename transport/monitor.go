@@ -270,6 +270,11 @@ type PathStats struct {
 	// payload); SpareBps what it delivered less than that recently (an
 	// estimate of room left).
 	DeliveryBps, SpareBps float64
+	// PaceBps is what the path's shards and parity are paced to, in
+	// bits/s: rate= less its headroom, or the measured pace (pace.go's
+	// bwModel); 0 while the path is not paced (start-up, a LAN, or
+	// Config.NoMeasuredPacing).
+	PaceBps float64
 	// CwndBytes sums the connections' congestion windows; InFlightBytes
 	// estimates the bytes sent and not yet received (sent, less what the
 	// peer reported received and what was lost).
@@ -324,5 +329,6 @@ func (p *Path) Stats() PathStats {
 		st.MinRTT, st.RTTP99 = st.RTT, st.RTT
 	}
 	st.SpareBps = max(st.DeliveryBps-current, 0)
+	st.PaceBps = p.pace.current() * 8
 	return st
 }

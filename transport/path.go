@@ -89,7 +89,7 @@ func newPath(s *Session, info PathInfo) *Path {
 		queue:     make(chan shardJob, 1024),
 		urgentSig: make(chan struct{}, 1),
 		done:      make(chan struct{}),
-		pace:      newPacer(info.RateMbps),
+		pace:      newPacer(info.RateMbps, !s.cfg.NoMeasuredPacing),
 	}
 	p.rate.Store(math.Float64bits(1 << 20))
 	p.lastTake.Store(int64(s.now()))
@@ -122,8 +122,8 @@ func (p *Path) queueDelay() time.Duration {
 // of it keeps them fed; the 256 KiB floor of an unpaced path (which feeds
 // quic-go's window on a fast link) would be 220 ms on a 10 Mbit/s one.
 func (p *Path) queueLimit() int64 {
-	if p.pace.rate > 0 {
-		return max(int64(p.pace.rate*0.05), 32<<10)
+	if r := p.pace.current(); r > 0 {
+		return max(int64(r*0.05), 32<<10)
 	}
 	return min(max(int64(p.Rate()*0.02), 256<<10), 4<<20)
 }
@@ -160,16 +160,29 @@ func (p *Path) refresh() (changed bool) {
 		live = append(live, c)
 	}
 	p.mu.Unlock()
-	// The coders' locks are taken outside p.mu, as Stats does.
+	// The coders' and monitors' locks are taken outside p.mu, as Stats
+	// does.
+	var bw bwSample
 	for _, c := range live {
 		if ps, ok := c.coding(); ok && ps.M > 0 && ps.K > 0 && !ps.Queued {
 			parity += float64(ps.M) / float64(ps.K)
 		}
+		cs := c.mon.snapshot()
+		bw.deliver += cs.delivery
+		bw.current += cs.current
+		if cs.srtt > 0 && (bw.srtt == 0 || cs.srtt < bw.srtt) {
+			bw.srtt = cs.srtt
+		}
+		if cs.minRTT > 0 && (bw.minRTT == 0 || cs.minRTT < bw.minRTT) {
+			bw.minRTT = cs.minRTT
+		}
 	}
 	if up {
-		if p.pace.rate > 0 {
-			p.pace.setParity(parity / float64(len(live)))
-			rate = min(rate, p.pace.shardRate())
+		p.pace.setParity(parity / float64(len(live)))
+		bw.busy = p.queued.Load() > 0
+		p.pace.observe(p.s.now(), bw)
+		if r := p.pace.shardRate(); r > 0 {
+			rate = min(rate, r)
 		}
 		p.srtt.Store(int64(best))
 		p.rate.Store(math.Float64bits(max(rate, 64<<10)))

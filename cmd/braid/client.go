@@ -34,6 +34,7 @@ type clientOpts struct {
 	mtu                  int
 	metered              bool
 	packetCoding         string
+	measuredPacing       string
 }
 
 // clientFile is the client's --config file.
@@ -55,8 +56,10 @@ type clientFile struct {
 	MTU       int      `toml:"mtu"`
 	Metered   bool     `toml:"metered"`
 	// PacketCoding is "on" or "off", as --packet-coding.
-	PacketCoding string      `toml:"packet_coding"`
-	Paths        []pathTable `toml:"path"`
+	PacketCoding string `toml:"packet_coding"`
+	// MeasuredPacing is "on" or "off", as --measured-pacing.
+	MeasuredPacing string      `toml:"measured_pacing"`
+	Paths          []pathTable `toml:"path"`
 }
 
 // pathTable is one [[path]] table: a name and either a spec as --path
@@ -94,6 +97,7 @@ func clientFlags(o *clientOpts) *flag.FlagSet {
 	fs.IntVar(&o.mtu, "mtu", 0, "this device's path `MTU` in bytes (default 1500)")
 	fs.BoolVar(&o.metered, "metered", false, "this device pays per byte itself (a phone's data plan)")
 	fs.StringVar(&o.packetCoding, "packet-coding", "on", packetCodingUsage)
+	fs.StringVar(&o.measuredPacing, "measured-pacing", "on", measuredPacingUsage)
 	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
 	return fs
@@ -134,6 +138,7 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 		fromFile(&o.sched, f.Scheduler, set["scheduler"])
 		fromFile(&o.cpu, f.CPU, set["cpu"])
 		fromFile(&o.packetCoding, f.PacketCoding, set["packet-coding"])
+		fromFile(&o.measuredPacing, f.MeasuredPacing, set["measured-pacing"])
 		if !set["mtu"] && f.MTU != 0 {
 			o.mtu = f.MTU
 		}
@@ -201,7 +206,10 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 		return client.Config{}, badf("--mtu", "%d is outside 576..65535", o.mtu)
 	}
 	cfg.Transport.Device = transport.Device{MTU: uint16(o.mtu), CPU: uint8(cpu), Metered: o.metered}
-	if cfg.Transport.NoPacketCoding, err = parsePacketCoding(o.packetCoding); err != nil {
+	if cfg.Transport.NoMeasuredPacing, err = parseOff("--measured-pacing", o.measuredPacing); err != nil {
+		return cfg, err
+	}
+	if cfg.Transport.NoPacketCoding, err = parseOff("--packet-coding", o.packetCoding); err != nil {
 		return client.Config{}, err
 	}
 	if o.status != "off" {

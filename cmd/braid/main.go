@@ -224,22 +224,23 @@ func setFlags(fs *flag.FlagSet) map[string]bool {
 	return set
 }
 
-// fromFile sets *dst to the file's value v unless the flag was given or
-// the file left the key out.
 const packetCodingUsage = "`on` or off: parity packets beneath QUIC on every path, so that random loss costs a little bandwidth, not the window (docs/PROTOCOL.md, Packet coding); a connection codes only when both ends have it on"
 
-// parsePacketCoding parses --packet-coding; it returns
-// transport.Config.NoPacketCoding.
-func parsePacketCoding(s string) (off bool, err error) {
+const measuredPacingUsage = "`on` or off: pace each path without rate= to the bottleneck rate braid measures on it (docs/STATUS.md, pace_bps), so that quic-go's window does not fill the link's queue; off leaves such paths to quic-go alone"
+
+// parseOff parses an on/off flag; it returns true for off.
+func parseOff(flag, s string) (off bool, err error) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
 	case "on", "":
 		return false, nil
 	case "off":
 		return true, nil
 	}
-	return false, badf("--packet-coding", "%q is not on or off", s)
+	return false, badf(flag, "%q is not on or off", s)
 }
 
+// fromFile sets *dst to the file's value v unless the flag was given or
+// the file left the key out.
 func fromFile(dst *string, v string, flagSet bool) {
 	if !flagSet && v != "" {
 		*dst = v

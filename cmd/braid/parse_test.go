@@ -191,6 +191,7 @@ func TestUsageErrors(t *testing.T) {
 		{cli("--cpu", "fast"), `braid client: --cpu: "fast" is not low, mid or high`},
 		{cli("--mtu", "100"), "braid client: --mtu: 100 is outside 576..65535"},
 		{cli("--packet-coding", "maybe"), `braid client: --packet-coding: "maybe" is not on or off`},
+		{cli("--measured-pacing", "sometimes"), `braid client: --measured-pacing: "sometimes" is not on or off`},
 		{cli("--log-level", "loud"), `braid client: --log-level: "loud" is not debug, info, warn or error`},
 		{cli("--bogus"), "braid client: flag provided but not defined: -bogus"},
 		{cli("extra"), `braid client: unexpected argument "extra"`},
@@ -214,6 +215,7 @@ func TestUsageErrors(t *testing.T) {
 		{srv("--token", "a", "--policy", policyExt), "braid server: --policy: "},
 		{srv("--token", "a", "--policy", "/nonexistent/p.toml"), "braid server: --policy: "},
 		{srv("--token", "a", "--packet-coding", "no"), `braid server: --packet-coding: "no" is not on or off`},
+		{srv("--token", "a", "--measured-pacing", "1"), `braid server: --measured-pacing: "1" is not on or off`},
 		{srv("--token", "a", "--scheduler", "fastest"), `braid server: --scheduler: unknown policy "fastest"`},
 
 		{[]string{"keygen"}, "braid keygen: --dir is required"},
@@ -259,6 +261,7 @@ log_level = "debug"
 fec = "4,1"
 grace = "7s"
 packet_coding = "off"
+measured_pacing = "off"
 
 [[path]]
 name = "fiber"
@@ -285,18 +288,18 @@ operator = "partner"
 	}
 	if cfg.Server != "10.0.0.1:4433" || cfg.Token != "from-file" || cfg.SOCKS != "127.0.0.1:2000" ||
 		cfg.SOCKSUser != "u" || cfg.SOCKSPass != "p" || cfg.Transport.K != 4 || cfg.Transport.M != 1 ||
-		cfg.Transport.Grace != 7*time.Second || !cfg.Transport.NoPacketCoding || !reflect.DeepEqual(cfg.Paths, wantPaths) {
+		cfg.Transport.Grace != 7*time.Second || !cfg.Transport.NoPacketCoding || !cfg.Transport.NoMeasuredPacing || !reflect.DeepEqual(cfg.Paths, wantPaths) {
 		t.Errorf("from file: %+v", cfg)
 	}
 
 	cfg, err = parseClient([]string{"--config", file, "--token", "from-flag", "--socks", "127.0.0.1:3000",
-		"--fec", "8,2", "--path", "only=any", "--grace", "1s", "--packet-coding", "on"}, io.Discard)
+		"--fec", "8,2", "--path", "only=any", "--grace", "1s", "--packet-coding", "on", "--measured-pacing", "on"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Token != "from-flag" || cfg.SOCKS != "127.0.0.1:3000" || cfg.Server != "10.0.0.1:4433" ||
 		cfg.Transport.K != 8 || cfg.Transport.M != 2 || cfg.Transport.Grace != time.Second ||
-		cfg.Transport.NoPacketCoding || len(cfg.Paths) != 1 || cfg.Paths[0].Name != "only" {
+		cfg.Transport.NoPacketCoding || cfg.Transport.NoMeasuredPacing || len(cfg.Paths) != 1 || cfg.Paths[0].Name != "only" {
 		t.Errorf("flags over file: %+v", cfg)
 	}
 }
@@ -313,22 +316,23 @@ token_file = "`+tokens+`"
 allow_private = true
 log_level = "warn"
 packet_coding = "off"
+measured_pacing = "off"
 `)
 	cfg, err := parseServer([]string{"--config", file}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Listen != "127.0.0.1:4433" || !cfg.AllowPrivate || len(cfg.Cert.Certificate) == 0 || !cfg.Transport.NoPacketCoding ||
-		!reflect.DeepEqual(cfg.Tokens, []string{"t1", "t2", "alice", "bob"}) {
+		!cfg.Transport.NoMeasuredPacing || !reflect.DeepEqual(cfg.Tokens, []string{"t1", "t2", "alice", "bob"}) {
 		t.Errorf("from file: listen %q private %v tokens %q", cfg.Listen, cfg.AllowPrivate, cfg.Tokens)
 	}
 
 	cfg, err = parseServer([]string{"--config", file, "--listen", "127.0.0.1:5555", "--token", "t3",
-		"--allow-private=false", "--packet-coding", "on"}, io.Discard)
+		"--allow-private=false", "--packet-coding", "on", "--measured-pacing", "on"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Listen != "127.0.0.1:5555" || cfg.AllowPrivate || cfg.Transport.NoPacketCoding ||
+	if cfg.Listen != "127.0.0.1:5555" || cfg.AllowPrivate || cfg.Transport.NoPacketCoding || cfg.Transport.NoMeasuredPacing ||
 		!reflect.DeepEqual(cfg.Tokens, []string{"t3", "alice", "bob"}) {
 		t.Errorf("flags over file: listen %q private %v tokens %q", cfg.Listen, cfg.AllowPrivate, cfg.Tokens)
 	}

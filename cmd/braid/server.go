@@ -32,6 +32,7 @@ type serverOpts struct {
 	scheduler, policy string
 	config, logLevel  string
 	packetCoding      string
+	measuredPacing    string
 
 	maxSessions, maxSessionsPerToken int
 }
@@ -56,6 +57,8 @@ type serverFile struct {
 	MaxSessions         *int     `toml:"max_sessions"`
 	MaxSessionsPerToken *int     `toml:"max_sessions_per_token"`
 	PacketCoding        string   `toml:"packet_coding"`
+	// MeasuredPacing is "on" or "off", as --measured-pacing.
+	MeasuredPacing string `toml:"measured_pacing"`
 }
 
 func serverFlags(o *serverOpts) *flag.FlagSet {
@@ -76,6 +79,7 @@ func serverFlags(o *serverOpts) *flag.FlagSet {
 	fs.IntVar(&o.maxSessions, "max-sessions", 1024, "at most `N` concurrent sessions, all tokens together")
 	fs.IntVar(&o.maxSessionsPerToken, "max-sessions-per-token", 8, "at most `N` concurrent sessions of one token; a tier's max_sessions in the --policy file wins for its tokens")
 	fs.StringVar(&o.packetCoding, "packet-coding", "on", packetCodingUsage)
+	fs.StringVar(&o.measuredPacing, "measured-pacing", "on", measuredPacingUsage)
 	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
 	return fs
@@ -116,6 +120,7 @@ func parseServer(args []string, logOut io.Writer) (server.Config, error) {
 		}
 		fromFile(&o.status, f.Status, set["status"])
 		fromFile(&o.packetCoding, f.PacketCoding, set["packet-coding"])
+		fromFile(&o.measuredPacing, f.MeasuredPacing, set["measured-pacing"])
 		if f.DrainTimeout != "" && !set["drain-timeout"] {
 			d, err := time.ParseDuration(f.DrainTimeout)
 			if err != nil {
@@ -203,7 +208,10 @@ func parseServer(args []string, logOut io.Writer) (server.Config, error) {
 	}
 	cfg.Transport.Logger = logger
 	cfg.Transport.Policy = o.scheduler
-	if cfg.Transport.NoPacketCoding, err = parsePacketCoding(o.packetCoding); err != nil {
+	if cfg.Transport.NoMeasuredPacing, err = parseOff("--measured-pacing", o.measuredPacing); err != nil {
+		return cfg, err
+	}
+	if cfg.Transport.NoPacketCoding, err = parseOff("--packet-coding", o.packetCoding); err != nil {
 		return server.Config{}, err
 	}
 	if o.policy != "" {

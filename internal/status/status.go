@@ -30,10 +30,12 @@ type Path struct {
 	// Packet coding: LinkLoss before repair; Parity is parity packets
 	// sent per data packet; Repaired the packets rebuilt here. All null
 	// when no connection of the path codes.
-	LinkLoss      *float64 `json:"link_loss"`
-	Parity        *float64 `json:"parity"`
-	Repaired      *uint64  `json:"repaired"`
-	DeliveryBps   float64  `json:"delivery_bps"`
+	LinkLoss    *float64 `json:"link_loss"`
+	Parity      *float64 `json:"parity"`
+	Repaired    *uint64  `json:"repaired"`
+	DeliveryBps float64  `json:"delivery_bps"`
+	// PaceBps is the rate the path is paced to; null while it is not.
+	PaceBps       *float64 `json:"pace_bps"`
 	MappedAddr    *string  `json:"mapped_addr"`
 	BytesSent     uint64   `json:"bytes_sent"`
 	BytesReceived uint64   `json:"bytes_received"`
@@ -135,6 +137,10 @@ func FromStats(s transport.PathStats, mapped string) Path {
 	if mapped != "" {
 		p.MappedAddr = &mapped
 	}
+	if s.PaceBps > 0 {
+		pace := s.PaceBps
+		p.PaceBps = &pace
+	}
 	if s.Coded > 0 {
 		ll, rep := s.LinkLoss, s.Repaired
 		par := 0.0
@@ -175,7 +181,7 @@ func Handler(doc func() any) http.Handler {
 // WriteTable prints paths as an aligned table.
 func WriteTable(w io.Writer, paths []Path, flows int) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PATH\tSTATE\tMEDIUM\tOPERATOR\tRTT\tP99\tJITTER\tLOSS\tLINK LOSS\tPARITY\tDELIVERY\tSENT\tRECEIVED\tCOST\tMAPPED")
+	fmt.Fprintln(tw, "PATH\tSTATE\tMEDIUM\tOPERATOR\tRTT\tP99\tJITTER\tLOSS\tLINK LOSS\tPARITY\tDELIVERY\tPACE\tSENT\tRECEIVED\tCOST\tMAPPED")
 	for _, p := range paths {
 		mapped := "-"
 		if p.MappedAddr != nil {
@@ -185,9 +191,13 @@ func WriteTable(w io.Writer, paths []Path, flows int) {
 		if p.LinkLoss != nil && p.Parity != nil {
 			link, parity = fmt.Sprintf("%.2f%%", *p.LinkLoss*100), fmt.Sprintf("%.1f%%", *p.Parity*100)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f ms\t%.1f ms\t%.1f ms\t%.2f%%\t%s\t%s\t%s\t%s\t%s\t$%.4f\t%s\n",
+		pace := "-"
+		if p.PaceBps != nil {
+			pace = bits(*p.PaceBps)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f ms\t%.1f ms\t%.1f ms\t%.2f%%\t%s\t%s\t%s\t%s\t%s\t%s\t$%.4f\t%s\n",
 			p.Name, p.State, p.Medium, p.Operator, p.RTTMs, p.RTTP99Ms, p.JitterMs, p.Loss*100, link, parity,
-			bits(p.DeliveryBps), size(p.BytesSent), size(p.BytesReceived), p.CostUSD, mapped)
+			bits(p.DeliveryBps), pace, size(p.BytesSent), size(p.BytesReceived), p.CostUSD, mapped)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d flow(s)\n", flows)
