@@ -83,6 +83,10 @@ type Path struct {
 	PriceGB          float64
 	Operator, Medium string
 	Conns            int
+	// NoRateHint: braid is not told the path's rate (no rate= in its
+	// SPEC), as a user who does not know it; it then paces by what it
+	// measures.
+	NoRateHint bool
 
 	// upCap and downCap give the capacity over time, for the limit and
 	// for efficiency.
@@ -176,6 +180,7 @@ type filePath struct {
 	Operator string       `toml:"operator"`
 	Medium   string       `toml:"medium"`
 	Conns    *int         `toml:"conns"`
+	RateHint *bool        `toml:"rate_hint"`
 }
 
 type fileDir struct {
@@ -509,6 +514,9 @@ func parsePath(at string, fp filePath, dir, tracesDir string) (Path, error) {
 	}
 	if !slices.Contains([]string{"ethernet", "wifi", "cellular", "satellite", "other"}, p.Medium) {
 		return p, errAt(at+".medium", "%q is not ethernet, wifi, cellular, satellite or other", p.Medium)
+	}
+	if fp.RateHint != nil {
+		p.NoRateHint = !*fp.RateHint
 	}
 	if fp.Conns != nil {
 		if *fp.Conns < 1 || *fp.Conns > 16 {
@@ -902,17 +910,27 @@ type System struct {
 	// Uncoded is a braid system with packet coding off (a /uncoded
 	// suffix): transport.Config.NoPacketCoding on both ends.
 	Uncoded bool
+	// Unpaced is a braid system whose paths without a nominal rate are
+	// not paced by measurement (a /unpaced suffix):
+	// transport.Config.NoMeasuredPacing on both ends.
+	Unpaced bool
 }
 
 // ParseSystem parses a system name.
 func ParseSystem(s string) (System, error) {
 	sys := System{Name: s}
-	rest, mod, hasMod := strings.Cut(s, "/")
+	rest, mods, hasMod := strings.Cut(s, "/")
 	if hasMod {
-		if mod != "uncoded" {
-			return sys, fmt.Errorf("%q: /%s is not /uncoded", s, mod)
+		for _, mod := range strings.Split(mods, "/") {
+			switch {
+			case mod == "uncoded" && !sys.Uncoded:
+				sys.Uncoded = true
+			case mod == "unpaced" && !sys.Unpaced:
+				sys.Unpaced = true
+			default:
+				return sys, fmt.Errorf("%q: /%s is not /uncoded or /unpaced (each at most once)", s, mod)
+			}
 		}
-		sys.Uncoded = true
 	}
 	name, sub, hasSub := strings.Cut(rest, "@")
 	if hasSub {
@@ -949,8 +967,8 @@ func ParseSystem(s string) (System, error) {
 		return sys, fmt.Errorf("%q is not a system: %s, single:PATH (a policy, optionally @PATH+PATH... and /uncoded), quic-direct, mptcp, tcp or limit",
 			s, strings.Join(Policies, ", "))
 	}
-	if sys.Uncoded && sys.Kind != "braid" {
-		return sys, fmt.Errorf("%q: only braid's policies take /uncoded", s)
+	if (sys.Uncoded || sys.Unpaced) && sys.Kind != "braid" {
+		return sys, fmt.Errorf("%q: only braid's policies take /uncoded and /unpaced", s)
 	}
 	return sys, nil
 }

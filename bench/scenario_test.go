@@ -360,7 +360,8 @@ trace = "t.down"
 func TestSystems(t *testing.T) {
 	paths := []Path{{Name: "a"}, {Name: "b"}}
 	for _, ok := range []string{"weighted", "minrtt", "roundrobin", "duplicate", "single:a", "weighted@a",
-		"minrtt@a+b", "single:b@a+b", "quic-direct", "quic-direct@b", "limit", "weighted/uncoded", "single:a@a/uncoded"} {
+		"minrtt@a+b", "single:b@a+b", "quic-direct", "quic-direct@b", "limit", "weighted/uncoded", "single:a@a/uncoded",
+		"weighted/unpaced", "weighted/uncoded/unpaced", "mptcp", "mptcp@a+b", "tcp", "tcp@b"} {
 		if err := CheckSystems([]string{ok}, paths); err != nil {
 			t.Errorf("%s: %v", ok, err)
 		}
@@ -368,11 +369,18 @@ func TestSystems(t *testing.T) {
 	if sys, _ := ParseSystem("minrtt@a+b/uncoded"); !sys.Uncoded || sys.Policy != "minrtt" || len(sys.Paths) != 2 {
 		t.Errorf("minrtt@a+b/uncoded = %+v", sys)
 	}
-	if sys, _ := ParseSystem("weighted"); sys.Uncoded {
+	if sys, _ := ParseSystem("weighted/unpaced/uncoded"); !sys.Uncoded || !sys.Unpaced {
+		t.Errorf("weighted/unpaced/uncoded = %+v", sys)
+	}
+	if sys, _ := ParseSystem("tcp"); sys.Kind != "tcp" {
+		t.Errorf("tcp = %+v", sys)
+	}
+	if sys, _ := ParseSystem("weighted"); sys.Uncoded || sys.Unpaced {
 		t.Errorf("weighted = %+v, want coded", sys)
 	}
 	for _, bad := range []string{"", "fast", "single:", "single:c", "weighted@", "weighted@a+", "weighted@c",
-		"quic-direct@a+b", "limit@a", "single:a@b", "weighted/", "weighted/plain", "quic-direct/uncoded", "limit/uncoded"} {
+		"quic-direct@a+b", "limit@a", "single:a@b", "weighted/", "weighted/plain", "quic-direct/uncoded", "limit/uncoded",
+		"weighted/uncoded/uncoded", "mptcp/unpaced", "tcp@a+b", "tcp/uncoded", "mptcp@c"} {
 		if err := CheckSystems([]string{bad}, paths); err == nil {
 			t.Errorf("%q: no error", bad)
 		}

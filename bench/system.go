@@ -176,7 +176,7 @@ func startBraid(ctx context.Context, sc *Scenario, sys System, id identity, log 
 			e.close()
 		}
 	}()
-	tcfg := transport.Config{Policy: sys.Policy, Terms: sc.terms(), Logger: log, NoPacketCoding: sys.Uncoded}
+	tcfg := transport.Config{Policy: sys.Policy, Terms: sc.terms(), Logger: log, NoPacketCoding: sys.Uncoded, NoMeasuredPacing: sys.Unpaced}
 	scfg := tcfg
 	scfg.Tier = sc.tier()
 	srv, err := server.Start(server.Config{Listen: "127.0.0.1:0", Cert: id.cert, Tokens: []string{"bench"},
@@ -191,6 +191,9 @@ func startBraid(ctx context.Context, sc *Scenario, sys System, id identity, log 
 		pc := client.PathConfig{Name: p.Name, Bind: netx.Bind{IP: netip.MustParseAddr("127.0.0.1")},
 			Server: srv.Addr().String(), Conns: p.Conns, PriceGB: p.PriceGB, Medium: p.Medium, Operator: p.Operator,
 			RateMbps: min(p.Up.RateBps, p.Down.RateBps) / 1e6}
+		if p.NoRateHint {
+			pc.RateMbps = 0
+		}
 		ep := envPath{index: i}
 		if p.Emulated {
 			r, err := emu.NewRelay("127.0.0.1:0", srv.Addr(), p.Up, p.Down, relaySeed(sc.Seed, i))
