@@ -237,6 +237,21 @@ func TestEndToEnd(t *testing.T) {
 		cli := start("client", "--server", listen, "--pin", pin, "--token", "secret", "--socks", socksAddr, "--status", "127.0.0.1:0",
 			"--path", "a=127.0.0.1", "--grace", "1s", "--log-level", "warn")
 		waitSOCKS(t, cli, socksAddr)
+		// The SOCKS listener is up before the first session: one round
+		// trip through it says the session is, so the concentrator goes
+		// away from a session and not from a join.
+		c, err := socksDial(socksAddr, echo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(15 * time.Second))
+		if _, err := c.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+			t.Fatalf("read echo: %v", err)
+		}
+		c.Close()
 		stopServer()
 		deadline := time.After(20 * time.Second)
 		for !strings.Contains(cli.stderr.String(), "opening a new session") && !strings.Contains(cli.stderr.String(), "opening a new one") {
