@@ -964,7 +964,7 @@ func ParseSystem(s string) (System, error) {
 			return sys, fmt.Errorf("%q: single: needs a path name", s)
 		}
 	default:
-		return sys, fmt.Errorf("%q is not a system: %s, single:PATH (a policy, optionally @PATH+PATH... and /uncoded), quic-direct, mptcp, tcp or limit",
+		return sys, fmt.Errorf("%q is not a system: %s, single:PATH (a policy, optionally @PATH+PATH... and /uncoded or /unpaced), quic-direct, mptcp, tcp or limit",
 			s, strings.Join(Policies, ", "))
 	}
 	if (sys.Uncoded || sys.Unpaced) && sys.Kind != "braid" {

@@ -137,8 +137,11 @@ type sample struct {
 }
 
 // onPong records an answered probe: its round trip and the bytes the peer
-// has received on the connection so far.
-func (m *monitor) onPong(now, rtt time.Duration, received uint64) {
+// has received on the connection so far. The peer's count is its own
+// claim and the delivery rate paces the path: it is clamped to sent, what
+// quic-go has sent on the connection by now.
+func (m *monitor) onPong(now, rtt time.Duration, received, sent uint64) {
+	received = min(received, sent)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.addRTT(rtt)

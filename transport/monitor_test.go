@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"math"
 	"testing"
 	"time"
 
@@ -79,7 +80,7 @@ func TestMonitorRates(t *testing.T) {
 	for i := range 41 {
 		now := time.Duration(i) * tick
 		m.onTick(now, sent, lost, 0, 0, 64<<10)
-		m.onPong(now, 20*time.Millisecond, recv)
+		m.onPong(now, 20*time.Millisecond, recv, math.MaxUint64)
 		sent += 1000
 		lost += 50
 		recv += 1_140_000
@@ -91,6 +92,18 @@ func TestMonitorRates(t *testing.T) {
 	want := 1_140_000 / tick.Seconds()
 	if st.delivery < want*0.99 || st.delivery > want*1.01 || st.current < want*0.99 {
 		t.Fatalf("delivery %.0f (current %.0f) B/s, want %.0f", st.delivery, st.current, want)
+	}
+	// A peer claiming ten times what was sent moves the rate no faster
+	// than what was sent.
+	var liar monitor
+	var out uint64
+	for i := range 41 {
+		now := time.Duration(i) * tick
+		liar.onPong(now, 20*time.Millisecond, 10*out, out)
+		out += 100_000
+	}
+	if got, most := liar.snapshot().delivery, 100_000/tick.Seconds(); got > most*1.01 {
+		t.Fatalf("peer claiming 10x: delivery %.0f B/s, want at most what was sent, %.0f", got, most)
 	}
 	var r monitor
 	for _, d := range []time.Duration{20, 22, 18, 20, 80} {

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,6 +34,10 @@ type pacer struct {
 	hint     float64 // bytes/s from rate= (times paceShare); 0: measured
 	measured bool    // without a hint, pace by the model (else never)
 
+	// paced mirrors rate > 0, so an unpaced path's senders take no lock
+	// per shard.
+	paced atomic.Bool
+
 	mu   sync.Mutex
 	rate float64       // bytes/s now; 0: off
 	next time.Duration // when the bytes sent so far are paid for
@@ -51,12 +56,24 @@ type pacer struct {
 
 func newPacer(rateMbps float64, measured bool) *pacer {
 	r := rateMbps * 1e6 / 8 * paceShare
-	return &pacer{hint: r, rate: r, measured: measured}
+	p := &pacer{hint: r, measured: measured}
+	p.setRate(r)
+	return p
+}
+
+// setRate sets the pace to r bytes/s (0: off), under p.mu or before p is
+// shared.
+func (p *pacer) setRate(r float64) {
+	p.rate = r
+	p.paced.Store(r > 0)
 }
 
 // wait returns how long a sender must wait, at now, before it may send;
 // 0 when it may send at once.
 func (p *pacer) wait(now time.Duration) time.Duration {
+	if !p.paced.Load() {
+		return 0
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.rate <= 0 {
@@ -71,6 +88,9 @@ func (p *pacer) wait(now time.Duration) time.Duration {
 
 // spend charges n bytes sent at now.
 func (p *pacer) spend(now time.Duration, n int) {
+	if !p.paced.Load() {
+		return
+	}
 	p.mu.Lock()
 	if p.rate > 0 {
 		p.next = max(p.next, now) + time.Duration(float64(n)*(1+p.parity)/p.rate*float64(time.Second))
@@ -126,17 +146,17 @@ func (p *pacer) observe(now time.Duration, o bwSample) {
 		// is not held back by that spell's debt.
 		p.next = now + time.Duration(float64(p.next-now)*p.rate/r)
 	}
-	p.rate = r
+	p.setRate(r)
 }
 
 // bwSample is what a path's monitors say at one look: the delivery rate
-// the peer counted (the most in any 250 ms of the last two seconds, and
-// the latest 250 ms), braid's probes' smoothed and least round trip, and
-// whether the path had shards waiting.
+// the peer counted (the most in any 250 ms of the last two seconds),
+// braid's probes' smoothed and least round trip, and whether the path had
+// shards waiting.
 type bwSample struct {
-	deliver, current float64 // bytes/s
-	srtt, minRTT     time.Duration
-	busy             bool
+	deliver      float64 // bytes/s
+	srtt, minRTT time.Duration
+	busy         bool
 }
 
 // bwModel paces a path without a nominal rate to its bottleneck rate,

@@ -7,9 +7,16 @@ import (
 	"time"
 )
 
+// pacerAt is a pacer at a fixed rate of r bytes/s.
+func pacerAt(r float64) *pacer {
+	p := newPacer(0, false)
+	p.setRate(r)
+	return p
+}
+
 func TestPacer(t *testing.T) {
 	ms := time.Millisecond
-	p := &pacer{rate: 1e6} // 1 MB/s: 1000 bytes per ms
+	p := pacerAt(1e6) // 1 MB/s: 1000 bytes per ms
 	if d := p.wait(0); d != 0 {
 		t.Fatalf("fresh pacer waits %v", d)
 	}
@@ -115,7 +122,7 @@ func TestPacedPath(t *testing.T) {
 // TestPacerChargesParity: a coded path's shards are charged their parity,
 // so shards and parity together keep to the rate.
 func TestPacerChargesParity(t *testing.T) {
-	p := &pacer{rate: 1e6}
+	p := pacerAt(1e6)
 	p.setParity(0.25) // M/K = 8/32
 	p.spend(0, 8000)  // 10000 bytes on the wire: paid for at 10 ms
 	if d := p.wait(0); d != 6*time.Millisecond {
@@ -143,7 +150,7 @@ func feed(m *bwModel, t, d time.Duration, o bwSample) (float64, time.Duration) {
 func TestBwModel(t *testing.T) {
 	ms := time.Millisecond
 	busy := func(bw float64) bwSample {
-		return bwSample{deliver: bw, current: bw, srtt: 40 * ms, minRTT: 40 * ms, busy: true}
+		return bwSample{deliver: bw, srtt: 40 * ms, minRTT: 40 * ms, busy: true}
 	}
 	var m bwModel
 	if r := m.step(0, bwSample{srtt: 40 * ms, minRTT: 40 * ms}); r != 0 {
@@ -211,7 +218,7 @@ func TestBwModel(t *testing.T) {
 // path and one with measured pacing off are not touched.
 func TestPacerMeasured(t *testing.T) {
 	ms := time.Millisecond
-	o := bwSample{deliver: 1e6, current: 1e6, srtt: 40 * ms, minRTT: 40 * ms, busy: true}
+	o := bwSample{deliver: 1e6, srtt: 40 * ms, minRTT: 40 * ms, busy: true}
 	run := func(p *pacer, d time.Duration) time.Duration {
 		var now time.Duration
 		for ; now < d; now += 50 * ms {
@@ -229,7 +236,7 @@ func TestPacerMeasured(t *testing.T) {
 	// long.
 	p.spend(now, int(p.current()/1.1)) // one second of it, with parity
 	before := p.next - now
-	o.deliver, o.current = 2e6, 2e6
+	o.deliver = 2e6
 	rate := p.current()
 	p.observe(now, o)
 	if want := time.Duration(float64(before) * rate / p.current()); p.next-now != want {

@@ -169,7 +169,6 @@ func (p *Path) refresh() (changed bool) {
 		}
 		cs := c.mon.snapshot()
 		bw.deliver += cs.delivery
-		bw.current += cs.current
 		if cs.srtt > 0 && (bw.srtt == 0 || cs.srtt < bw.srtt) {
 			bw.srtt = cs.srtt
 		}
@@ -607,7 +606,7 @@ func (c *pconn) onControl(m *Msg) error {
 		// The time is ours, echoed; one from the future is the peer's
 		// invention and is ignored.
 		if now := c.s.now(); m.Time > 0 && now >= time.Duration(m.Time) {
-			c.mon.onPong(now, now-time.Duration(m.Time), m.Value)
+			c.mon.onPong(now, now-time.Duration(m.Time), m.Value, c.qc.ConnectionStats().BytesSent)
 		}
 		return nil
 	case MsgJoin, MsgJoinOK, MsgJoinErr:

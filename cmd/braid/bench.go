@@ -28,8 +28,8 @@ is a built-in name (see --list) or a TOML file; docs/BENCH.md describes both
 and every metric. Progress goes to stderr, a summary to stdout.
 Systems: weighted, minrtt, roundrobin, duplicate, single:PATH (braid
 policies; POLICY@PATH+PATH runs braid over only those paths, POLICY/uncoded
-without packet coding, POLICY/unpaced without measured pacing), quic-direct (one quic-go connection over the best
-path, or quic-direct@PATH), mptcp (Linux MPTCP with bbr over every path,
+without packet coding, POLICY/unpaced without measured pacing), quic-direct
+(one quic-go connection over the best path, or quic-direct@PATH), mptcp (Linux MPTCP with bbr over every path,
 or mptcp@PATH+PATH), tcp (a Linux TCP connection with bbr per flow over
 the best path, or tcp@PATH) and limit. mptcp and tcp cross the same
 emulated paths as TUN devices in network namespaces of their own: they

@@ -207,7 +207,7 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 	}
 	cfg.Transport.Device = transport.Device{MTU: uint16(o.mtu), CPU: uint8(cpu), Metered: o.metered}
 	if cfg.Transport.NoMeasuredPacing, err = parseOff("--measured-pacing", o.measuredPacing); err != nil {
-		return cfg, err
+		return client.Config{}, err
 	}
 	if cfg.Transport.NoPacketCoding, err = parseOff("--packet-coding", o.packetCoding); err != nil {
 		return client.Config{}, err
