@@ -263,11 +263,20 @@ type PathStats struct {
 	// (Coded of them): LinkLoss is the fraction of our packets the peer
 	// last measured lost before repair, weighted by packets sent;
 	// DataPackets and ParityPackets count what they sent, ParityBytes the
-	// parity's bytes; Repaired counts the peer's packets we rebuilt. The
-	// counts restart with a connection (or its peer's new address).
+	// parity's bytes; Expected counts the peer's packets their sequence
+	// numbers said to expect, Received those that arrived, Repaired those
+	// we rebuilt. The counts restart with a connection (or its peer's new
+	// address).
 	Coded                                             int
 	LinkLoss                                          float64
 	DataPackets, ParityPackets, ParityBytes, Repaired uint64
+	Expected, Received                                uint64
+	// ParityHeld says why a coded connection sends no parity now though
+	// its peer measures loss: "queue" (quic-go's RTT shows a standing
+	// queue) or "full" (the path has more to send than it carries: parity
+	// would take the data's room, and the pool carries the loss); "" when
+	// none holds it back.
+	ParityHeld string
 	// DeliveryBps is the most the path delivered in any 250 ms of the last
 	// two seconds, in bits/s, as counted by the receiving peer (QUIC
 	// payload); SpareBps what it delivered less than that recently (an
@@ -317,6 +326,15 @@ func (p *Path) Stats() PathStats {
 			st.ParityPackets += ps.ParitySent
 			st.ParityBytes += ps.ParityBytes
 			st.Repaired += ps.Repaired
+			st.Expected += ps.Expected
+			st.Received += ps.Received
+			switch {
+			case ps.LossBefore <= 0:
+			case ps.Queued:
+				st.ParityHeld = "queue"
+			case ps.Full && st.ParityHeld == "":
+				st.ParityHeld = "full"
+			}
 			linkW += ps.LossBefore * float64(ps.DataSent)
 			linkN += float64(ps.DataSent)
 		}

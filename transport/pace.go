@@ -51,6 +51,11 @@ type pacer struct {
 	// limited: a sender waited for the pace since the last observation
 	// (the path had more to send than the pace let it).
 	limited bool
+	// held is limited for fullness (sampleFull), which looks on its own
+	// clock; fullAvg averages its samples, fullAt is when it last took one.
+	held    bool
+	fullAvg float64
+	fullAt  time.Duration
 	model   bwModel
 }
 
@@ -81,10 +86,37 @@ func (p *pacer) wait(now time.Duration) time.Duration {
 	}
 	d := max(p.next-paceBurst-now, 0)
 	if d > 0 {
-		p.limited = true
+		p.limited, p.held = true, true
 	}
 	return d
 }
+
+// sampleFull says whether the path has been full lately: more to send
+// than its pace let go (or, unpaced, shards waiting for its connections)
+// in most of the last second's samples, one taken each fullEvery. A
+// response that waits for the pace for a few milliseconds does not make
+// a path full; a bulk transfer does. waiting says shards wait now.
+func (p *pacer) sampleFull(now time.Duration, waiting bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if now-p.fullAt >= fullEvery {
+		p.fullAt = now
+		var x float64
+		if p.held || waiting {
+			x = 1
+		}
+		p.held = false
+		p.fullAvg += (x - p.fullAvg) * fullGain
+	}
+	return p.fullAvg > 0.5
+}
+
+// fullEvery and fullGain: sampleFull's sample spacing and the weight of a
+// new sample (a time constant of about half a second).
+const (
+	fullEvery = 100 * time.Millisecond
+	fullGain  = 0.2
+)
 
 // spend charges n bytes sent at now.
 func (p *pacer) spend(now time.Duration, n int) {

@@ -137,6 +137,48 @@ func TestPacerChargesParity(t *testing.T) {
 	}
 }
 
+// TestPacerFull: a path is full when senders waited for the pace (or
+// shards waited for its connections) in most recent samples: a bulk
+// transfer makes it full within a second, a response held back once a
+// second does not, and a path left idle is no longer full.
+func TestPacerFull(t *testing.T) {
+	p := pacerAt(1e6)
+	now := time.Duration(0)
+	tick := func(held bool) bool {
+		now += fullEvery
+		if held {
+			p.spend(now, 100000) // 100 ms of debt: the next wait is held
+			p.wait(now)
+		}
+		return p.sampleFull(now, false)
+	}
+	for i := range 30 {
+		if tick(i%10 == 0) {
+			t.Fatalf("full after a wait every second (tick %d)", i)
+		}
+	}
+	full := false
+	for range 10 {
+		full = tick(true)
+	}
+	if !full {
+		t.Fatal("not full after a second of waiting for the pace")
+	}
+	for range 10 {
+		full = tick(false)
+	}
+	if full {
+		t.Fatal("still full after a second idle")
+	}
+	// Shards waiting count like a held sender (an unpaced path).
+	for i := 1; i <= 10; i++ {
+		full = p.sampleFull(now+time.Duration(i)*fullEvery, true)
+	}
+	if !full {
+		t.Fatal("shards waiting for a second: not full")
+	}
+}
+
 // feed steps m every 50 ms from t for d with sample o and returns the
 // last pace and the time reached.
 func feed(m *bwModel, t, d time.Duration, o bwSample) (float64, time.Duration) {

@@ -163,8 +163,10 @@ func (p *Path) refresh() (changed bool) {
 	// The coders' and monitors' locks are taken outside p.mu, as Stats
 	// does.
 	var bw bwSample
+	full := up && p.pace.sampleFull(p.s.now(), p.queued.Load() > 0)
 	for _, c := range live {
-		if ps, ok := c.coding(); ok && ps.M > 0 && ps.K > 0 && !ps.Queued {
+		c.setFull(full)
+		if ps, ok := c.coding(); ok && ps.M > 0 && ps.K > 0 && !ps.Queued && !ps.Full {
 			parity += float64(ps.M) / float64(ps.K)
 		}
 		cs := c.mon.snapshot()
@@ -432,6 +434,18 @@ func (c *pconn) followCoded(rtt, minRTT time.Duration) {
 		c.coded = a
 	}
 	c.coder.SetRTT(c.coded, rtt, minRTT)
+}
+
+// setFull tells the coder whether the path is full (pktfec.Conn.SetFull).
+func (c *pconn) setFull(full bool) {
+	if c.coder == nil {
+		return
+	}
+	c.coderMu.Lock()
+	defer c.coderMu.Unlock()
+	if c.coded != nil {
+		c.coder.SetFull(c.coded, full)
+	}
 }
 
 // coding returns the connection's packet coding, false when it does not

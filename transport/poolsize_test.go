@@ -8,7 +8,7 @@ import (
 )
 
 // Under a policy that makes no plans, a path that loses packets at random
-// grows its pool to four connections by itself.
+// grows its pool to lossPool connections by itself.
 func TestPoolGrowsWithLoss(t *testing.T) {
 	ts := newTestServer(t, Config{}, nil)
 	lossy := emu.Link{RateBps: 40e6, Delay: 10 * time.Millisecond, Loss: 0.02}
@@ -17,13 +17,13 @@ func TestPoolGrowsWithLoss(t *testing.T) {
 	c := dialClient(t, Config{}, pds)
 	loadPath(t, c)
 	lossyPath, cleanPath := c.Paths()[0], c.Paths()[1]
-	if !eventually(8*time.Second, func() bool { return lossyPath.poolSlots() == 4 }) {
+	if !eventually(8*time.Second, func() bool { return lossyPath.poolSlots() == lossPool }) {
 		st := lossyPath.Stats()
-		t.Fatalf("lossy path pool: %d connections; stats %+v; want 4", lossyPath.poolSlots(), st)
+		t.Fatalf("lossy path pool: %d connections; stats %+v; want %d", lossyPath.poolSlots(), st, lossPool)
 	}
 	t.Logf("clean path: %d connection(s), loss %.4f", cleanPath.poolSlots(), cleanPath.Stats().Loss)
-	if !eventually(5*time.Second, func() bool { return lossyPath.Stats().Conns == 4 }) {
-		t.Fatal("the lossy path's four connections never joined")
+	if !eventually(5*time.Second, func() bool { return lossyPath.Stats().Conns == lossPool }) {
+		t.Fatal("the lossy path's connections never all joined")
 	}
 }
 
@@ -34,15 +34,66 @@ func TestPoolForLoss(t *testing.T) {
 		srtt, minRTT time.Duration
 		want         int
 	}{
-		{0, 20 * ms, 20 * ms, 1},                  // clean
-		{0.001, 20 * ms, 20 * ms, 1},              // under the threshold
-		{0.01, 22 * ms, 20 * ms, 4},               // random loss, flat delay
-		{0.01, 40 * ms, 20 * ms, 1},               // loss with a queue: congestion
-		{0.01, 1 * ms, 200 * time.Microsecond, 4}, // loopback-short RTTs get 5 ms slack
-		{0.01, 20 * ms, 0, 1},                     // no RTT measured yet
+		{0, 20 * ms, 20 * ms, 1},                         // clean
+		{0.001, 20 * ms, 20 * ms, 1},                     // under the threshold
+		{0.01, 22 * ms, 20 * ms, lossPool},               // random loss, flat delay
+		{0.01, 40 * ms, 20 * ms, 1},                      // loss with a queue: congestion
+		{0.01, 1 * ms, 200 * time.Microsecond, lossPool}, // loopback-short RTTs get 5 ms slack
+		{0.01, 20 * ms, 0, 1},                            // no RTT measured yet
 	} {
 		if got := poolForLoss(c.loss, c.srtt, c.minRTT); got != c.want {
 			t.Errorf("loss %.3f srtt %v min %v: %d, want %d", c.loss, c.srtt, c.minRTT, got, c.want)
 		}
+	}
+}
+
+// A pool grows only after growTicks ticks in a row ask for more, shrinks
+// only after shrinkTicks ask for less, drops to one at once when a queue
+// shows, and then does not grow for queueHold ticks.
+func TestPoolSizer(t *testing.T) {
+	var z poolSizer
+	have := 1
+	for i := 1; i < growTicks; i++ {
+		if have = z.step(8, have, false); have != 1 {
+			t.Fatalf("grew after %d ticks, want %d", i, growTicks)
+		}
+	}
+	have = z.step(1, have, false) // one tick without loss: the count restarts
+	for i := 0; i < growTicks-1; i++ {
+		have = z.step(8, have, false)
+	}
+	if have != 1 {
+		t.Fatalf("grew on ticks not in a row: %d", have)
+	}
+	if have = z.step(8, have, false); have != 8 {
+		t.Fatalf("after %d ticks in a row: %d, want 8", growTicks, have)
+	}
+	for i := 1; i < shrinkTicks; i++ {
+		if have = z.step(1, have, false); have != 8 {
+			t.Fatalf("shrank after %d ticks, want %d", i, shrinkTicks)
+		}
+	}
+	if have = z.step(1, have, false); have != 1 {
+		t.Fatalf("after %d ticks asking for one: %d", shrinkTicks, have)
+	}
+	for range growTicks {
+		have = z.step(8, have, false)
+	}
+	if have != 8 {
+		t.Fatalf("regrow: %d", have)
+	}
+	if have = z.step(8, have, true); have != 1 {
+		t.Fatalf("a queue: %d, want 1 at once", have)
+	}
+	for i := range queueHold {
+		if have = z.step(8, have, false); have != 1 {
+			t.Fatalf("grew %d ticks after a queue, want none before %d", i+1, queueHold)
+		}
+	}
+	for range growTicks {
+		have = z.step(8, have, false)
+	}
+	if have != 8 {
+		t.Fatalf("after the hold: %d, want 8", have)
 	}
 }

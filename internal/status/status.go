@@ -30,10 +30,13 @@ type Path struct {
 	// Packet coding: LinkLoss before repair; Parity is parity packets
 	// sent per data packet; Repaired the packets rebuilt here. All null
 	// when no connection of the path codes.
-	LinkLoss    *float64 `json:"link_loss"`
-	Parity      *float64 `json:"parity"`
-	Repaired    *uint64  `json:"repaired"`
-	DeliveryBps float64  `json:"delivery_bps"`
+	LinkLoss *float64 `json:"link_loss"`
+	Parity   *float64 `json:"parity"`
+	Repaired *uint64  `json:"repaired"`
+	// ParityHeld says why no parity is sent though the peer measures
+	// loss: "queue" or "full" (docs/STATUS.md); "" when none holds it.
+	ParityHeld  string  `json:"parity_held"`
+	DeliveryBps float64 `json:"delivery_bps"`
 	// PaceBps is the rate the path is paced to; null while it is not.
 	PaceBps       *float64 `json:"pace_bps"`
 	MappedAddr    *string  `json:"mapped_addr"`
@@ -148,6 +151,7 @@ func FromStats(s transport.PathStats, mapped string) Path {
 			par = float64(s.ParityPackets) / float64(s.DataPackets)
 		}
 		p.LinkLoss, p.Parity, p.Repaired = &ll, &par, &rep
+		p.ParityHeld = s.ParityHeld
 	}
 	return p
 }
@@ -190,6 +194,9 @@ func WriteTable(w io.Writer, paths []Path, flows int) {
 		link, parity := "-", "-"
 		if p.LinkLoss != nil && p.Parity != nil {
 			link, parity = fmt.Sprintf("%.2f%%", *p.LinkLoss*100), fmt.Sprintf("%.1f%%", *p.Parity*100)
+			if p.ParityHeld != "" {
+				parity += " (held: " + p.ParityHeld + ")"
+			}
 		}
 		pace := "-"
 		if p.PaceBps != nil {

@@ -37,14 +37,20 @@ func TestFromStats(t *testing.T) {
 	if q := FromStats(s, ""); q.LinkLoss == nil || *q.LinkLoss != 0.03 || *q.Parity != 0.125 || *q.Repaired != 40 {
 		t.Fatalf("coding %+v", q)
 	}
+	s.ParityHeld = "full"
+	if q := FromStats(s, ""); q.ParityHeld != "full" {
+		t.Fatalf("parity held: %q", q.ParityHeld)
+	}
 }
 
 func TestWriteTable(t *testing.T) {
 	var b strings.Builder
 	WriteTable(&b, []Path{FromStats(transport.PathStats{Name: "fiber", State: transport.StateUp, DeliveryBps: 2.5e9, BytesSent: 1500}, ""),
-		FromStats(transport.PathStats{Name: "lte", Coded: 1, LinkLoss: 0.012, DataPackets: 200, ParityPackets: 9}, "")}, 3)
+		FromStats(transport.PathStats{Name: "lte", Coded: 1, LinkLoss: 0.012, DataPackets: 200, ParityPackets: 9}, ""),
+		FromStats(transport.PathStats{Name: "wifi", Coded: 1, LinkLoss: 0.01, DataPackets: 200, ParityHeld: "full"}, "")}, 3)
 	out := b.String()
-	for _, want := range []string{"PATH", "fiber", "up", "2.50 Gbit/s", "1.5 KB", "3 flow(s)", "LINK LOSS", "1.20%", "4.5%"} {
+	for _, want := range []string{"PATH", "fiber", "up", "2.50 Gbit/s", "1.5 KB", "3 flow(s)", "LINK LOSS", "1.20%", "4.5%",
+		"0.0% (held: full)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

@@ -92,6 +92,9 @@ type PeerStats struct {
 	// Queued: the peer's RTT says a queue of at least one round trip
 	// stands on the path, and groups go without parity (see control).
 	Queued bool
+	// Full: the path had more to send than it carries (SetFull), and
+	// groups go without parity (see control).
+	Full bool
 	// LossBefore is the peer's last measured loss before repair (the
 	// fraction of our packets it did not receive), LossAfter what was left
 	// after repair.
@@ -217,6 +220,24 @@ func (c *Conn) SetRTT(addr net.Addr, rtt, minRTT time.Duration) {
 	}
 }
 
+// SetFull tells the coder whether the path to a peer has more to send
+// than it carries (its pacer held senders back, or shards waited for it).
+// While it has, groups go without parity: parity would take the data's
+// room on a full link, and the loss it would repair costs quic-go less
+// than that room once the path's pool holds several windows (see
+// control).
+func (c *Conn) SetFull(addr net.Addr, full bool) {
+	u, ok := udpAddr(addr)
+	if !ok {
+		return
+	}
+	if p := c.peer(keyOf(u)); p != nil {
+		p.s.mu.Lock()
+		p.s.ctl.full = full
+		p.s.mu.Unlock()
+	}
+}
+
 // PeerStats returns addr's coding, and false when it is not enabled.
 func (c *Conn) PeerStats(addr net.Addr) (PeerStats, bool) {
 	u, ok := udpAddr(addr)
@@ -229,7 +250,8 @@ func (c *Conn) PeerStats(addr net.Addr) (PeerStats, bool) {
 	}
 	p.s.mu.Lock()
 	st := PeerStats{DataSent: p.s.dataPackets, ParitySent: p.s.parityPackets, ParityBytes: p.s.parityBytes,
-		K: p.s.ctl.k, M: p.s.ctl.m, LossBefore: p.s.ctl.p, LossAfter: p.s.ctl.left, Queued: p.s.ctl.queued()}
+		K: p.s.ctl.k, M: p.s.ctl.m, LossBefore: p.s.ctl.p, LossAfter: p.s.ctl.left, Queued: p.s.ctl.queued(),
+		Full: p.s.ctl.full}
 	p.s.mu.Unlock()
 	c.rmu.Lock()
 	st.Expected, st.Received, st.Repaired = uint64(p.r.expected), uint64(p.r.received), uint64(p.r.repaired)

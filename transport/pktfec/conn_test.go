@@ -447,6 +447,63 @@ func TestControlQueued(t *testing.T) {
 	}
 }
 
+// While the transport says the path is full the controller sends no
+// parity but still measures the loss (the pacer keeps the queue short:
+// the drops are the link's); the loss no parity repaired does not add
+// extra parity. Once the path has room, parity sized to the loss
+// measured meanwhile returns. Conn.SetFull reaches the controller and
+// PeerStats shows it.
+func TestControlFull(t *testing.T) {
+	cfg := Config{}
+	cfg.fill()
+	var c control
+	c.init(cfg)
+	now := time.Unix(0, 0)
+	var r report
+	step := func(exp, recv, rep uint32) {
+		now = now.Add(100 * time.Millisecond)
+		r.expected += exp
+		r.received += recv
+		r.repaired += rep
+		c.onReport(r, now)
+	}
+	c.rtt, c.minRTT = 22*time.Millisecond, 20*time.Millisecond
+	step(0, 0, 0)
+	for range 20 {
+		step(1000, 995, 5) // 0.5%, all repaired
+	}
+	_, m1 := c.code()
+	if m1 < 1 {
+		t.Fatalf("0.5%% loss: m %d", m1)
+	}
+	c.full = true
+	if _, m := c.code(); m != 0 {
+		t.Fatalf("full: m %d, want 0", m)
+	}
+	for range 20 {
+		step(1000, 970, 0) // 3%, none repaired: no parity was sent
+	}
+	if c.p < 0.02 || c.extra != 0 {
+		t.Fatalf("full: p %.4f (want the 3%% measured), extra %d (want 0)", c.p, c.extra)
+	}
+	c.full = false
+	if _, m := c.code(); m <= m1 {
+		t.Fatalf("room again: m %d, want more than the %d sized for 0.5%%", m, m1)
+	}
+
+	p := newPipe(t, Config{})
+	addr := p.ra.LocalAddr()
+	p.a.SetFull(addr, true)
+	if st, ok := p.a.PeerStats(addr); !ok || !st.Full {
+		t.Fatalf("after SetFull(true): %+v %v", st, ok)
+	}
+	p.a.SetFull(addr, false)
+	if st, _ := p.a.PeerStats(addr); st.Full {
+		t.Fatal("after SetFull(false): still full")
+	}
+	p.a.SetFull(&net.TCPAddr{}, true) // not a UDP peer: ignored
+}
+
 // A group its timer closes early sends parity for its own size, never
 // more than the overhead cap allows it (at least one), and any of its
 // packets lost is rebuilt from that parity.

@@ -204,6 +204,20 @@ func (s *sender) close() {
 // groups go without parity: a window halved by a loss then still fills the
 // link, and parity would only take the data's room. Reports taken while
 // queued leave p and the extra parity as they were.
+//
+// Nor must parity take the data's room on a link braid fills: while the
+// transport says the path has more to send than it carries (Conn.SetFull:
+// its pacer held senders back), groups go without parity too, and quic-go
+// sees the link's loss; the path's pool of connections carries it (a loss
+// halves one window of several). Measured side by side, bulk downloads
+// with 8 connections a path, 20 s each: lossy 49.5 Mbit/s coded against
+// 56.0 uncoded, bursty 51.7 against 56.5 (the parity took 20-25% of the
+// link); a path with room to spare (requests and responses only, lossy's
+// paths) keeps its parity: rr p99 61.7 ms coded against 101.0 uncoded,
+// 46.4 without loss. Reports taken while full still measure p (the
+// pacer keeps the queue short: the drops are the link's), but leave the
+// extra parity as it was: loss with no parity sent says nothing about
+// what parity leaves.
 type control struct {
 	cfg Config
 	k   int // data packets per group
@@ -217,6 +231,7 @@ type control struct {
 	left        float64 // loss after repair, last window
 	extra       int
 	m           int
+	full        bool // the path has more to send than it carries (SetFull)
 
 	last        report
 	haveLast    bool
@@ -238,11 +253,15 @@ func (c *control) code() (int, int) {
 	if c.cfg.fixedM > 0 {
 		return c.cfg.K, c.cfg.fixedM
 	}
-	if c.queued() {
+	if c.yields() {
 		return c.k, 0
 	}
 	return c.k, c.m
 }
+
+// yields says groups go without parity now: a queue stands on the path,
+// or the path is full.
+func (c *control) yields() bool { return c.full || c.queued() }
 
 // queued says a queue of a round trip or more stands on the path.
 func (c *control) queued() bool {
@@ -273,7 +292,7 @@ func (c *control) onReport(r report, now time.Time) {
 	left := max(lost-rep, 0)
 	p := float64(lost) / float64(exp)
 	c.left = float64(left) / float64(exp)
-	queued := c.queued()
+	queued, yields := c.queued(), c.yields()
 	switch {
 	case queued:
 		// Congestion's drops and the link's look alike: leave p be.
@@ -292,7 +311,7 @@ func (c *control) onReport(r report, now time.Time) {
 	}
 	// Loss left after repair counts when it is more than the base parity
 	// is sized to leave: a group lost now and then is expected.
-	if !queued && float64(left) > max(2, float64(exp)*c.p*c.cfg.GroupFail*4) {
+	if !yields && float64(left) > max(2, float64(exp)*c.p*c.cfg.GroupFail*4) {
 		c.lastLeft = now
 		if now.Sub(c.lastChange) >= 100*time.Millisecond && c.extra < MaxM {
 			c.extra++
