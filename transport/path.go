@@ -862,6 +862,14 @@ func (p *Path) setPool(n int) {
 	p.poolSize.Store(int32(n))
 }
 
+// poolSized says the path's pool follows setPool (no conns=, the
+// client's side).
+func (p *Path) poolSized() bool {
+	p.pmu.Lock()
+	defer p.pmu.Unlock()
+	return p.spawn != nil
+}
+
 // poolSlots is the number of connections the path keeps, live or being
 // dialed (the client's), or has (the concentrator's).
 func (p *Path) poolSlots() int {

@@ -322,6 +322,9 @@ func (s *Session) sizePoolsByLoss() {
 		case <-tick.C:
 		}
 		for _, p := range s.pathList() {
+			if !p.poolSized() {
+				continue // conns= pins it
+			}
 			st := p.Stats()
 			loss := max(st.Loss, st.LinkLoss)
 			last := seen[p.info.Name]
@@ -338,7 +341,15 @@ func (s *Session) sizePoolsByLoss() {
 			}
 			have := p.poolSlots()
 			queue := minRTT > 0 && srtt > minRTT+minRTT/2+5*time.Millisecond
-			switch next := z.step(poolForLoss(loss, srtt, minRTT), have, queue); {
+			ticks := growTicks
+			if st.Coded == 0 {
+				// Without coding the loss is only quic-go's, of what this
+				// side sends: a download's start-up overflow does not
+				// reach it, and it shows random loss only now and then
+				// (acknowledgements and probes), so one tick decides.
+				ticks = 1
+			}
+			switch next := z.step(poolForLoss(loss, srtt, minRTT), have, queue, ticks); {
 			case next > have:
 				s.log.Info("path pool grows: random loss at a flat delay", "path", p.info.Name, "conns", next,
 					"loss", loss, "srtt", srtt, "min_rtt", minRTT)
@@ -355,10 +366,10 @@ func (s *Session) sizePoolsByLoss() {
 	}
 }
 
-// poolSizer damps one path's pool: it grows once growTicks ticks in a row
-// asked for more (a start-up's queue overflowing once, at a delay that
-// has not climbed yet, is not random loss), and shrinks once shrinkTicks
-// ticks in a row asked for less. A delay that climbs to twice its least
+// poolSizer damps one path's pool: it grows once growAfter ticks in a row
+// (growTicks for a path that codes) asked for more (a start-up's queue
+// overflowing once, at a delay that has not climbed yet, is not random
+// loss), and shrinks once shrinkTicks ticks in a row asked for less. A delay that climbs to twice its least
 // is a queue of a round trip: the pool drops to one at once and does not
 // grow for queueHold ticks. A variable link (the LTE traces) shows loss
 // at a delay still flat before its queue builds; grown to eight there, a
@@ -366,9 +377,9 @@ func (s *Session) sizePoolsByLoss() {
 // with one connection.
 type poolSizer struct{ more, less, hold int }
 
-// step takes one tick's want, and whether the delay shows a queue, and
-// returns the pool to keep.
-func (z *poolSizer) step(want, have int, queue bool) int {
+// step takes one tick's want, whether the delay shows a queue and the
+// ticks in a row that must ask for more, and returns the pool to keep.
+func (z *poolSizer) step(want, have int, queue bool, growAfter int) int {
 	if queue {
 		z.more, z.less, z.hold = 0, 0, queueHold
 		return 1
@@ -380,7 +391,7 @@ func (z *poolSizer) step(want, have int, queue bool) int {
 	switch {
 	case want > have:
 		z.less = 0
-		if z.more++; z.more >= growTicks {
+		if z.more++; z.more >= growAfter {
 			z.more = 0
 			return want
 		}

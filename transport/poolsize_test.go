@@ -54,46 +54,50 @@ func TestPoolSizer(t *testing.T) {
 	var z poolSizer
 	have := 1
 	for i := 1; i < growTicks; i++ {
-		if have = z.step(8, have, false); have != 1 {
+		if have = z.step(8, have, false, growTicks); have != 1 {
 			t.Fatalf("grew after %d ticks, want %d", i, growTicks)
 		}
 	}
-	have = z.step(1, have, false) // one tick without loss: the count restarts
+	have = z.step(1, have, false, growTicks) // one tick without loss: the count restarts
 	for i := 0; i < growTicks-1; i++ {
-		have = z.step(8, have, false)
+		have = z.step(8, have, false, growTicks)
 	}
 	if have != 1 {
 		t.Fatalf("grew on ticks not in a row: %d", have)
 	}
-	if have = z.step(8, have, false); have != 8 {
+	if have = z.step(8, have, false, growTicks); have != 8 {
 		t.Fatalf("after %d ticks in a row: %d, want 8", growTicks, have)
 	}
 	for i := 1; i < shrinkTicks; i++ {
-		if have = z.step(1, have, false); have != 8 {
+		if have = z.step(1, have, false, growTicks); have != 8 {
 			t.Fatalf("shrank after %d ticks, want %d", i, shrinkTicks)
 		}
 	}
-	if have = z.step(1, have, false); have != 1 {
+	if have = z.step(1, have, false, growTicks); have != 1 {
 		t.Fatalf("after %d ticks asking for one: %d", shrinkTicks, have)
 	}
 	for range growTicks {
-		have = z.step(8, have, false)
+		have = z.step(8, have, false, growTicks)
 	}
 	if have != 8 {
 		t.Fatalf("regrow: %d", have)
 	}
-	if have = z.step(8, have, true); have != 1 {
+	if have = z.step(8, have, true, growTicks); have != 1 {
 		t.Fatalf("a queue: %d, want 1 at once", have)
 	}
 	for i := range queueHold {
-		if have = z.step(8, have, false); have != 1 {
+		if have = z.step(8, have, false, growTicks); have != 1 {
 			t.Fatalf("grew %d ticks after a queue, want none before %d", i+1, queueHold)
 		}
 	}
 	for range growTicks {
-		have = z.step(8, have, false)
+		have = z.step(8, have, false, growTicks)
 	}
 	if have != 8 {
 		t.Fatalf("after the hold: %d, want 8", have)
+	}
+	var u poolSizer // a path that does not code: one tick decides
+	if got := u.step(8, 1, false, 1); got != 8 {
+		t.Fatalf("growAfter 1: %d, want 8", got)
 	}
 }
