@@ -340,7 +340,7 @@ func (s *Session) sizePoolsByLoss() {
 				sizers[p.info.Name] = z
 			}
 			have := p.poolSlots()
-			queue := minRTT > 0 && srtt > minRTT+minRTT/2+5*time.Millisecond
+			queue := minRTT > 0 && srtt > 3*minRTT
 			ticks := growTicks
 			if st.Coded == 0 {
 				// Without coding the loss is only quic-go's, of what this
@@ -369,19 +369,25 @@ func (s *Session) sizePoolsByLoss() {
 // poolSizer damps one path's pool: it grows once growAfter ticks in a row
 // (growTicks for a path that codes) asked for more (a start-up's queue
 // overflowing once, at a delay that has not climbed yet, is not random
-// loss), and shrinks once shrinkTicks ticks in a row asked for less. A delay that climbs to twice its least
-// is a queue of a round trip: the pool drops to one at once and does not
-// grow for queueHold ticks. A variable link (the LTE traces) shows loss
+// loss), and shrinks once shrinkTicks ticks in a row asked for less. A
+// delay above three times its least for queueTicks ticks in a row is a
+// standing queue of two round trips, not a start-up's: the pool drops to
+// one and does not grow for queueHold ticks. A variable link (the LTE traces) shows loss
 // at a delay still flat before its queue builds; grown to eight there, a
 // pool filled the queue to 270-560 ms and moved 12-14 Mbit/s against 19
-// with one connection.
-type poolSizer struct{ more, less, hold int }
+// with one connection. Dropped at the first tick above 1.5x (+5 ms)
+// instead, or after three, the pools of lossy's paths without rate= fell
+// to one for good (eight connections hold a queue of about one round trip
+// there while the link is full): 15.2-20.7 Mbit/s against 49.6 before.
+type poolSizer struct{ more, less, queued, hold int }
 
 // step takes one tick's want, whether the delay shows a queue and the
 // ticks in a row that must ask for more, and returns the pool to keep.
 func (z *poolSizer) step(want, have int, queue bool, growAfter int) int {
-	if queue {
-		z.more, z.less, z.hold = 0, 0, queueHold
+	if !queue {
+		z.queued = 0
+	} else if z.queued++; z.queued >= queueTicks {
+		z.more, z.less, z.queued, z.hold = 0, 0, 0, queueHold
 		return 1
 	}
 	if z.hold > 0 {
@@ -426,10 +432,13 @@ const (
 )
 
 // growTicks and shrinkTicks are how many seconds in a row a path must ask
-// for more, or fewer, connections before its pool grows or shrinks.
+// for more, or fewer, connections before its pool grows or shrinks;
+// queueTicks how many in a row a queue must show to drop it to one, and
+// queueHold how long it then stays there.
 const (
 	growTicks   = 3
 	shrinkTicks = 10
+	queueTicks  = 3
 	queueHold   = 30
 )
 

@@ -48,8 +48,8 @@ func TestPoolForLoss(t *testing.T) {
 }
 
 // A pool grows only after growTicks ticks in a row ask for more, shrinks
-// only after shrinkTicks ask for less, drops to one at once when a queue
-// shows, and then does not grow for queueHold ticks.
+// only after shrinkTicks ask for less, drops to one when a queue shows
+// for queueTicks in a row, and then does not grow for queueHold ticks.
 func TestPoolSizer(t *testing.T) {
 	var z poolSizer
 	have := 1
@@ -82,8 +82,20 @@ func TestPoolSizer(t *testing.T) {
 	if have != 8 {
 		t.Fatalf("regrow: %d", have)
 	}
+	for i := 1; i < queueTicks; i++ {
+		if have = z.step(8, have, true, growTicks); have != 8 {
+			t.Fatalf("a queue for %d ticks (a start-up's): %d, want 8 kept", i, have)
+		}
+	}
+	have = z.step(8, have, false, growTicks) // it drained: the count restarts
+	for i := 1; i < queueTicks; i++ {
+		have = z.step(8, have, true, growTicks)
+	}
+	if have != 8 {
+		t.Fatalf("queue ticks not in a row: %d", have)
+	}
 	if have = z.step(8, have, true, growTicks); have != 1 {
-		t.Fatalf("a queue: %d, want 1 at once", have)
+		t.Fatalf("a queue for %d ticks in a row: %d, want 1", queueTicks, have)
 	}
 	for i := range queueHold {
 		if have = z.step(8, have, false, growTicks); have != 1 {
