@@ -308,7 +308,8 @@ func (s *Session) plan(bv *scheduler.BestValue) {
 // RTT is quic-go's, from its acknowledgements: braid's probes ride a
 // stream, and a lost probe's retransmission would read as delay. A pool
 // grows after growTicks seconds in a row of asking for more and shrinks
-// after shrinkTicks of asking for less (poolSizer). Paths with conns= keep it.
+// after shrinkTicks of asking for less (poolSizer). Paths with conns=
+// keep it.
 func (s *Session) sizePoolsByLoss() {
 	defer s.wg.Done()
 	tick := time.NewTicker(planEvery)
@@ -372,10 +373,10 @@ func (s *Session) sizePoolsByLoss() {
 // loss), and shrinks once shrinkTicks ticks in a row asked for less. A
 // delay above three times its least for queueTicks ticks in a row is a
 // standing queue of two round trips, not a start-up's: the pool drops to
-// one and does not grow for queueHold ticks. A variable link (the LTE traces) shows loss
-// at a delay still flat before its queue builds; grown to eight there, a
-// pool filled the queue to 270-560 ms and moved 12-14 Mbit/s against 19
-// with one connection. Dropped at the first tick above 1.5x (+5 ms)
+// one and does not grow for queueHold ticks. A variable link (the LTE
+// traces) shows loss at a delay still flat before its queue builds; grown
+// to eight there, a pool filled the queue to 270-560 ms and moved 12-14
+// Mbit/s against 19 with one connection. Dropped at the first tick above 1.5x (+5 ms)
 // instead, or after three, the pools of lossy's paths without rate= fell
 // to one for good (eight connections hold a queue of about one round trip
 // there while the link is full): 15.2-20.7 Mbit/s against 49.6 before.
