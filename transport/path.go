@@ -362,10 +362,12 @@ type pconn struct {
 	// speak codingVersion and the socket is a pktfec.Conn; nil otherwise.
 	// The coder knows the peer by address: coded is the address enabled,
 	// moved when QUIC follows the peer to a new one (NAT rebinding), and
-	// nil once the connection is closed.
+	// nil once the connection is closed. full is what the coder was last
+	// told of the path's fullness (setFull), told again at a new address.
 	coder   *pktfec.Conn
 	coderMu sync.Mutex
 	coded   net.Addr
+	full    bool
 }
 
 // attach starts a joined connection on path p, joined with protocol
@@ -432,19 +434,23 @@ func (c *pconn) followCoded(rtt, minRTT time.Duration) {
 			return // past the coder's peers: this connection goes plain
 		}
 		c.coded = a
+		c.coder.SetFull(a, c.full)
 	}
 	c.coder.SetRTT(c.coded, rtt, minRTT)
 }
 
-// setFull tells the coder whether the path is full (pktfec.Conn.SetFull).
+// setFull tells the coder whether the path is full (pktfec.Conn.SetFull),
+// only when that changed: the coder's lock is the one its packet writes
+// take, and refresh runs at every probe of every connection.
 func (c *pconn) setFull(full bool) {
 	if c.coder == nil {
 		return
 	}
 	c.coderMu.Lock()
 	defer c.coderMu.Unlock()
-	if c.coded != nil {
+	if c.coded != nil && c.full != full {
 		c.coder.SetFull(c.coded, full)
+		c.full = full
 	}
 }
 

@@ -3,6 +3,7 @@ package transport
 import (
 	"braid/internal/tier"
 	"math"
+	"slices"
 	"time"
 
 	"braid/scheduler"
@@ -322,7 +323,14 @@ func (s *Session) sizePoolsByLoss() {
 			return
 		case <-tick.C:
 		}
-		for _, p := range s.pathList() {
+		paths := s.pathList()
+		for name := range sizers { // paths gone (auto paths): forget them
+			if !slices.ContainsFunc(paths, func(p *Path) bool { return p.info.Name == name }) {
+				delete(sizers, name)
+				delete(seen, name)
+			}
+		}
+		for _, p := range paths {
 			if !p.poolSized() {
 				continue // conns= pins it
 			}

@@ -316,22 +316,32 @@ func TestNotEnabled(t *testing.T) {
 	}
 }
 
-// The parity controller: none without loss, more with more loss, more
-// again while loss is left after repair, capped, and none again once the
-// loss has gone.
-func TestControl(t *testing.T) {
+// newControl returns a controller with the default config and a func
+// that feeds it one report 100 ms after the last, adding exp packets
+// expected, recv received and rep repaired to the counts.
+func newControl() (*control, func(exp, recv, rep uint32)) {
 	cfg := Config{}
 	cfg.fill()
-	var c control
+	c := &control{}
 	c.init(cfg)
 	now := time.Unix(0, 0)
 	var r report
-	step := func(exp, recv, rep uint32) int {
+	return c, func(exp, recv, rep uint32) {
 		now = now.Add(100 * time.Millisecond)
 		r.expected += exp
 		r.received += recv
 		r.repaired += rep
 		c.onReport(r, now)
+	}
+}
+
+// The parity controller: none without loss, more with more loss, more
+// again while loss is left after repair, capped, and none again once the
+// loss has gone.
+func TestControl(t *testing.T) {
+	c, report := newControl()
+	step := func(exp, recv, rep uint32) int {
+		report(exp, recv, rep)
 		return c.m
 	}
 	step(0, 0, 0)
@@ -354,8 +364,8 @@ func TestControl(t *testing.T) {
 	for range 40 {
 		step(1000, 700, 0) // 30%, little repaired
 	}
-	if c.m > cfg.maxM() {
-		t.Fatalf("m %d over the cap %d", c.m, cfg.maxM())
+	if c.m > c.cfg.maxM() {
+		t.Fatalf("m %d over the cap %d", c.m, c.cfg.maxM())
 	}
 	for range 40 {
 		step(1000, 1000, 0)
@@ -405,19 +415,7 @@ func FuzzParse(f *testing.F) {
 // learns nothing from the drops (a full queue's, not the link's); once the
 // queue drains, the parity sized before returns.
 func TestControlQueued(t *testing.T) {
-	cfg := Config{}
-	cfg.fill()
-	var c control
-	c.init(cfg)
-	now := time.Unix(0, 0)
-	var r report
-	step := func(exp, recv, rep uint32) {
-		now = now.Add(100 * time.Millisecond)
-		r.expected += exp
-		r.received += recv
-		r.repaired += rep
-		c.onReport(r, now)
-	}
+	c, step := newControl()
 	c.rtt, c.minRTT = 22*time.Millisecond, 20*time.Millisecond
 	step(0, 0, 0)
 	for range 20 {
@@ -454,19 +452,7 @@ func TestControlQueued(t *testing.T) {
 // measured meanwhile returns. Conn.SetFull reaches the controller and
 // PeerStats shows it.
 func TestControlFull(t *testing.T) {
-	cfg := Config{}
-	cfg.fill()
-	var c control
-	c.init(cfg)
-	now := time.Unix(0, 0)
-	var r report
-	step := func(exp, recv, rep uint32) {
-		now = now.Add(100 * time.Millisecond)
-		r.expected += exp
-		r.received += recv
-		r.repaired += rep
-		c.onReport(r, now)
-	}
+	c, step := newControl()
 	c.rtt, c.minRTT = 22*time.Millisecond, 20*time.Millisecond
 	step(0, 0, 0)
 	for range 20 {
