@@ -1159,8 +1159,11 @@ func (f *Flow) resendLost() {
 		}
 		for i := 0; i < b.n() && live < int(b.hdr.K); i++ {
 			if !b.live(i) {
+				c := b.conn[i].Load()
 				if p := f.s.pickPath(int(b.hdr.ShardLen), i, int(f.class.Load()), true); p != nil {
-					f.s.resend(b, i, p)
+					if f.s.resend(b, i, p) && c != nil && c.retiring.Load() && c.closed() {
+						f.s.stats.ShardsCut.Add(1)
+					}
 					live++
 				}
 			}

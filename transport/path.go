@@ -507,6 +507,16 @@ func (c *pconn) close(err error) {
 	}
 }
 
+// closed reports whether the connection has ended.
+func (c *pconn) closed() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // usable reports whether the connection may carry shards: up and not
 // suspected of having died.
 func (c *pconn) usable() bool { return c.up.Load() && !c.suspect.Load() }

@@ -121,6 +121,11 @@ type SessionStats struct {
 	// whose acknowledgement came later than the RTO, rather than of
 	// shards whose connection went away.
 	ShardsOverdue atomic.Uint64
+	// ShardsCut counts the re-sends (also in ShardsResent) of shards
+	// whose connection had retired and closed before they were
+	// acknowledged: a drain cut short (retireDrain). A connection that
+	// goes suspect or down has its shards re-sent too; those are not cut.
+	ShardsCut atomic.Uint64
 	// BlocksCompressed and BytesSaved count blocks sent compressed and
 	// the bytes compression saved (compress.go).
 	BlocksCompressed, BytesSaved atomic.Uint64
