@@ -7,7 +7,9 @@ import (
 )
 
 // Policy decides how a block is coded and which path carries each shard.
-// Its methods are pure: the same inputs give the same answer.
+// Code and Place depend only on their inputs and, for a Planning policy,
+// on the plans it was handed: the same inputs and plans give the same
+// answer.
 type Policy interface {
 	// Name is the policy's registry name.
 	Name() string
@@ -20,6 +22,36 @@ type Policy interface {
 	// queue limits.
 	Place(paths []PathState, size, shard, class int, seq uint64, urgent bool) int
 }
+
+// A Policy may implement any of the optional interfaces below; the
+// session asks for them once, when it starts, and never names a policy.
+
+// Prioritizer is a policy some of whose classes are latency-bound: their
+// shards go out next, with the re-sends, without waiting for room or for
+// their flow's turn.
+type Prioritizer interface {
+	Priority(class int) bool
+}
+
+// Compressor is a policy that decides, per class, whether flows compress
+// their blocks.
+type Compressor interface {
+	Compress(class int) bool
+}
+
+// Planning is a policy that follows plans: the session runs a PlanLoop
+// and hands each class's plan to it. It reads PathState.Stalled, which
+// the session fills only for a Planning policy.
+type Planning interface {
+	Policy
+	Prioritizer
+	SetPlan(class int, p *Plan)
+	SetPriority(class int, on bool)
+	EndTransition(class int)
+}
+
+var _ Planning = (*BestValue)(nil)
+var _ Compressor = (*BestValue)(nil)
 
 // Names lists the registered policies; single takes a path name.
 func Names() []string {

@@ -27,7 +27,7 @@ const (
 // block goes uncompressed.
 func (f *Flow) compress(buf []byte) []byte {
 	s := f.s
-	if s.bv == nil || !s.bv.Compress(int(f.class.Load())) {
+	if s.comp == nil || !s.comp.Compress(int(f.class.Load())) {
 		return nil
 	}
 	c := f.comp.Load()

@@ -21,14 +21,14 @@ func (s *Session) pathStates(arr *[maxPaths]scheduler.PathState) ([]*Path, []sch
 	paths := s.pathList()
 	states := arr[:len(paths)]
 	var now int64
-	if s.bv != nil { // only bestvalue reads Stalled
+	if s.planning != nil { // only a Planning policy reads Stalled
 		now = int64(s.now())
 	}
 	for i, p := range paths {
 		srtt, queued := p.SRTT(), p.queued.Load()
 		states[i] = scheduler.PathState{Name: p.info.Name, Up: p.Up(), SRTT: srtt, Rate: p.Rate(),
 			Queued: queued, QueueLimit: p.queueLimit(), Price: p.info.PriceGB,
-			Stalled: s.bv != nil && queued > 0 && time.Duration(now-p.lastTake.Load()) > stallAfter+srtt/4}
+			Stalled: s.planning != nil && queued > 0 && time.Duration(now-p.lastTake.Load()) > stallAfter+srtt/4}
 	}
 	return paths, states
 }
@@ -68,6 +68,9 @@ func (s *Session) pickPath(size, shard, class int, urgent bool) *Path {
 	return nil
 }
 
+// priority reports whether the policy lets class's shards jump the queue.
+func (s *Session) priority(class int) bool { return s.prio != nil && s.prio.Priority(class) }
+
 // dispatch queues shard i of b on a path, waiting while every path is full
 // or down (the session's grace period bounds the latter).
 func (s *Session) dispatch(ctx context.Context, b *txBlock, i int, dead <-chan struct{}) error {
@@ -76,8 +79,8 @@ func (s *Session) dispatch(ctx context.Context, b *txBlock, i int, dead <-chan s
 	var waitFrom time.Time
 	class := int(b.f.class.Load())
 	// A latency-bound class's shards skip the queue of new shards: they
-	// go out next, with the re-sends (bestvalue's priority classes).
-	prio := s.bv != nil && s.bv.Priority(class)
+	// go out next, with the re-sends (scheduler.Prioritizer).
+	prio := s.priority(class)
 	for {
 		if p := s.pickPath(size, i, class, false); p != nil {
 			if !waitFrom.IsZero() {

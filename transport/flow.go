@@ -378,7 +378,7 @@ func (f *Flow) sendOwned(ctx context.Context, buf []byte, n int, flags uint8, he
 	}
 	// Flows take turns, a block each, in the order they came (dispatchTurn);
 	// a latency-bound class's shards never wait for room and skip the line.
-	if class := int(f.class.Load()); f.s.bv == nil || !f.s.bv.Priority(class) {
+	if !f.s.priority(int(f.class.Load())) {
 		select {
 		case <-f.s.dispatchTurn:
 			defer func() { f.s.dispatchTurn <- struct{}{} }()

@@ -49,7 +49,10 @@ var (
 type Session struct {
 	cfg    Config
 	policy scheduler.Policy
-	bv     *scheduler.BestValue // the policy, when it is bestvalue
+	// The policy's optional interfaces, nil when it has none.
+	planning scheduler.Planning
+	prio     scheduler.Prioritizer
+	comp     scheduler.Compressor
 
 	// The bestvalue planner (plan.go).
 	terms   atomic.Pointer[Terms]
@@ -169,10 +172,12 @@ func newSession(cfg Config, client bool) (*Session, error) {
 	}
 	s.wg.Add(1)
 	go s.maintain()
-	if bv, ok := s.policy.(*scheduler.BestValue); ok {
-		s.bv = bv
+	s.prio, _ = s.policy.(scheduler.Prioritizer)
+	s.comp, _ = s.policy.(scheduler.Compressor)
+	if pl, ok := s.policy.(scheduler.Planning); ok {
+		s.planning = pl
 		s.wg.Add(1)
-		go s.plan(bv)
+		go s.plan(pl)
 	} else if client {
 		s.wg.Add(1)
 		go s.sizePoolsByLoss()
