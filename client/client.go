@@ -19,6 +19,7 @@ import (
 	"braid/internal/status"
 	"braid/transport"
 	"braid/transport/pktfec"
+	"braid/transport/wire"
 )
 
 // Client is a running SOCKS5 proxy. It carries its flows over one
@@ -157,7 +158,7 @@ func (cfg *Config) pathDialer(p PathConfig) transport.PathDialer {
 		srv = func() string { return p.Server }
 	}
 	return transport.PathDialer{
-		Info: transport.PathInfo{Name: p.Name, Medium: Media[p.Medium],
+		Info: wire.PathInfo{Name: p.Name, Medium: Media[p.Medium],
 			Operator: Operators[p.Operator], PriceGB: p.PriceGB, RateMbps: p.RateMbps},
 		Conns: p.Conns,
 		Dial: dialer(p.Bind, srv, cfg.Pin, !cfg.Transport.NoPacketCoding, func(tr *quic.Transport, qc *quic.Conn, raddr net.Addr) {
@@ -213,7 +214,7 @@ func dialer(bind netx.Bind, server func() string, pin [32]byte, code bool, onCon
 			pc = fc
 		}
 		tr := &quic.Transport{Conn: pc}
-		qc, err := tr.Dial(ctx, raddr, pki.ClientTLS(pin, transport.ALPN), transport.QUICConfig())
+		qc, err := tr.Dial(ctx, raddr, pki.ClientTLS(pin, wire.ALPN), transport.QUICConfig())
 		if err != nil {
 			tr.Close()
 			pc.Close()

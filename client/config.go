@@ -15,6 +15,7 @@ import (
 
 	"braid/internal/netx"
 	"braid/transport"
+	"braid/transport/wire"
 )
 
 // Config is everything the client needs; cmd/braid fills it from flags and
@@ -107,8 +108,8 @@ func (e *ConfigError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.R
 
 // Media and operators a path may name.
 var (
-	Media     = transport.Media
-	Operators = map[string]uint8{"own": transport.OperatorOwn, "partner": transport.OperatorPartner}
+	Media     = wire.Media
+	Operators = map[string]uint8{"own": wire.OperatorOwn, "partner": wire.OperatorPartner}
 )
 
 // Fill sets defaults.

@@ -9,6 +9,7 @@ import (
 
 	"braid/internal/pki"
 	"braid/transport"
+	"braid/transport/wire"
 )
 
 // The supervisor. A client outlives its sessions: one goroutine
@@ -44,8 +45,8 @@ var errNoPaths = errors.New("no usable network interface for automatic paths")
 
 // fatal reports whether err, a failed join or the reason a session ended,
 // is one that retrying cannot mend, so the client gives up: the
-// concentrator refused the token (transport.JoinErrAuth) or the protocol
-// version (transport.JoinErrVersion), or presented a key other than the
+// concentrator refused the token (wire.JoinErrAuth) or the protocol
+// version (wire.JoinErrVersion), or presented a key other than the
 // pinned one (pki.ErrPinMismatch, which quic-go's handshake error wraps).
 // Everything else (timeouts, unreachable networks, a concentrator that
 // restarted and forgot the session, one shutting down or full) is the
@@ -53,7 +54,7 @@ var errNoPaths = errors.New("no usable network interface for automatic paths")
 func fatal(err error) bool {
 	var je *transport.JoinError
 	if errors.As(err, &je) {
-		return je.Code == transport.JoinErrAuth || je.Code == transport.JoinErrVersion
+		return je.Code == wire.JoinErrAuth || je.Code == wire.JoinErrVersion
 	}
 	return errors.Is(err, pki.ErrPinMismatch)
 }

@@ -9,6 +9,7 @@ import (
 
 	"braid/internal/pki"
 	"braid/transport"
+	"braid/transport/wire"
 )
 
 func TestFatal(t *testing.T) {
@@ -19,14 +20,14 @@ func TestFatal(t *testing.T) {
 		err   error
 		fatal bool
 	}{
-		{"token refused", join(transport.JoinErrAuth), true},
-		{"version refused", join(transport.JoinErrVersion), true},
-		{"wrapped token refusal", fmt.Errorf("join concentrator: %w", join(transport.JoinErrAuth)), true},
+		{"token refused", join(wire.JoinErrAuth), true},
+		{"version refused", join(wire.JoinErrVersion), true},
+		{"wrapped token refusal", fmt.Errorf("join concentrator: %w", join(wire.JoinErrAuth)), true},
 		{"pin refused", pin, true},
-		{"unknown session (a restarted concentrator)", fmt.Errorf("rejoin over path a: %w", join(transport.JoinErrSession)), false},
-		{"too many sessions", join(transport.JoinErrLimit), false},
-		{"malformed", join(transport.JoinErrMalformed), false},
-		{"shutting down", join(transport.JoinErrShutdown), false},
+		{"unknown session (a restarted concentrator)", fmt.Errorf("rejoin over path a: %w", join(wire.JoinErrSession)), false},
+		{"too many sessions", join(wire.JoinErrLimit), false},
+		{"malformed", join(wire.JoinErrMalformed), false},
+		{"shutting down", join(wire.JoinErrShutdown), false},
 		{"no path within the grace period", transport.ErrNoPath, false},
 		{"closed by peer", fmt.Errorf("%w by peer: bye", transport.ErrSessionClosed), false},
 		{"timeout", fmt.Errorf("path a: %w", context.DeadlineExceeded), false},

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"braid/transport"
+	"braid/transport/wire"
 )
 
 // Drain refuses new sessions, tells every client GOAWAY (new flows fail
@@ -60,7 +61,7 @@ func TestDrain(t *testing.T) {
 		t.Fatalf("a new flow on a draining session: %v, want ErrGoingAway", err)
 	}
 	var je *transport.JoinError
-	if _, err := joinSession(ctx, srv.Addr().String(), pin, "t"); !errors.As(err, &je) || je.Code != transport.JoinErrShutdown {
+	if _, err := joinSession(ctx, srv.Addr().String(), pin, "t"); !errors.As(err, &je) || je.Code != wire.JoinErrShutdown {
 		t.Fatalf("a new session while draining: %v, want a shutdown refusal", err)
 	}
 	// The live flow goes on.

@@ -20,6 +20,7 @@ import (
 	"braid/internal/pki"
 	"braid/internal/tier"
 	"braid/transport"
+	"braid/transport/wire"
 )
 
 // fakeInitial returns what looks like a QUIC v1 Initial from a new client:
@@ -123,8 +124,8 @@ func startTestServer(t *testing.T, cfg Config) (*Server, [32]byte) {
 
 // joinSession opens a braid session with token over one path.
 func joinSession(ctx context.Context, addr string, pin [32]byte, token string) (*transport.Client, error) {
-	pd := transport.PathDialer{Info: transport.PathInfo{Name: "a"}, Dial: func(ctx context.Context) (*quic.Conn, error) {
-		return quic.DialAddr(ctx, addr, pki.ClientTLS(pin, transport.ALPN), transport.QUICConfig())
+	pd := transport.PathDialer{Info: wire.PathInfo{Name: "a"}, Dial: func(ctx context.Context) (*quic.Conn, error) {
+		return quic.DialAddr(ctx, addr, pki.ClientTLS(pin, wire.ALPN), transport.QUICConfig())
 	}}
 	return transport.Dial(ctx, transport.Config{}, token, []transport.PathDialer{pd})
 }
@@ -262,7 +263,7 @@ func TestHandshakeCap(t *testing.T) {
 	dial := func() (*quic.Conn, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		return quic.DialAddr(ctx, srv.Addr().String(), pki.ClientTLS(pin, transport.ALPN), transport.QUICConfig())
+		return quic.DialAddr(ctx, srv.Addr().String(), pki.ClientTLS(pin, wire.ALPN), transport.QUICConfig())
 	}
 	_, err := dial()
 	var te *quic.TransportError
@@ -321,7 +322,7 @@ func TestSessionCaps(t *testing.T) {
 			t.Fatalf("token %s: session accepted, want refused by %s", token, refusal)
 		}
 		var je *transport.JoinError
-		if !errors.As(err, &je) || je.Code != transport.JoinErrLimit || !strings.Contains(je.Reason, refusal) {
+		if !errors.As(err, &je) || je.Code != wire.JoinErrLimit || !strings.Contains(je.Reason, refusal) {
 			t.Fatalf("token %s: %v, want a limit refusal naming %s", token, err, refusal)
 		}
 	}
@@ -357,7 +358,7 @@ func TestStatelessReset(t *testing.T) {
 	addr := first.Addr().String()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	qc, err := quic.DialAddr(ctx, addr, pki.ClientTLS(pin, transport.ALPN), transport.QUICConfig())
+	qc, err := quic.DialAddr(ctx, addr, pki.ClientTLS(pin, wire.ALPN), transport.QUICConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

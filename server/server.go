@@ -26,6 +26,7 @@ import (
 	"braid/internal/stunx"
 	"braid/transport"
 	"braid/transport/pktfec"
+	"braid/transport/wire"
 )
 
 // Server is a running concentrator.
@@ -113,7 +114,7 @@ func Start(cfg Config) (*Server, error) {
 		// token key.
 		s.log.Warn("no keys derived from the private key: after a restart, clients wait for the idle timeout", "err", err)
 	}
-	tlsConf := s.watchHandshakes(pki.ServerTLS(cfg.Cert, transport.ALPN))
+	tlsConf := s.watchHandshakes(pki.ServerTLS(cfg.Cert, wire.ALPN))
 	s.ln, err = s.tr.Listen(tlsConf, transport.QUICConfig())
 	if err != nil {
 		s.own.Close()
@@ -289,7 +290,7 @@ func (s *Server) sessionConfig(token string) transport.Config {
 	if len(p.Prices) > 0 {
 		cfg.Prices = map[uint8]float64{}
 		for name, price := range p.Prices {
-			cfg.Prices[transport.Media[name]] = price
+			cfg.Prices[wire.Media[name]] = price
 		}
 	}
 	return cfg
@@ -339,29 +340,29 @@ func (s *Server) join(qc *quic.Conn) {
 	}
 	if !s.tokenOK(j.Msg.Token) {
 		s.log.Warn("refused client: bad token", "remote", remote, "path", j.Msg.Path.Name)
-		j.Refuse(transport.JoinErrAuth, "token not accepted")
+		j.Refuse(wire.JoinErrAuth, "token not accepted")
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		j.Refuse(transport.JoinErrShutdown, "concentrator shutting down")
+		j.Refuse(wire.JoinErrShutdown, "concentrator shutting down")
 		return
 	}
 	if j.Msg.SessionID == ([16]byte{}) {
 		if s.draining {
-			j.Refuse(transport.JoinErrShutdown, "concentrator draining")
+			j.Refuse(wire.JoinErrShutdown, "concentrator draining")
 			return
 		}
 		if len(s.sessions) >= s.cfg.MaxSessions {
 			s.log.Warn("refused client: too many sessions", "remote", remote, "max_sessions", s.cfg.MaxSessions)
-			j.Refuse(transport.JoinErrLimit, fmt.Sprintf("too many sessions on this concentrator: %d at once (max-sessions)", s.cfg.MaxSessions))
+			j.Refuse(wire.JoinErrLimit, fmt.Sprintf("too many sessions on this concentrator: %d at once (max-sessions)", s.cfg.MaxSessions))
 			return
 		}
 		if limit, by := s.tokenLimit(j.Msg.Token); s.perToken[j.Msg.Token] >= limit {
 			// The token is a secret: the log names the cap, not it.
 			s.log.Warn("refused client: too many sessions for its token", "remote", remote, "max", limit, "cap", by)
-			j.Refuse(transport.JoinErrLimit, fmt.Sprintf("too many sessions for this token: %d at once (%s)", limit, by))
+			j.Refuse(wire.JoinErrLimit, fmt.Sprintf("too many sessions for this token: %d at once (%s)", limit, by))
 			return
 		}
 		cfg := s.sessionConfig(j.Msg.Token)
@@ -384,7 +385,7 @@ func (s *Server) join(qc *quic.Conn) {
 	sess := s.sessions[j.Msg.SessionID]
 	if sess == nil || !sess.CheckSecret(j.Msg.Secret) {
 		s.log.Warn("refused path: unknown session or wrong secret", "remote", remote, "path", j.Msg.Path.Name)
-		j.Refuse(transport.JoinErrSession, "unknown session")
+		j.Refuse(wire.JoinErrSession, "unknown session")
 		return
 	}
 	if err := sess.Attach(j); err != nil {

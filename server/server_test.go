@@ -19,6 +19,7 @@ import (
 	"braid/internal/pki"
 	"braid/internal/socks5"
 	"braid/transport"
+	"braid/transport/wire"
 )
 
 func TestPublic(t *testing.T) {
@@ -95,8 +96,8 @@ func TestRefusalsLogged(t *testing.T) {
 	}
 	defer srv.Close()
 	dial := func(pin [32]byte) transport.PathDialer {
-		return transport.PathDialer{Info: transport.PathInfo{Name: "a"}, Dial: func(ctx context.Context) (*quic.Conn, error) {
-			return quic.DialAddr(ctx, srv.Addr().String(), pki.ClientTLS(pin, transport.ALPN), transport.QUICConfig())
+		return transport.PathDialer{Info: wire.PathInfo{Name: "a"}, Dial: func(ctx context.Context) (*quic.Conn, error) {
+			return quic.DialAddr(ctx, srv.Addr().String(), pki.ClientTLS(pin, wire.ALPN), transport.QUICConfig())
 		}}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"braid/transport/wire"
 	"bufio"
 	"context"
 	"io"
@@ -42,23 +43,23 @@ func hostileClient(t *testing.T, ts *testServer, flows int) *quic.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctrl.Write(AppendMsg(nil, &Msg{Type: MsgJoin, Version: Version, Token: "tok", Path: PathInfo{Name: "h"},
+	ctrl.Write(wire.AppendMsg(nil, &wire.Msg{Type: wire.MsgJoin, Version: wire.Version, Token: "tok", Path: wire.PathInfo{Name: "h"},
 		FlowWindow: 1<<32 - 1, SessionWindow: 1 << 62}))
-	var ok Msg
+	var ok wire.Msg
 	ctrl.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if err := readMsg(ctrl, &ok); err != nil || ok.Type != MsgJoinOK {
+	if err := readMsg(ctrl, &ok); err != nil || ok.Type != wire.MsgJoinOK {
 		t.Fatalf("join: %v %v", ok.Type, err)
 	}
 	ctrl.SetReadDeadline(time.Time{})
 	go func() { // answer pings so the concentrator keeps the path up
 		r := bufio.NewReader(ctrl)
-		var m Msg
+		var m wire.Msg
 		for {
 			if err := readMsg(r, &m); err != nil {
 				return
 			}
-			if m.Type == MsgPing {
-				ctrl.Write(AppendMsg(nil, &Msg{Type: MsgPong, Seq: m.Seq, Time: m.Time}))
+			if m.Type == wire.MsgPing {
+				ctrl.Write(wire.AppendMsg(nil, &wire.Msg{Type: wire.MsgPong, Seq: m.Seq, Time: m.Time}))
 			}
 		}
 	}()
@@ -73,13 +74,13 @@ func hostileClient(t *testing.T, ts *testServer, flows int) *quic.Conn {
 	}()
 	dest := []byte{0, 1, 127, 0, 0, 1, 0, 80} // class 0, then the address
 	for i := range flows {
-		sendShard(t, qc, ShardHeader{Flags: FlagOpen, K: 1, ShardLen: uint32(len(dest)), Flow: uint32(i + 1),
+		sendShard(t, qc, wire.ShardHeader{Flags: wire.FlagOpen, K: 1, ShardLen: uint32(len(dest)), Flow: uint32(i + 1),
 			BlockLen: uint32(len(dest))}, dest)
 	}
 	go func() { // grant credit without end
 		for i := 0; qc.Context().Err() == nil; i++ {
 			for f := range flows {
-				ctrl.Write(AppendMsg(nil, &Msg{Type: MsgCredit, Flow: uint32(f + 1), Value: 1 << 62}))
+				ctrl.Write(wire.AppendMsg(nil, &wire.Msg{Type: wire.MsgCredit, Flow: uint32(f + 1), Value: 1 << 62}))
 			}
 			time.Sleep(50 * time.Millisecond)
 		}

@@ -11,6 +11,7 @@ import (
 	"braid/bench/emu"
 	"braid/internal/pki"
 	"braid/transport/pktfec"
+	"braid/transport/wire"
 )
 
 // Packet coding between sessions: both ends' sockets are pktfec.Conns,
@@ -35,7 +36,7 @@ func newCodedTestServer(t *testing.T, cfg Config, maxVersion uint8) (*testServer
 	tr := &quic.Transport{Conn: fc, ConnContext: func(ctx context.Context, _ *quic.ClientInfo) (context.Context, error) {
 		return pktfec.NewContext(ctx, fc), nil
 	}}
-	ln, err := tr.Listen(pki.ServerTLS(cert, ALPN), QUICConfig())
+	ln, err := tr.Listen(pki.ServerTLS(cert, wire.ALPN), QUICConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +55,7 @@ func newCodedTestServer(t *testing.T, cfg Config, maxVersion uint8) (*testServer
 // made are sent on conns.
 func codedDialerTo(name string, addr *net.UDPAddr, pin [32]byte, conns chan<- *pktfec.Conn) PathDialer {
 	return PathDialer{
-		Info: PathInfo{Name: name},
+		Info: wire.PathInfo{Name: name},
 		Dial: func(ctx context.Context) (*quic.Conn, error) {
 			udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 			if err != nil {
@@ -62,7 +63,7 @@ func codedDialerTo(name string, addr *net.UDPAddr, pin [32]byte, conns chan<- *p
 			}
 			fc := pktfec.New(udp, pktfec.Config{})
 			tr := &quic.Transport{Conn: fc}
-			qc, err := tr.Dial(pktfec.NewContext(ctx, fc), addr, pki.ClientTLS(pin, ALPN), QUICConfig())
+			qc, err := tr.Dial(pktfec.NewContext(ctx, fc), addr, pki.ClientTLS(pin, wire.ALPN), QUICConfig())
 			if err != nil {
 				tr.Close()
 				fc.Close()
@@ -181,7 +182,7 @@ func TestPacketCodingVersions(t *testing.T) {
 		check(t, ts, codedDialerTo("a", ts.addr(), ts.pin, make(chan *pktfec.Conn, 1)))
 	})
 	t.Run("old server", func(t *testing.T) {
-		ts, _ := newCodedTestServer(t, Config{}, MinVersion)
+		ts, _ := newCodedTestServer(t, Config{}, wire.MinVersion)
 		pd := codedDialerTo("a", ts.addr(), ts.pin, make(chan *pktfec.Conn, 1))
 		check(t, ts, pd)
 		if ts.refusedVersion.Load() == 0 {

@@ -4,6 +4,7 @@ import (
 	"github.com/klauspost/compress/s2"
 
 	"braid/internal/bufpool"
+	"braid/transport/wire"
 )
 
 // Compression, per block with S2 (klauspost/compress; S2's block format:
@@ -78,14 +79,14 @@ func (f *Flow) decompress(rb *rxBlock) (int, error) {
 	}
 	n, err := s2.DecodedLen(comp)
 	if err == nil && (n <= 0 || n > maxDecodedBlock || h.Offset+uint64(n) > f.rxLimit) {
-		err = malformed("flow %d block %d decodes to %d bytes", f.id, h.Block, n)
+		err = wire.Malformed("flow %d block %d decodes to %d bytes", f.id, h.Block, n)
 	}
 	var out []byte
 	if err == nil {
 		out = getShard(n)
 		if _, derr := s2.Decode(out, comp); derr != nil {
 			putShard(out)
-			err = malformed("flow %d block %d: %v", f.id, h.Block, derr)
+			err = wire.Malformed("flow %d block %d: %v", f.id, h.Block, derr)
 		}
 	}
 	if tmp != nil {

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"braid/internal/tier"
+	"braid/transport/wire"
 	"fmt"
 
 	"braid/scheduler"
@@ -82,7 +83,7 @@ type Config struct {
 	Tier *tier.Tier
 	// Device is the client device's profile, sent in its joins (client
 	// side); the concentrator takes it from the first join.
-	Device Device
+	Device wire.Device
 	// Prices are the USD per GB of paths that report no price, by medium
 	// (MediumX), at the concentrator.
 	Prices map[uint8]float64
@@ -157,12 +158,12 @@ func (e *ConfigError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.R
 // Validate checks a filled Config.
 func (c *Config) Validate() error {
 	switch {
-	case c.K < 1 || c.K > MaxShards:
-		return &ConfigError{"k", fmt.Sprintf("%d is outside 1..%d", c.K, MaxShards)}
-	case c.M < 0 || c.K+c.M > MaxShards:
-		return &ConfigError{"m", fmt.Sprintf("%d: k+m must be at most %d", c.M, MaxShards)}
-	case c.BlockSize < MinShard || c.BlockSize > c.K*MaxShardSize:
-		return &ConfigError{"block-size", fmt.Sprintf("%d is outside %d..%d", c.BlockSize, MinShard, c.K*MaxShardSize)}
+	case c.K < 1 || c.K > wire.MaxShards:
+		return &ConfigError{"k", fmt.Sprintf("%d is outside 1..%d", c.K, wire.MaxShards)}
+	case c.M < 0 || c.K+c.M > wire.MaxShards:
+		return &ConfigError{"m", fmt.Sprintf("%d: k+m must be at most %d", c.M, wire.MaxShards)}
+	case c.BlockSize < MinShard || c.BlockSize > c.K*wire.MaxShardSize:
+		return &ConfigError{"block-size", fmt.Sprintf("%d is outside %d..%d", c.BlockSize, MinShard, c.K*wire.MaxShardSize)}
 	case c.InitialFlowWindow < minPeerWindow || c.InitialFlowWindow > c.FlowWindow:
 		return &ConfigError{"initial-flow-window", fmt.Sprintf("%d is outside %d..%d (the flow window)", c.InitialFlowWindow, minPeerWindow, c.FlowWindow)}
 	case c.FlowWindow < c.BlockSize:
@@ -186,8 +187,8 @@ func (c *Config) Validate() error {
 	if _, err := scheduler.New(c.Policy, c.K, c.M, MinShard); err != nil {
 		return &ConfigError{"policy", err.Error()}
 	}
-	if c.Policy == "duplicate" && c.BlockSize > MaxShardSize {
-		return &ConfigError{"block-size", fmt.Sprintf("%d: duplicate sends whole blocks as single shards of at most %d bytes", c.BlockSize, MaxShardSize)}
+	if c.Policy == "duplicate" && c.BlockSize > wire.MaxShardSize {
+		return &ConfigError{"block-size", fmt.Sprintf("%d: duplicate sends whole blocks as single shards of at most %d bytes", c.BlockSize, wire.MaxShardSize)}
 	}
 	return nil
 }

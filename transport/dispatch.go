@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"braid/scheduler"
+	"braid/transport/wire"
 )
 
 // Dispatch: which path carries each shard is the session's policy's
@@ -50,8 +51,8 @@ func (s *Session) coding(n, class int) (k, m int) {
 	defer statesPool.Put(arr)
 	_, states := s.pathStates(arr)
 	k, m = s.policy.Code(n, class, states)
-	if k < MaxShards {
-		k = max(k, min(shardLenFor(n, MaxShardSize), MaxShards-m))
+	if k < wire.MaxShards {
+		k = max(k, min(wire.ShardLenFor(n, wire.MaxShardSize), wire.MaxShards-m))
 	}
 	return k, m
 }

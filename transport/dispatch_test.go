@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"braid/transport/wire"
 	"testing"
 	"time"
 )
@@ -14,7 +15,7 @@ func TestPickPathAllocs(t *testing.T) {
 	}
 	defer s.Close()
 	for _, name := range []string{"a", "b", "c"} {
-		p, err := s.path(PathInfo{Name: name})
+		p, err := s.path(wire.PathInfo{Name: name})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"braid/transport/wire"
 	"fmt"
 	"sync"
 
@@ -28,7 +29,7 @@ func coder(k, m int) (reedsolomon.Encoder, error) {
 
 // shardsPool holds the slice headers handed to the coder: passed through
 // its interface they would otherwise be allocated for every block.
-var shardsPool = sync.Pool{New: func() any { return new([MaxShards][]byte) }}
+var shardsPool = sync.Pool{New: func() any { return new([wire.MaxShards][]byte) }}
 
 // encodeParity fills the m parity shards of a block laid out in buf as k+m
 // shards of sl bytes, the k data shards already in place.
@@ -40,7 +41,7 @@ func encodeParity(buf []byte, sl, k, m int) error {
 	if err != nil {
 		return err
 	}
-	arr := shardsPool.Get().(*[MaxShards][]byte)
+	arr := shardsPool.Get().(*[wire.MaxShards][]byte)
 	shards := arr[:k+m]
 	for i := range shards {
 		shards[i] = buf[i*sl : (i+1)*sl]

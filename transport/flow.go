@@ -2,6 +2,7 @@ package transport
 
 import (
 	"braid/scheduler"
+	"braid/transport/wire"
 	"context"
 	"errors"
 	"fmt"
@@ -114,7 +115,7 @@ func signal(ch chan struct{}) {
 // each queued shard, and the last release returns the buffer to the pool.
 type txBlock struct {
 	f     *Flow
-	hdr   ShardHeader // Index is set per shard
+	hdr   wire.ShardHeader // Index is set per shard
 	buf   []byte
 	refs  atomic.Int32
 	acked atomic.Bool
@@ -126,8 +127,8 @@ type txBlock struct {
 	// held is the send space (Session.takeSendSpace) the block holds
 	// until it is acknowledged or dropped; under f.mu.
 	held int64
-	path [MaxShards]atomic.Pointer[Path]
-	conn [MaxShards]atomic.Pointer[pconn]
+	path [wire.MaxShards]atomic.Pointer[Path]
+	conn [wire.MaxShards]atomic.Pointer[pconn]
 }
 
 func (b *txBlock) n() int { return int(b.hdr.K) + int(b.hdr.M) }
@@ -161,10 +162,10 @@ func (b *txBlock) live(i int) bool {
 
 // rxBlock gathers the shards of one block.
 type rxBlock struct {
-	hdr    ShardHeader
+	hdr    wire.ShardHeader
 	have   uint32
 	count  int
-	shards [MaxShards][]byte
+	shards [wire.MaxShards][]byte
 	done   bool
 }
 
@@ -234,7 +235,7 @@ func (f *Flow) sendData(buf []byte, n int) error {
 // bytes with its padding and parity.
 func (f *Flow) blockBuf(n int) []byte {
 	k, m := f.s.coding(n, int(f.class.Load()))
-	return bufpool.Get((k + m) * shardLenFor(n, k))
+	return bufpool.Get((k + m) * wire.ShardLenFor(n, k))
 }
 
 // waitCredit waits until the peer grants flow credit and returns how much
@@ -321,15 +322,15 @@ func (f *Flow) sendBlock(ctx context.Context, data []byte, flags uint8) error {
 // taken for it. Caller holds writeMu.
 func (f *Flow) sendOwned(ctx context.Context, buf []byte, n int, flags uint8, held int64) error {
 	raw := n // the bytes the block carries, for offsets and credit
-	if flags&(FlagOpen|FlagReply) == 0 && n >= minCompress {
+	if flags&(wire.FlagOpen|wire.FlagReply) == 0 && n >= minCompress {
 		if enc := f.compress(buf[:n]); enc != nil {
 			bufpool.Put(buf)
 			buf, n = enc, len(enc)
-			flags |= FlagS2
+			flags |= wire.FlagS2
 		}
 	}
 	k, m := f.s.coding(n, int(f.class.Load()))
-	sl := shardLenFor(n, k)
+	sl := wire.ShardLenFor(n, k)
 	if need := (k + m) * sl; cap(buf) < need {
 		nb := bufpool.Get(need)
 		copy(nb, buf[:n])
@@ -353,20 +354,20 @@ func (f *Flow) sendOwned(ctx context.Context, buf []byte, n int, flags uint8, he
 		f.s.releaseSend(held)
 		return err
 	}
-	b.hdr = ShardHeader{Flags: flags, K: uint8(k), M: uint8(m), ShardLen: uint32(sl),
+	b.hdr = wire.ShardHeader{Flags: flags, K: uint8(k), M: uint8(m), ShardLen: uint32(sl),
 		Flow: f.id, Block: f.txNext, Offset: f.txOffset, BlockLen: uint32(n)}
 	f.txNext++
-	if flags&(FlagOpen|FlagReply) == 0 {
+	if flags&(wire.FlagOpen|wire.FlagReply) == 0 {
 		f.txOffset += uint64(raw)
 	}
-	if flags&FlagFin != 0 {
+	if flags&wire.FlagFin != 0 {
 		f.txFin = true
 	}
 	b.sentAt = time.Now()
 	f.txBlocks = append(f.txBlocks, b)
 	f.mu.Unlock()
 	f.s.stats.BlocksSent.Add(1)
-	if flags&(FlagOpen|FlagReply) == 0 {
+	if flags&(wire.FlagOpen|wire.FlagReply) == 0 {
 		f.s.offered[f.class.Load()].Add(uint64(raw))
 	}
 	drop := func(i int) {
@@ -410,7 +411,7 @@ func (f *Flow) CloseWrite() error {
 	if done {
 		return nil
 	}
-	return f.sendBlock(context.Background(), nil, FlagFin)
+	return f.sendBlock(context.Background(), nil, wire.FlagFin)
 }
 
 // Read reads the flow's next bytes; io.EOF after the peer's FIN.
@@ -520,7 +521,7 @@ func (f *Flow) consumedLocked(n int) {
 	f.recountLocked()
 	f.mu.Unlock()
 	if grant != 0 {
-		f.s.sendControl(&Msg{Type: MsgCredit, Flow: f.id, Value: grant})
+		f.s.sendControl(&wire.Msg{Type: wire.MsgCredit, Flow: f.id, Value: grant})
 	}
 	f.s.consumed(uint64(n))
 }
@@ -621,7 +622,7 @@ func (f *Flow) Accept() error {
 	if !f.answered.CompareAndSwap(false, true) {
 		return errors.New("flow already answered")
 	}
-	return f.sendBlock(context.Background(), []byte{0}, FlagReply)
+	return f.sendBlock(context.Background(), []byte{0}, wire.FlagReply)
 }
 
 // Refuse answers an opened flow with a SOCKS5 reply code and ends it.
@@ -629,7 +630,7 @@ func (f *Flow) Refuse(code byte) error {
 	if !f.answered.CompareAndSwap(false, true) {
 		return errors.New("flow already answered")
 	}
-	return f.sendBlock(context.Background(), []byte{code}, FlagReply|FlagFin)
+	return f.sendBlock(context.Background(), []byte{code}, wire.FlagReply|wire.FlagFin)
 }
 
 // Close ends the flow: a graceful FIN when the peer has finished sending
@@ -815,13 +816,13 @@ func (f *Flow) onAck(next uint64) error {
 	f.mu.Lock()
 	if next > f.txNext {
 		f.mu.Unlock()
-		return malformed("ack of flow %d block %d, only %d sent", f.id, next, f.txNext)
+		return wire.Malformed("ack of flow %d block %d, only %d sent", f.id, next, f.txNext)
 	}
 	i := 0
 	var held int64
 	for ; i < len(f.txBlocks) && f.txBlocks[i].hdr.Block < next; i++ {
 		b := f.txBlocks[i]
-		if b.hdr.Flags&FlagFin != 0 {
+		if b.hdr.Flags&wire.FlagFin != 0 {
 			f.txFinAcked = true
 		}
 		held += b.held
@@ -842,7 +843,7 @@ func (f *Flow) onAck(next uint64) error {
 
 // onShard files a received shard (it owns buf) and delivers every block
 // that is now complete and next in order.
-func (f *Flow) onShard(h *ShardHeader, buf []byte) error {
+func (f *Flow) onShard(h *wire.ShardHeader, buf []byte) error {
 	f.mu.Lock()
 	if f.err != nil || h.Block < f.rxNext {
 		next := f.rxNext
@@ -853,25 +854,25 @@ func (f *Flow) onShard(h *ShardHeader, buf []byte) error {
 		if dead {
 			f.resendReset(100 * time.Millisecond) // the peer goes on: it lacks our RESET
 		} else {
-			f.s.sendControl(&Msg{Type: MsgAck, Flow: f.id, Value: next})
+			f.s.sendControl(&wire.Msg{Type: wire.MsgAck, Flow: f.id, Value: next})
 		}
 		return nil
 	}
 	if h.Block > f.rxNext+maxBlocksInFlight { // +1: a FIN may follow a full window
 		f.mu.Unlock()
 		putShard(buf)
-		return malformed("flow %d block %d is beyond the %d blocks in flight after %d", f.id, h.Block, maxBlocksInFlight, f.rxNext)
+		return wire.Malformed("flow %d block %d is beyond the %d blocks in flight after %d", f.id, h.Block, maxBlocksInFlight, f.rxNext)
 	}
-	isData := h.Flags&(FlagOpen|FlagReply) == 0
+	isData := h.Flags&(wire.FlagOpen|wire.FlagReply) == 0
 	if isData && h.Offset+uint64(h.BlockLen) > f.rxLimit {
 		f.mu.Unlock()
 		putShard(buf)
-		return malformed("flow %d overran its window: %d > %d", f.id, h.Offset+uint64(h.BlockLen), f.rxLimit)
+		return wire.Malformed("flow %d overran its window: %d > %d", f.id, h.Offset+uint64(h.BlockLen), f.rxLimit)
 	}
-	if (h.Flags&FlagOpen != 0 && f.s.client) || (h.Flags&FlagReply != 0 && !f.s.client) {
+	if (h.Flags&wire.FlagOpen != 0 && f.s.client) || (h.Flags&wire.FlagReply != 0 && !f.s.client) {
 		f.mu.Unlock()
 		putShard(buf)
-		return malformed("flow %d: block flags %#x from the wrong side", f.id, h.Flags)
+		return wire.Malformed("flow %d: block flags %#x from the wrong side", f.id, h.Flags)
 	}
 	rb := f.rxPending[h.Block]
 	// Memory, not windows, at the session: every new flow gets its initial
@@ -891,10 +892,10 @@ func (f *Flow) onShard(h *ShardHeader, buf []byte) error {
 		f.s.stats.ShardsDropped.Add(1)
 		return nil
 	}
-	if rb != nil && !rb.hdr.sameBlock(h) {
+	if rb != nil && !rb.hdr.SameBlock(h) {
 		f.mu.Unlock()
 		putShard(buf)
-		return malformed("flow %d block %d: shard headers disagree", f.id, h.Block)
+		return wire.Malformed("flow %d block %d: shard headers disagree", f.id, h.Block)
 	}
 	bit := uint32(1) << h.Index
 	if rb != nil && (rb.done || rb.have&bit != 0) {
@@ -906,7 +907,7 @@ func (f *Flow) onShard(h *ShardHeader, buf []byte) error {
 	// The budget on shard bytes held bounds what a peer can park here
 	// beyond the windows (parity, blocks waiting on an earlier one). The
 	// block next in order is always taken: it is what frees the rest.
-	if held := f.s.rxHeld.Add(int64(cap(buf))); held > int64(2*f.s.cfg.SessionWindow)+int64(MaxShards*MaxShardSize) && h.Block != f.rxNext {
+	if held := f.s.rxHeld.Add(int64(cap(buf))); held > int64(2*f.s.cfg.SessionWindow)+int64(wire.MaxShards*wire.MaxShardSize) && h.Block != f.rxNext {
 		// Over budget: drop; the sender re-sends overdue blocks.
 		f.s.rxHeld.Add(-int64(cap(buf)))
 		f.mu.Unlock()
@@ -945,7 +946,7 @@ func (f *Flow) complete(rb *rxBlock) error {
 	k, m := int(rb.hdr.K), int(rb.hdr.M)
 	dataMask := uint32(1)<<k - 1
 	if rb.have&dataMask != dataMask {
-		var arr [MaxShards][]byte
+		var arr [wire.MaxShards][]byte
 		shards := arr[:k+m]
 		sl := int(rb.hdr.ShardLen)
 		for i := range shards {
@@ -998,17 +999,17 @@ func (f *Flow) deliverLocked() error {
 		delivered = true
 		f.s.stats.BlocksReceived.Add(1)
 		h := &rb.hdr
-		if h.Flags&(FlagOpen|FlagReply) == 0 {
+		if h.Flags&(wire.FlagOpen|wire.FlagReply) == 0 {
 			// Offsets are the peer's claim; the bytes delivered are the
 			// truth. A gap or overlap would corrupt the stream.
 			if h.Offset != f.rxDelivered {
-				err := malformed("flow %d block %d at offset %d, %d bytes delivered", f.id, h.Block, h.Offset, f.rxDelivered)
+				err := wire.Malformed("flow %d block %d at offset %d, %d bytes delivered", f.id, h.Block, h.Offset, f.rxDelivered)
 				f.mu.Unlock()
 				f.dropRx(rb)
 				f.Reset() // the stream cannot be trusted any more
 				return err
 			}
-			if h.Flags&FlagS2 != 0 {
+			if h.Flags&wire.FlagS2 != 0 {
 				n, err := f.decompress(rb)
 				if err != nil {
 					f.mu.Unlock()
@@ -1021,7 +1022,7 @@ func (f *Flow) deliverLocked() error {
 			}
 		}
 		left := int(h.BlockLen)
-		if h.Flags&FlagS2 != 0 {
+		if h.Flags&wire.FlagS2 != 0 {
 			left = 0 // decompress took the shards
 		}
 		for i := range int(h.K) {
@@ -1033,12 +1034,12 @@ func (f *Flow) deliverLocked() error {
 			take := min(left, len(sh))
 			left -= take
 			switch {
-			case h.Flags&FlagOpen != 0:
+			case h.Flags&wire.FlagOpen != 0:
 				if take > 0 {
 					f.dest = append(f.dest, sh[:take]...)
 				}
 				putShard(sh[:cap(sh)])
-			case h.Flags&FlagReply != 0:
+			case h.Flags&wire.FlagReply != 0:
 				if take > 0 && reply < 0 {
 					reply = int(sh[0])
 				}
@@ -1049,18 +1050,18 @@ func (f *Flow) deliverLocked() error {
 				putShard(sh[:cap(sh)])
 			}
 		}
-		if h.Flags&FlagOpen != 0 {
+		if h.Flags&wire.FlagOpen != 0 {
 			// The OPEN block is the flow's class, then its destination.
 			if len(f.dest) < 1 || f.dest[0] >= scheduler.MaxClasses {
 				f.mu.Unlock()
 				f.Reset()
-				return malformed("flow %d: open with no class or one out of range", f.id)
+				return wire.Malformed("flow %d: open with no class or one out of range", f.id)
 			}
 			f.class.Store(uint32(f.dest[0]))
 			f.dest = f.dest[1:]
 			accept = true
 		}
-		if h.Flags&FlagFin != 0 {
+		if h.Flags&wire.FlagFin != 0 {
 			f.rxFin = true
 			f.rxFinal = h.Offset + uint64(h.BlockLen)
 			fin = true
@@ -1075,7 +1076,7 @@ func (f *Flow) deliverLocked() error {
 	if !delivered {
 		return nil
 	}
-	f.s.sendControl(&Msg{Type: MsgAck, Flow: f.id, Value: next})
+	f.s.sendControl(&wire.Msg{Type: wire.MsgAck, Flow: f.id, Value: next})
 	signal(f.readable)
 	if reply >= 0 && f.reply != nil {
 		select {
@@ -1120,7 +1121,7 @@ func (f *Flow) checkOverdue(rto time.Duration) {
 	}
 	// Send k shards again on the best path, preferring those that are not
 	// already on it.
-	var order [MaxShards]int
+	var order [wire.MaxShards]int
 	n := 0
 	for i := range b.n() {
 		if c := b.conn[i].Load(); c == nil || c.p != best.p {

@@ -16,6 +16,7 @@ import (
 
 	"braid/bench/emu"
 	"braid/internal/pki"
+	"braid/transport/wire"
 )
 
 // testServer is a minimal concentrator: it joins sessions and echoes every
@@ -42,7 +43,7 @@ func newTestServer(t testing.TB, cfg Config, handle func(*Flow)) *testServer {
 		t.Fatal(err)
 	}
 	pin, _ := pki.ParsePin(pinStr)
-	ln, err := quic.ListenAddr("127.0.0.1:0", pki.ServerTLS(cert, ALPN), QUICConfig())
+	ln, err := quic.ListenAddr("127.0.0.1:0", pki.ServerTLS(cert, wire.ALPN), QUICConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,11 +84,11 @@ func (ts *testServer) serve() {
 			}
 			if ts.maxVersion > 0 && j.Msg.Version > ts.maxVersion {
 				ts.refusedVersion.Add(1)
-				j.Refuse(JoinErrVersion, "version not supported")
+				j.Refuse(wire.JoinErrVersion, "version not supported")
 				return
 			}
 			if j.Msg.Token != ts.token {
-				j.Refuse(JoinErrAuth, "bad token")
+				j.Refuse(wire.JoinErrAuth, "bad token")
 				return
 			}
 			ts.mu.Lock()
@@ -104,7 +105,7 @@ func (ts *testServer) serve() {
 			}
 			s := ts.sessions[j.Msg.SessionID]
 			if s == nil || !s.CheckSecret(j.Msg.Secret) {
-				j.Refuse(JoinErrSession, "unknown session")
+				j.Refuse(wire.JoinErrSession, "unknown session")
 				return
 			}
 			s.Attach(j)
@@ -151,14 +152,14 @@ func (ts *testServer) addr() *net.UDPAddr { return ts.ln.Addr().(*net.UDPAddr) }
 // dialerTo returns a path dialer that reaches addr on its own UDP socket.
 func dialerTo(name string, addr *net.UDPAddr, pin [32]byte) PathDialer {
 	return PathDialer{
-		Info: PathInfo{Name: name},
+		Info: wire.PathInfo{Name: name},
 		Dial: func(ctx context.Context) (*quic.Conn, error) {
 			udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 			if err != nil {
 				return nil, err
 			}
 			tr := &quic.Transport{Conn: udp}
-			qc, err := tr.Dial(ctx, addr, pki.ClientTLS(pin, ALPN), QUICConfig())
+			qc, err := tr.Dial(ctx, addr, pki.ClientTLS(pin, wire.ALPN), QUICConfig())
 			if err != nil {
 				tr.Close()
 				return nil, err

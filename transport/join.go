@@ -12,6 +12,7 @@ import (
 
 	"braid/scheduler"
 	"braid/transport/pktfec"
+	"braid/transport/wire"
 )
 
 // Joining a session. Every QUIC connection starts with the client opening
@@ -39,12 +40,12 @@ const joinTimeout = 5 * time.Second
 // minPeerWindow is the smallest window a peer may grant.
 const minPeerWindow = 16 << 10
 
-func readMsg(r io.Reader, m *Msg) error {
+func readMsg(r io.Reader, m *wire.Msg) error {
 	var hdr [3]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return err
 	}
-	t, n, err := ParseMsgHeader(hdr[:])
+	t, n, err := wire.ParseMsgHeader(hdr[:])
 	if err != nil {
 		return err
 	}
@@ -52,12 +53,12 @@ func readMsg(r io.Reader, m *Msg) error {
 	if _, err := io.ReadFull(r, body); err != nil {
 		return err
 	}
-	return ParseMsgBody(t, body, m)
+	return wire.ParseMsgBody(t, body, m)
 }
 
 // PathDialer describes one client path and how to open its connections.
 type PathDialer struct {
-	Info PathInfo
+	Info wire.PathInfo
 	// Conns is the number of QUIC connections the path keeps (default 1).
 	// 0: as many as the path's plans ask for (Plan.Conns), 1 until
 	// there is a plan.
@@ -94,12 +95,12 @@ func Dial(ctx context.Context, cfg Config, token string, paths []PathDialer) (*C
 		return nil, err
 	}
 	c := &Client{Session: s, token: token}
-	c.version.Store(Version)
+	c.version.Store(wire.Version)
 	var first error
 	joined := -1
 	var qc *quic.Conn
 	var ctrl *quic.Stream
-	var ok Msg
+	var ok wire.Msg
 	for i, pd := range paths {
 		qc, ctrl, err = c.join(ctx, pd, 0, &ok, true)
 		if err == nil {
@@ -218,9 +219,9 @@ func (c *Client) RemovePath(name string) error {
 // peer told codingVersion sends coded packets, which quic-go alone could
 // not read).
 func connVersion(qc *quic.Conn, offered uint8) uint8 {
-	v := min(offered, Version)
+	v := min(offered, wire.Version)
 	if pktfec.FromContext(qc.Context()) == nil {
-		v = min(v, codingVersion-1)
+		v = min(v, wire.CodingVersion-1)
 	}
 	return v
 }
@@ -228,17 +229,17 @@ func connVersion(qc *quic.Conn, offered uint8) uint8 {
 // join dials one connection of a path and joins it to the session. A
 // concentrator that refuses the version is asked again with MinVersion,
 // and the client speaks that from then on.
-func (c *Client) join(ctx context.Context, pd PathDialer, slot int, ok *Msg, first bool) (*quic.Conn, *quic.Stream, error) {
+func (c *Client) join(ctx context.Context, pd PathDialer, slot int, ok *wire.Msg, first bool) (*quic.Conn, *quic.Stream, error) {
 	qc, ctrl, err := c.joinVersion(ctx, pd, slot, ok, first)
 	var je *JoinError
-	if v := c.version.Load(); errors.As(err, &je) && je.Code == JoinErrVersion && v > MinVersion {
-		c.version.CompareAndSwap(v, MinVersion)
+	if v := c.version.Load(); errors.As(err, &je) && je.Code == wire.JoinErrVersion && v > wire.MinVersion {
+		c.version.CompareAndSwap(v, wire.MinVersion)
 		qc, ctrl, err = c.joinVersion(ctx, pd, slot, ok, first)
 	}
 	return qc, ctrl, err
 }
 
-func (c *Client) joinVersion(ctx context.Context, pd PathDialer, slot int, ok *Msg, first bool) (*quic.Conn, *quic.Stream, error) {
+func (c *Client) joinVersion(ctx context.Context, pd PathDialer, slot int, ok *wire.Msg, first bool) (*quic.Conn, *quic.Stream, error) {
 	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
 	qc, err := pd.Dial(ctx)
@@ -259,12 +260,12 @@ func (c *Client) joinVersion(ctx context.Context, pd PathDialer, slot int, ok *M
 	}
 	s := c.Session
 	version := connVersion(qc, uint8(c.version.Load()))
-	m := Msg{Type: MsgJoin, Version: version, Token: c.token, Path: pd.Info, ConnIndex: uint8(slot), Device: c.cfg.Device,
+	m := wire.Msg{Type: wire.MsgJoin, Version: version, Token: c.token, Path: pd.Info, ConnIndex: uint8(slot), Device: c.cfg.Device,
 		FlowWindow: uint32(s.cfg.InitialFlowWindow), SessionWindow: uint64(s.cfg.SessionWindow)}
 	if !first {
 		m.SessionID, m.Secret = s.id, s.secret
 	}
-	if _, err := ctrl.Write(AppendMsg(nil, &m)); err != nil {
+	if _, err := ctrl.Write(wire.AppendMsg(nil, &m)); err != nil {
 		return fail(err)
 	}
 	ctrl.SetReadDeadline(time.Now().Add(joinTimeout))
@@ -273,17 +274,17 @@ func (c *Client) joinVersion(ctx context.Context, pd PathDialer, slot int, ok *M
 	}
 	ctrl.SetReadDeadline(time.Time{})
 	switch ok.Type {
-	case MsgJoinOK:
-	case MsgJoinErr:
+	case wire.MsgJoinOK:
+	case wire.MsgJoinErr:
 		return fail(&JoinError{Code: ok.Code, Reason: ok.Reason})
 	default:
-		return fail(malformed("%v in answer to join", ok.Type))
+		return fail(wire.Malformed("%v in answer to join", ok.Type))
 	}
 	if ok.FlowWindow < minPeerWindow || ok.SessionWindow < uint64(ok.FlowWindow) {
-		return fail(malformed("join-ok: windows %d/%d too small", ok.FlowWindow, ok.SessionWindow))
+		return fail(wire.Malformed("join-ok: windows %d/%d too small", ok.FlowWindow, ok.SessionWindow))
 	}
-	if ok.Version < MinVersion || ok.Version > version {
-		return fail(malformed("join-ok: version %d for a join with %d", ok.Version, version))
+	if ok.Version < wire.MinVersion || ok.Version > version {
+		return fail(wire.Malformed("join-ok: version %d for a join with %d", ok.Version, version))
 	}
 	return qc, ctrl, nil
 }
@@ -319,7 +320,7 @@ func (c *Client) keep(p *Path, pd PathDialer, slot int, pc *pconn, quit <-chan s
 			}
 			cancel()
 		}()
-		var ok Msg
+		var ok wire.Msg
 		qc, ctrl, err := c.join(ctx, pd, slot, &ok, false)
 		cancel()
 		if err == nil {
@@ -330,7 +331,7 @@ func (c *Client) keep(p *Path, pd PathDialer, slot int, pc *pconn, quit <-chan s
 			continue
 		}
 		var je *JoinError
-		if errors.As(err, &je) && je.Code == JoinErrSession {
+		if errors.As(err, &je) && je.Code == wire.JoinErrSession {
 			s.closeWith(fmt.Errorf("rejoin over path %s: %w", p.info.Name, err), false)
 			return
 		}
@@ -358,7 +359,7 @@ const PricedPolicy = "cheapest"
 
 // Join is a join request read from a new connection at the concentrator.
 type Join struct {
-	Msg  Msg
+	Msg  wire.Msg
 	conn *quic.Conn
 	ctrl *quic.Stream
 }
@@ -374,21 +375,21 @@ func AcceptJoin(ctx context.Context, qc *quic.Conn) (*Join, error) {
 	ctrl.SetReadDeadline(time.Now().Add(joinTimeout))
 	j := &Join{conn: qc, ctrl: ctrl}
 	if err := readMsg(ctrl, &j.Msg); err != nil {
-		j.Refuse(JoinErrMalformed, "malformed join")
+		j.Refuse(wire.JoinErrMalformed, "malformed join")
 		return nil, fmt.Errorf("read join: %w", err)
 	}
 	ctrl.SetReadDeadline(time.Time{})
-	if j.Msg.Type != MsgJoin {
-		j.Refuse(JoinErrMalformed, "expected join")
-		return nil, malformed("%v instead of join", j.Msg.Type)
+	if j.Msg.Type != wire.MsgJoin {
+		j.Refuse(wire.JoinErrMalformed, "expected join")
+		return nil, wire.Malformed("%v instead of join", j.Msg.Type)
 	}
-	if j.Msg.Version < MinVersion || j.Msg.Version > Version {
-		j.Refuse(JoinErrVersion, fmt.Sprintf("version %d not supported", j.Msg.Version))
+	if j.Msg.Version < wire.MinVersion || j.Msg.Version > wire.Version {
+		j.Refuse(wire.JoinErrVersion, fmt.Sprintf("version %d not supported", j.Msg.Version))
 		return nil, fmt.Errorf("join with version %d", j.Msg.Version)
 	}
 	if j.Msg.FlowWindow < minPeerWindow || j.Msg.SessionWindow < uint64(j.Msg.FlowWindow) {
-		j.Refuse(JoinErrMalformed, "windows too small")
-		return nil, malformed("join: windows %d/%d too small", j.Msg.FlowWindow, j.Msg.SessionWindow)
+		j.Refuse(wire.JoinErrMalformed, "windows too small")
+		return nil, wire.Malformed("join: windows %d/%d too small", j.Msg.FlowWindow, j.Msg.SessionWindow)
 	}
 	return j, nil
 }
@@ -398,7 +399,7 @@ func (j *Join) RemoteAddr() string { return j.conn.RemoteAddr().String() }
 
 // Refuse answers the join with an error and closes the connection.
 func (j *Join) Refuse(code uint8, reason string) {
-	j.ctrl.Write(AppendMsg(nil, &Msg{Type: MsgJoinErr, Code: code, Reason: reason}))
+	j.ctrl.Write(wire.AppendMsg(nil, &wire.Msg{Type: wire.MsgJoinErr, Code: code, Reason: reason}))
 	j.conn.CloseWithError(quic.ApplicationErrorCode(joinErrBase+int(code)), reason)
 }
 
@@ -406,7 +407,7 @@ func (j *Join) Refuse(code uint8, reason string) {
 // connection.
 func NewServerSession(cfg Config, j *Join) (*Session, error) {
 	cfg.Device = j.Msg.Device
-	cfg.Terms.Profile = j.Msg.Device.Profile()
+	cfg.Terms.Profile = deviceProfile(j.Msg.Device)
 	if cfg.Policy == "" && (j.Msg.Path.PriceGB > 0 || cfg.Prices[j.Msg.Path.Medium] > 0) {
 		cfg.Policy = PricedPolicy
 	}
@@ -431,20 +432,20 @@ func (s *Session) Attach(j *Join) error {
 	}
 	p, err := s.path(j.Msg.Path)
 	if err != nil {
-		j.Refuse(JoinErrLimit, err.Error())
+		j.Refuse(wire.JoinErrLimit, err.Error())
 		return err
 	}
 	p.mu.Lock()
 	full := len(p.conns) >= maxConnsPerPath
 	p.mu.Unlock()
 	if full {
-		j.Refuse(JoinErrLimit, fmt.Sprintf("path %s has %d connections already", p.info.Name, maxConnsPerPath))
+		j.Refuse(wire.JoinErrLimit, fmt.Sprintf("path %s has %d connections already", p.info.Name, maxConnsPerPath))
 		return fmt.Errorf("path %s is full", p.info.Name)
 	}
-	ok := Msg{Type: MsgJoinOK, Version: connVersion(j.conn, j.Msg.Version), SessionID: s.id, Secret: s.secret,
+	ok := wire.Msg{Type: wire.MsgJoinOK, Version: connVersion(j.conn, j.Msg.Version), SessionID: s.id, Secret: s.secret,
 		Path: j.Msg.Path, ConnIndex: j.Msg.ConnIndex,
 		FlowWindow: uint32(s.cfg.InitialFlowWindow), SessionWindow: uint64(s.cfg.SessionWindow)}
-	if _, err := j.ctrl.Write(AppendMsg(nil, &ok)); err != nil {
+	if _, err := j.ctrl.Write(wire.AppendMsg(nil, &ok)); err != nil {
 		j.conn.CloseWithError(0, "")
 		return fmt.Errorf("answer join: %w", err)
 	}
@@ -453,17 +454,17 @@ func (s *Session) Attach(j *Join) error {
 		return ErrSessionClosed
 	}
 	if t := s.tierMsg.Load(); t != nil {
-		c.sendControl(&Msg{Type: MsgTier, Body: *t})
+		c.sendControl(&wire.Msg{Type: wire.MsgTier, Body: *t})
 	}
 	select {
 	case <-s.goAway:
-		c.sendControl(&Msg{Type: MsgGoAway, Reason: "draining"})
+		c.sendControl(&wire.Msg{Type: wire.MsgGoAway, Reason: "draining"})
 	default:
 	}
 	return nil
 }
 
-// Profile is the device profile as the planner reads it.
-func (d Device) Profile() scheduler.Profile {
+// deviceProfile is a device's profile as the planner reads it.
+func deviceProfile(d wire.Device) scheduler.Profile {
 	return scheduler.Profile{MTU: int(d.MTU), CPU: scheduler.CPUClass(d.CPU), Metered: d.Metered}
 }

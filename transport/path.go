@@ -16,6 +16,7 @@ import (
 
 	"braid/internal/bufpool"
 	"braid/transport/pktfec"
+	"braid/transport/wire"
 )
 
 // QUICConfig returns the quic-go settings braid uses on both ends. Path
@@ -39,7 +40,7 @@ func QUICConfig() *quic.Config {
 // on a path go out on whichever of its live connections is free first.
 type Path struct {
 	s    *Session
-	info PathInfo
+	info wire.PathInfo
 
 	queue  chan shardJob // new shards
 	queued atomic.Int64  // bytes waiting in queue and urgent
@@ -82,7 +83,7 @@ type shardJob struct {
 	idx uint8
 }
 
-func newPath(s *Session, info PathInfo) *Path {
+func newPath(s *Session, info wire.PathInfo) *Path {
 	p := &Path{
 		s:         s,
 		info:      info,
@@ -97,7 +98,7 @@ func newPath(s *Session, info PathInfo) *Path {
 }
 
 // Info returns what the path says about itself.
-func (p *Path) Info() PathInfo { return p.info }
+func (p *Path) Info() wire.PathInfo { return p.info }
 
 // Name returns the path's name.
 func (p *Path) Name() string { return p.info.Name }
@@ -321,7 +322,7 @@ func (p *Path) close(tellPeer bool) {
 	p.mu.Unlock()
 	for _, c := range conns {
 		if tellPeer {
-			c.sendControl(&Msg{Type: MsgClose, Reason: "session closed"})
+			c.sendControl(&wire.Msg{Type: wire.MsgClose, Reason: "session closed"})
 			c.flushControl()
 			// CLOSE may still sit in a stream buffer that closing drops;
 			// the connection's own close frame says it too, reliably.
@@ -387,7 +388,7 @@ func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream, version uint
 	}
 	c.lastHeard.Store(int64(s.now()))
 	c.up.Store(true)
-	if coder := pktfec.FromContext(qc.Context()); coder != nil && version >= codingVersion && coder.Enable(qc.RemoteAddr()) {
+	if coder := pktfec.FromContext(qc.Context()); coder != nil && version >= wire.CodingVersion && coder.Enable(qc.RemoteAddr()) {
 		c.coder, c.coded = coder, qc.RemoteAddr()
 	}
 	s.wg.Add(1) // before the connection is visible, so Close waits for it
@@ -475,7 +476,7 @@ func (c *pconn) close(err error) {
 		if err != nil {
 			c.s.log.Info("path connection ended", "path", c.p.info.Name, "err", err)
 			var code quic.ApplicationErrorCode
-			if errors.Is(err, ErrMalformed) {
+			if errors.Is(err, wire.ErrMalformed) {
 				code = 1
 			}
 			c.qc.CloseWithError(code, truncate(err.Error(), 200))
@@ -534,16 +535,16 @@ func (c *pconn) Done() <-chan struct{} { return c.done }
 func (c *pconn) heard() { c.lastHeard.Store(int64(c.s.now())) }
 
 // sendControl queues a control message; a writer goroutine batches them.
-func (c *pconn) sendControl(m *Msg) {
+func (c *pconn) sendControl(m *wire.Msg) {
 	c.wmu.Lock()
 	if len(c.wbuf) > maxControlBacklog {
 		c.wmu.Unlock()
 		// The peer does not read its control stream (or floods us with
 		// pings): it cannot make us hold more.
-		go c.close(malformed("control stream backlog over %d bytes", maxControlBacklog))
+		go c.close(wire.Malformed("control stream backlog over %d bytes", maxControlBacklog))
 		return
 	}
-	c.wbuf = AppendMsg(c.wbuf, m)
+	c.wbuf = wire.AppendMsg(c.wbuf, m)
 	c.wmu.Unlock()
 	signal(c.wsig)
 }
@@ -591,20 +592,20 @@ func (c *pconn) controlReader() {
 	defer c.wg.Done()
 	r := bufio.NewReaderSize(c.ctrl, 4096)
 	var hdr [3]byte
-	body := make([]byte, MaxControlBody)
-	var m Msg
+	body := make([]byte, wire.MaxControlBody)
+	var m wire.Msg
 	for {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			c.close(readErr("control stream", err))
 			return
 		}
-		t, n, err := ParseMsgHeader(hdr[:])
+		t, n, err := wire.ParseMsgHeader(hdr[:])
 		if err == nil {
 			if _, err = io.ReadFull(r, body[:n]); err != nil {
 				c.close(readErr("control stream", err))
 				return
 			}
-			err = ParseMsgBody(t, body[:n], &m)
+			err = wire.ParseMsgBody(t, body[:n], &m)
 		}
 		if err == nil {
 			c.heard()
@@ -622,29 +623,29 @@ func readErr(what string, err error) error {
 	case err == io.EOF:
 		return fmt.Errorf("%s closed by peer", what)
 	case err == io.ErrUnexpectedEOF:
-		return malformed("%s ended inside a message", what)
+		return wire.Malformed("%s ended inside a message", what)
 	}
 	return fmt.Errorf("read %s: %w", what, err)
 }
 
-func (c *pconn) onControl(m *Msg) error {
+func (c *pconn) onControl(m *wire.Msg) error {
 	switch m.Type {
-	case MsgPing:
-		c.sendControl(&Msg{Type: MsgPong, Seq: m.Seq, Time: m.Time, Value: c.qc.ConnectionStats().BytesReceived})
+	case wire.MsgPing:
+		c.sendControl(&wire.Msg{Type: wire.MsgPong, Seq: m.Seq, Time: m.Time, Value: c.qc.ConnectionStats().BytesReceived})
 		return nil
-	case MsgPong:
+	case wire.MsgPong:
 		// The time is ours, echoed; one from the future is the peer's
 		// invention and is ignored.
 		if now := c.s.now(); m.Time > 0 && now >= time.Duration(m.Time) {
 			c.mon.onPong(now, now-time.Duration(m.Time), m.Value, c.qc.ConnectionStats().BytesSent)
 		}
 		return nil
-	case MsgJoin, MsgJoinOK, MsgJoinErr:
-		return malformed("%v after join", m.Type)
-	case MsgRetire:
+	case wire.MsgJoin, wire.MsgJoinOK, wire.MsgJoinErr:
+		return wire.Malformed("%v after join", m.Type)
+	case wire.MsgRetire:
 		if c.s.client {
 			if !c.retiring.Load() {
-				return malformed("retire from the concentrator unasked")
+				return wire.Malformed("retire from the concentrator unasked")
 			}
 			c.drainOnce.Do(func() { close(c.drained) })
 			return nil
@@ -653,7 +654,7 @@ func (c *pconn) onControl(m *Msg) error {
 			c.s.log.Debug("path connection retiring", "path", c.p.info.Name)
 			go func() {
 				c.waitDrained(nil)
-				c.sendControl(&Msg{Type: MsgRetire})
+				c.sendControl(&wire.Msg{Type: wire.MsgRetire})
 			}()
 		}
 		return nil
@@ -677,7 +678,7 @@ func (c *pconn) prober() {
 		}
 		seq++
 		now := c.s.now()
-		c.sendControl(&Msg{Type: MsgPing, Seq: seq, Time: int64(now)})
+		c.sendControl(&wire.Msg{Type: wire.MsgPing, Seq: seq, Time: int64(now)})
 		st := c.qc.ConnectionStats()
 		c.mon.onTick(now, st.PacketsSent, st.PacketsLost, st.BytesSent, st.BytesLost, st.CongestionWindow)
 		c.followCoded(st.SmoothedRTT, st.MinRTT)
@@ -737,7 +738,7 @@ func (c *pconn) streamWriter() {
 	}
 	defer st.CancelWrite(0)
 	p := c.p
-	hdr := make([]byte, 0, ShardHeaderLen)
+	hdr := make([]byte, 0, wire.ShardHeaderLen)
 	idle := time.NewTimer(time.Hour)
 	defer idle.Stop()
 	for {
@@ -785,10 +786,10 @@ func (c *pconn) streamWriter() {
 			continue
 		}
 		if !j.b.acked.Load() {
-			p.pace.spend(now, int(size)+ShardHeaderLen)
+			p.pace.spend(now, int(size)+wire.ShardHeaderLen)
 			h := j.b.hdr
 			h.Index = j.idx
-			hdr = AppendShardHeader(hdr[:0], &h)
+			hdr = wire.AppendShardHeader(hdr[:0], &h)
 			_, err := st.Write(hdr)
 			if err == nil {
 				_, err = st.Write(j.b.shard(int(j.idx)))
@@ -802,7 +803,7 @@ func (c *pconn) streamWriter() {
 				return
 			}
 			j.b.conn[j.idx].Store(c)
-			p.BytesSent.Add(uint64(size + ShardHeaderLen))
+			p.BytesSent.Add(uint64(size + wire.ShardHeaderLen))
 			c.s.stats.ShardsSent.Add(1)
 		}
 		c.writing.Add(-1)
@@ -825,8 +826,8 @@ func (c *pconn) acceptStreams() {
 func (c *pconn) streamReader(st *quic.ReceiveStream) {
 	defer c.wg.Done()
 	r := bufio.NewReaderSize(st, 32<<10)
-	var hb [ShardHeaderLen]byte
-	var h ShardHeader
+	var hb [wire.ShardHeaderLen]byte
+	var h wire.ShardHeader
 	for {
 		if _, err := io.ReadFull(r, hb[:]); err != nil {
 			if err != io.EOF {
@@ -834,7 +835,7 @@ func (c *pconn) streamReader(st *quic.ReceiveStream) {
 			}
 			return
 		}
-		if err := ParseShardHeader(hb[:], &h); err != nil {
+		if err := wire.ParseShardHeader(hb[:], &h); err != nil {
 			c.close(fmt.Errorf("data stream: %w", err))
 			return
 		}
@@ -845,7 +846,7 @@ func (c *pconn) streamReader(st *quic.ReceiveStream) {
 			return
 		}
 		c.heard()
-		c.p.BytesReceived.Add(uint64(h.ShardLen) + ShardHeaderLen)
+		c.p.BytesReceived.Add(uint64(h.ShardLen) + wire.ShardHeaderLen)
 		if err := c.s.onShard(&h, buf); err != nil {
 			c.close(fmt.Errorf("data stream: %w", err))
 			return
@@ -913,7 +914,7 @@ func (c *pconn) retire() {
 		return
 	}
 	c.s.log.Debug("path connection retiring", "path", c.p.info.Name)
-	c.sendControl(&Msg{Type: MsgRetire})
+	c.sendControl(&wire.Msg{Type: wire.MsgRetire})
 	go func() {
 		c.waitDrained(c.drained)
 		c.close(nil)

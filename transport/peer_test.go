@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"braid/transport/wire"
 	"context"
 	"errors"
 	"testing"
@@ -24,27 +25,27 @@ func rawJoin(t *testing.T, ts *testServer) (*quic.Conn, *quic.Stream) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctrl.Write(AppendMsg(nil, &Msg{Type: MsgJoin, Version: Version, Token: "tok", Path: PathInfo{Name: "raw"},
+	ctrl.Write(wire.AppendMsg(nil, &wire.Msg{Type: wire.MsgJoin, Version: wire.Version, Token: "tok", Path: wire.PathInfo{Name: "raw"},
 		FlowWindow: 1 << 20, SessionWindow: 1 << 22}))
-	var ok Msg
+	var ok wire.Msg
 	ctrl.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if err := readMsg(ctrl, &ok); err != nil || ok.Type != MsgJoinOK {
+	if err := readMsg(ctrl, &ok); err != nil || ok.Type != wire.MsgJoinOK {
 		t.Fatalf("join: %v %v", ok.Type, err)
 	}
 	return qc, ctrl
 }
 
-func sendShard(t *testing.T, qc *quic.Conn, h ShardHeader, payload []byte) {
+func sendShard(t *testing.T, qc *quic.Conn, h wire.ShardHeader, payload []byte) {
 	st, err := qc.OpenUniStream()
 	if err != nil {
 		return // the peer closed the connection already: what a misbehaving case may want
 	}
-	st.Write(append(AppendShardHeader(nil, &h), payload...))
+	st.Write(append(wire.AppendShardHeader(nil, &h), payload...))
 }
 
 func TestMalformedFromPeer(t *testing.T) {
 	ts := newTestServer(t, Config{}, nil)
-	open := ShardHeader{Flags: FlagOpen, K: 1, ShardLen: 7, Flow: 1, BlockLen: 7}
+	open := wire.ShardHeader{Flags: wire.FlagOpen, K: 1, ShardLen: 7, Flow: 1, BlockLen: 7}
 	dest := []byte{1, 127, 0, 0, 1, 0, 80}
 	cases := map[string]func(qc *quic.Conn, ctrl *quic.Stream){
 		"garbage shard header": func(qc *quic.Conn, _ *quic.Stream) {
@@ -55,29 +56,29 @@ func TestMalformedFromPeer(t *testing.T) {
 			ctrl.Write([]byte{0x7f, 0, 0})
 		},
 		"second join": func(_ *quic.Conn, ctrl *quic.Stream) {
-			ctrl.Write(AppendMsg(nil, &Msg{Type: MsgJoin, Version: Version}))
+			ctrl.Write(wire.AppendMsg(nil, &wire.Msg{Type: wire.MsgJoin, Version: wire.Version}))
 		},
 		"window overrun": func(qc *quic.Conn, _ *quic.Stream) {
 			sendShard(t, qc, open, dest)
 			time.Sleep(100 * time.Millisecond) // streams are not ordered among themselves
-			sendShard(t, qc, ShardHeader{K: 1, ShardLen: 10, Flow: 1, Block: 1, Offset: 1 << 30, BlockLen: 10}, make([]byte, 10))
+			sendShard(t, qc, wire.ShardHeader{K: 1, ShardLen: 10, Flow: 1, Block: 1, Offset: 1 << 30, BlockLen: 10}, make([]byte, 10))
 		},
 		"shard headers disagree": func(qc *quic.Conn, _ *quic.Stream) {
 			sendShard(t, qc, open, dest)
 			time.Sleep(100 * time.Millisecond)
-			sendShard(t, qc, ShardHeader{K: 2, ShardLen: 5, Flow: 1, Block: 1, BlockLen: 10}, make([]byte, 5))
+			sendShard(t, qc, wire.ShardHeader{K: 2, ShardLen: 5, Flow: 1, Block: 1, BlockLen: 10}, make([]byte, 5))
 			time.Sleep(50 * time.Millisecond)
-			sendShard(t, qc, ShardHeader{K: 2, Index: 1, ShardLen: 5, Flow: 1, Block: 1, BlockLen: 9}, make([]byte, 5))
+			sendShard(t, qc, wire.ShardHeader{K: 2, Index: 1, ShardLen: 5, Flow: 1, Block: 1, BlockLen: 9}, make([]byte, 5))
 		},
 		"ack of a block never sent": func(qc *quic.Conn, ctrl *quic.Stream) {
 			sendShard(t, qc, open, dest)
 			time.Sleep(100 * time.Millisecond)
-			ctrl.Write(AppendMsg(nil, &Msg{Type: MsgAck, Flow: 1, Value: 1000}))
+			ctrl.Write(wire.AppendMsg(nil, &wire.Msg{Type: wire.MsgAck, Flow: 1, Value: 1000}))
 		},
 		"compressed garbage": func(qc *quic.Conn, _ *quic.Stream) {
 			sendShard(t, qc, open, dest)
 			time.Sleep(100 * time.Millisecond)
-			sendShard(t, qc, ShardHeader{Flags: FlagS2, K: 1, ShardLen: 10, Flow: 1, Block: 1, BlockLen: 10}, []byte("not s2 at all"[:10]))
+			sendShard(t, qc, wire.ShardHeader{Flags: wire.FlagS2, K: 1, ShardLen: 10, Flow: 1, Block: 1, BlockLen: 10}, []byte("not s2 at all"[:10]))
 		},
 		"compressed block decoding past the window": func(qc *quic.Conn, _ *quic.Stream) {
 			sendShard(t, qc, open, dest)
@@ -85,13 +86,13 @@ func TestMalformedFromPeer(t *testing.T) {
 			// 300 KiB of zeros compress to a few bytes: the block claims
 			// little but decodes past the 256 KiB initial window.
 			big := s2.Encode(nil, make([]byte, 300<<10))
-			sendShard(t, qc, ShardHeader{Flags: FlagS2, K: 1, ShardLen: uint32(len(big)), Flow: 1, Block: 1,
+			sendShard(t, qc, wire.ShardHeader{Flags: wire.FlagS2, K: 1, ShardLen: uint32(len(big)), Flow: 1, Block: 1,
 				BlockLen: uint32(len(big))}, big)
 		},
 		"truncated shard": func(qc *quic.Conn, _ *quic.Stream) {
 			st, _ := qc.OpenUniStream()
-			h := ShardHeader{K: 1, ShardLen: 100, Flow: 1, BlockLen: 100}
-			st.Write(AppendShardHeader(nil, &h)[:20])
+			h := wire.ShardHeader{K: 1, ShardLen: 100, Flow: 1, BlockLen: 100}
+			st.Write(wire.AppendShardHeader(nil, &h)[:20])
 			st.Close()
 		},
 	}

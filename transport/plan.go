@@ -2,6 +2,7 @@ package transport
 
 import (
 	"braid/internal/tier"
+	"braid/transport/wire"
 	"math"
 	"time"
 
@@ -38,7 +39,7 @@ func (s *Session) SetTier(t *tier.Tier) error {
 	s.tierMsg.Store(&b)
 	s.tier.Store(t)
 	s.SetTerms(TermsOf(t, s.Terms().Profile))
-	s.sendEverywhere(&Msg{Type: MsgTier, Body: b})
+	s.sendEverywhere(&wire.Msg{Type: wire.MsgTier, Body: b})
 	return nil
 }
 
@@ -249,12 +250,12 @@ func (s *Session) upDownChanged(states map[string]bool) bool {
 // sets its own SLA and demand on it.
 func (s *Session) problem(t *Terms) *scheduler.Problem {
 	pr := &scheduler.Problem{RevenueGB: t.RevenueGB, Profile: t.Profile,
-		Limits: scheduler.Limits{MaxShards: MaxShards, BlockSize: s.cfg.BlockSize}}
+		Limits: scheduler.Limits{MaxShards: wire.MaxShards, BlockSize: s.cfg.BlockSize}}
 	for _, p := range s.pathList() {
 		st := p.Stats()
 		ps := scheduler.PathState{Name: p.info.Name, Up: p.Up(), SRTT: st.RTT, MinRTT: st.MinRTT, RTTP99: st.RTTP99,
 			Rate: p.Rate(), Queued: p.queued.Load(), QueueLimit: p.queueLimit(),
-			Price: p.info.PriceGB, Own: p.info.Operator == OperatorOwn, Loss: st.Loss}
+			Price: p.info.PriceGB, Own: p.info.Operator == wire.OperatorOwn, Loss: st.Loss}
 		// Capacity: the nominal rate when the path has one (an idle path
 		// cannot be measured), less headroom for QUIC and shard headers
 		// (about 5%) and so its queue does not sit full; else the most it

@@ -19,6 +19,7 @@ package transport
 
 import (
 	"braid/internal/tier"
+	"braid/transport/wire"
 	"context"
 	"reflect"
 
@@ -157,7 +158,7 @@ func newSession(cfg Config, client bool) (*Session, error) {
 	s.policy, _ = scheduler.New(cfg.Policy, cfg.K, cfg.M, MinShard) // Validate checked the name
 	s.downSince = s.epoch
 	if cfg.Terms.Profile == (scheduler.Profile{}) {
-		cfg.Terms.Profile = cfg.Device.Profile()
+		cfg.Terms.Profile = deviceProfile(cfg.Device)
 	}
 	s.terms.Store(&cfg.Terms)
 	if cfg.Tier != nil {
@@ -249,7 +250,7 @@ func (s *Session) closeWith(err error, tellPeer bool) {
 // It is sent on every path and again on every connection that joins.
 func (s *Session) GoAway(reason string) {
 	s.goAwayOnce.Do(func() { close(s.goAway) })
-	s.sendEverywhere(&Msg{Type: MsgGoAway, Reason: reason})
+	s.sendEverywhere(&wire.Msg{Type: wire.MsgGoAway, Reason: reason})
 }
 
 // GoingAway is closed once the concentrator has said it is draining.
@@ -271,7 +272,7 @@ func (s *Session) pathList() []*Path {
 // path returns the path named name, creating it. When the session has
 // maxPaths already, a path whose connections have all gone (an interface
 // that vanished) makes room.
-func (s *Session) path(info PathInfo) (*Path, error) {
+func (s *Session) path(info wire.PathInfo) (*Path, error) {
 	var evicted *Path
 	defer func() {
 		if evicted != nil {
@@ -421,7 +422,7 @@ func (s *Session) OpenFlowClass(ctx context.Context, dest []byte, class int) (*F
 	if !s.client {
 		return nil, errors.New("only the client opens flows")
 	}
-	if len(dest) > MaxOpenLen-1 {
+	if len(dest) > wire.MaxOpenLen-1 {
 		return nil, errors.New("destination too long")
 	}
 	if class < 0 || class >= scheduler.MaxClasses {
@@ -449,7 +450,7 @@ func (s *Session) OpenFlowClass(ctx context.Context, dest []byte, class int) (*F
 	s.mu.Unlock()
 
 	open := append([]byte{byte(class)}, dest...)
-	if err := f.sendBlock(ctx, open, FlagOpen); err != nil {
+	if err := f.sendBlock(ctx, open, wire.FlagOpen); err != nil {
 		f.Reset()
 		return nil, err
 	}
@@ -496,12 +497,12 @@ func (s *Session) AcceptFlow(ctx context.Context) (*Flow, error) {
 
 // onShard files one received shard. It owns buf. A non-nil error means the
 // peer broke the protocol; the caller ends the connection.
-func (s *Session) onShard(h *ShardHeader, buf []byte) error {
+func (s *Session) onShard(h *wire.ShardHeader, buf []byte) error {
 	s.stats.ShardsReceived.Add(1)
 	s.mu.Lock()
 	f := s.flows[h.Flow]
 	if f == nil {
-		if s.client || h.Flags&FlagOpen == 0 || !s.opened.fresh(h.Flow) {
+		if s.client || h.Flags&wire.FlagOpen == 0 || !s.opened.fresh(h.Flow) {
 			// A shard of a flow that has ended (or never was): its
 			// block was delivered before the flow ended, so repeat the
 			// ack in case the last one was lost with a path.
@@ -510,7 +511,7 @@ func (s *Session) onShard(h *ShardHeader, buf []byte) error {
 			putShard(buf)
 			s.stats.ShardsDuplicate.Add(1)
 			if known {
-				s.sendControl(&Msg{Type: MsgAck, Flow: h.Flow, Value: h.Block + 1})
+				s.sendControl(&wire.Msg{Type: wire.MsgAck, Flow: h.Flow, Value: h.Block + 1})
 			}
 			return nil
 		}
@@ -549,11 +550,11 @@ func (s *Session) NumFlows() int {
 }
 
 // onControl handles a session-level control message from the peer.
-func (s *Session) onControl(m *Msg) error {
+func (s *Session) onControl(m *wire.Msg) error {
 	switch m.Type {
-	case MsgTier:
+	case wire.MsgTier:
 		if !s.client {
-			return malformed("tier from a client")
+			return wire.Malformed("tier from a client")
 		}
 		t, err := tier.ParseBinary(m.Body)
 		if err != nil {
@@ -566,10 +567,10 @@ func (s *Session) onControl(m *Msg) error {
 			s.SetTerms(next)
 		}
 		return nil
-	case MsgAck, MsgCredit, MsgReset:
+	case wire.MsgAck, wire.MsgCredit, wire.MsgReset:
 		s.mu.Lock()
 		f := s.flows[m.Flow]
-		if f == nil && m.Type == MsgReset && m.Code != resetCodeAnswer {
+		if f == nil && m.Type == wire.MsgReset && m.Code != resetCodeAnswer {
 			// A reset of a flow this side never saw (its OPEN was lost or
 			// is late) or has forgotten: remember the id, so a late OPEN
 			// cannot start it, and answer so the peer can forget it too.
@@ -585,29 +586,29 @@ func (s *Session) onControl(m *Msg) error {
 			return nil // a flow that has ended: nothing to do
 		}
 		switch m.Type {
-		case MsgAck:
+		case wire.MsgAck:
 			return f.onAck(m.Value)
-		case MsgCredit:
+		case wire.MsgCredit:
 			f.onCredit(m.Value)
-		case MsgReset:
+		case wire.MsgReset:
 			f.onReset(m.Value, m.Code)
 		}
-	case MsgSessionCredit:
+	case wire.MsgSessionCredit:
 		// Version 1's session credit: flows' own grants bound the
 		// session now (Flow.grantLocked), so there is nothing to do.
 		return nil
-	case MsgClose:
+	case wire.MsgClose:
 		s.closeWith(fmt.Errorf("%w by peer: %s", ErrSessionClosed, m.Reason), false)
-	case MsgGoAway:
+	case wire.MsgGoAway:
 		if !s.client {
-			return malformed("goaway from a client")
+			return wire.Malformed("goaway from a client")
 		}
 		s.goAwayOnce.Do(func() {
 			s.log.Info("concentrator going away: new flows wait for a new session", "reason", m.Reason)
 			close(s.goAway)
 		})
 	default:
-		return malformed("unexpected %v on an established connection", m.Type)
+		return wire.Malformed("unexpected %v on an established connection", m.Type)
 	}
 	return nil
 }
@@ -679,7 +680,7 @@ func (s *Session) consumed(n uint64) {
 // sendControl sends a message on the best live connection. Losing it with
 // that connection is repaired: acks are repeated for late shards, credit
 // and state are re-sent when a connection goes down (resync).
-func (s *Session) sendControl(m *Msg) {
+func (s *Session) sendControl(m *wire.Msg) {
 	if c := s.bestConn(); c != nil {
 		c.sendControl(m)
 	}
@@ -687,7 +688,7 @@ func (s *Session) sendControl(m *Msg) {
 
 // sendEverywhere sends a message on one live connection of every path, for
 // messages whose loss would not be repaired otherwise.
-func (s *Session) sendEverywhere(m *Msg) {
+func (s *Session) sendEverywhere(m *wire.Msg) {
 	for _, p := range s.pathList() {
 		if c := p.liveConn(); c != nil {
 			c.sendControl(m)
@@ -696,7 +697,7 @@ func (s *Session) sendEverywhere(m *Msg) {
 }
 
 func (s *Session) sendReset(flow uint32, final uint64, code uint8) {
-	s.sendEverywhere(&Msg{Type: MsgReset, Flow: flow, Code: code, Value: final})
+	s.sendEverywhere(&wire.Msg{Type: wire.MsgReset, Flow: flow, Code: code, Value: final})
 }
 
 // RESET codes.
@@ -736,8 +737,8 @@ func (s *Session) resync() {
 		f.mu.Lock()
 		next, lim := f.rxNext, f.rxLimit
 		f.mu.Unlock()
-		c.sendControl(&Msg{Type: MsgAck, Flow: f.id, Value: next})
-		c.sendControl(&Msg{Type: MsgCredit, Flow: f.id, Value: lim})
+		c.sendControl(&wire.Msg{Type: wire.MsgAck, Flow: f.id, Value: next})
+		c.sendControl(&wire.Msg{Type: wire.MsgCredit, Flow: f.id, Value: lim})
 	}
 }
 

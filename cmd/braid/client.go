@@ -2,7 +2,7 @@ package main
 
 import (
 	"braid/scheduler"
-	"braid/transport"
+	"braid/transport/wire"
 	"context"
 	"errors"
 	"flag"
@@ -205,7 +205,7 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 	if o.mtu != 0 && (o.mtu < 576 || o.mtu > 65535) {
 		return client.Config{}, badf("--mtu", "%d is outside 576..65535", o.mtu)
 	}
-	cfg.Transport.Device = transport.Device{MTU: uint16(o.mtu), CPU: uint8(cpu), Metered: o.metered}
+	cfg.Transport.Device = wire.Device{MTU: uint16(o.mtu), CPU: uint8(cpu), Metered: o.metered}
 	if cfg.Transport.NoMeasuredPacing, err = parseOff("--measured-pacing", o.measuredPacing); err != nil {
 		return client.Config{}, err
 	}

@@ -13,6 +13,7 @@ import (
 	"braid/internal/tier"
 	"braid/scheduler"
 	"braid/transport"
+	"braid/transport/wire"
 )
 
 // TestBestValue: under bestvalue an upload rides the cheap paths the
@@ -107,7 +108,7 @@ min_goodput_mbps = 60
 	}
 	links := []emu.Link{{RateBps: 30e6, Delay: 5 * time.Millisecond}, {RateBps: 50e6, Delay: 2 * time.Millisecond}}
 	w := newWorld(t, options{links: links, prices: []float64{0.1, 4}, policy: pol,
-		transport: transport.Config{Policy: "bestvalue", Device: transport.Device{MTU: 1280, CPU: uint8(scheduler.CPULow)}}})
+		transport: transport.Config{Policy: "bestvalue", Device: wire.Device{MTU: 1280, CPU: uint8(scheduler.CPULow)}}})
 	waitTier := func(name string) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)

@@ -24,6 +24,7 @@ import (
 	"braid/internal/socks5"
 	"braid/internal/status"
 	"braid/transport"
+	"braid/transport/wire"
 )
 
 func threeLinks() []emu.Link {
@@ -332,8 +333,8 @@ func TestWrongTokenAndPin(t *testing.T) {
 		return nil
 	}
 	var je *transport.JoinError
-	if err := start("wrong", pin); !errors.As(err, &je) || je.Code != transport.JoinErrAuth {
-		t.Fatalf("wrong token: %v, want a join error with code %d", err, transport.JoinErrAuth)
+	if err := start("wrong", pin); !errors.As(err, &je) || je.Code != wire.JoinErrAuth {
+		t.Fatalf("wrong token: %v, want a join error with code %d", err, wire.JoinErrAuth)
 	}
 	badPin := pin
 	badPin[0] ^= 1

@@ -20,6 +20,7 @@ import (
 	"braid/internal/socks5"
 	"braid/server"
 	"braid/transport"
+	"braid/transport/wire"
 )
 
 // The client outlives its concentrator: it waits for one that is not up
@@ -356,7 +357,7 @@ func TestRefusalEndsClient(t *testing.T) {
 	}{
 		{"token", "wrong", id.pin, func(err error) bool {
 			var je *transport.JoinError
-			return errors.As(err, &je) && je.Code == transport.JoinErrAuth
+			return errors.As(err, &je) && je.Code == wire.JoinErrAuth
 		}},
 		{"pin", "secret-token", badPin, func(err error) bool { return errors.Is(err, pki.ErrPinMismatch) }},
 	} {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"braid/transport"
+	"braid/transport/wire"
 )
 
 // Path is one path's status. Field names are a contract (docs/STATUS.md).
@@ -130,10 +131,10 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // public address as STUN saw it, or "" when unknown.
 func FromStats(s transport.PathStats, mapped string) Path {
 	op := "own"
-	if s.Operator == transport.OperatorPartner {
+	if s.Operator == wire.OperatorPartner {
 		op = "partner"
 	}
-	p := Path{Name: s.Name, State: s.State.String(), Medium: transport.MediumName(s.Medium), Operator: op, Conns: s.Conns,
+	p := Path{Name: s.Name, State: s.State.String(), Medium: wire.MediumName(s.Medium), Operator: op, Conns: s.Conns,
 		RTTMs: ms(s.RTT), RTTP99Ms: ms(s.RTTP99), JitterMs: ms(s.Jitter), Loss: s.Loss, DeliveryBps: s.DeliveryBps,
 		BytesSent: s.BytesSent, BytesReceived: s.BytesReceived,
 		CostUSD: float64(s.BytesSent+s.BytesReceived) / 1e9 * s.PriceGB}

@@ -7,10 +7,11 @@ import (
 	"time"
 
 	"braid/transport"
+	"braid/transport/wire"
 )
 
 func TestFromStats(t *testing.T) {
-	s := transport.PathStats{Name: "lte", Medium: transport.MediumCellular, Operator: transport.OperatorPartner,
+	s := transport.PathStats{Name: "lte", Medium: wire.MediumCellular, Operator: wire.OperatorPartner,
 		PriceGB: 3, State: transport.StateDegraded, Conns: 2, RTT: 41500 * time.Microsecond,
 		Loss: 0.02, DeliveryBps: 18e6, BytesSent: 1e9, BytesReceived: 1e9}
 	p := FromStats(s, "")

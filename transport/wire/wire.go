@@ -1,4 +1,7 @@
-package transport
+// Package wire is braid's wire format: the shard frames of data streams
+// and the control messages, encoded and parsed. It depends on nothing
+// else in braid but internal/wirebuf.
+package wire
 
 // Wire format. docs/PROTOCOL.md is the reference; keep the two in step.
 //
@@ -31,8 +34,8 @@ const Version = 3
 // MinVersion is the oldest protocol version still spoken.
 const MinVersion = 2
 
-// codingVersion is the first version whose peers decode coded packets.
-const codingVersion = 3
+// CodingVersion is the first version whose peers decode coded packets.
+const CodingVersion = 3
 
 // Limits of the shard format.
 const (
@@ -68,9 +71,10 @@ const (
 
 // ErrMalformed is wrapped by every parse error: the peer sent bytes that
 // are not braid protocol.
-var ErrMalformed = errors.New("malformed message")
+var ErrMalformed = errors.New("Malformed message")
 
-func malformed(format string, a ...any) error {
+// Malformed returns an error wrapping ErrMalformed.
+func Malformed(format string, a ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, a...)...)
 }
 
@@ -86,8 +90,8 @@ type ShardHeader struct {
 	BlockLen uint32 // bytes of the block before padding
 }
 
-// shardLenFor is the shard size for a block of n bytes cut into k shards.
-func shardLenFor(n, k int) int { return (n + k - 1) / k }
+// ShardLenFor is the shard size for a block of n bytes cut into k shards.
+func ShardLenFor(n, k int) int { return (n + k - 1) / k }
 
 // AppendShardHeader appends the encoding of h to b.
 func AppendShardHeader(b []byte, h *ShardHeader) []byte {
@@ -104,10 +108,10 @@ func AppendShardHeader(b []byte, h *ShardHeader) []byte {
 // ShardHeaderLen bytes of b.
 func ParseShardHeader(b []byte, h *ShardHeader) error {
 	if len(b) < ShardHeaderLen {
-		return malformed("shard header: %d bytes, want %d", len(b), ShardHeaderLen)
+		return Malformed("shard header: %d bytes, want %d", len(b), ShardHeaderLen)
 	}
 	if b[0] != shardFrameType {
-		return malformed("shard header: frame type %#x", b[0])
+		return Malformed("shard header: frame type %#x", b[0])
 	}
 	*h = ShardHeader{
 		Flags:    b[1],
@@ -126,38 +130,38 @@ func ParseShardHeader(b []byte, h *ShardHeader) error {
 func (h *ShardHeader) validate(reserved byte) error {
 	switch {
 	case reserved != 0:
-		return malformed("shard header: reserved byte %#x", reserved)
+		return Malformed("shard header: reserved byte %#x", reserved)
 	case h.Flags&^knownFlags != 0:
-		return malformed("shard header: unknown flags %#x", h.Flags)
+		return Malformed("shard header: unknown flags %#x", h.Flags)
 	case h.Flags&FlagOpen != 0 && h.Flags&FlagReply != 0:
-		return malformed("shard header: open and reply both set")
+		return Malformed("shard header: open and reply both set")
 	case h.Flags&FlagS2 != 0 && (h.Flags&(FlagOpen|FlagReply) != 0 || h.BlockLen == 0):
-		return malformed("shard header: compressed open, reply or empty block")
+		return Malformed("shard header: compressed open, reply or empty block")
 	case h.Flags&(FlagOpen|FlagReply) != 0 && h.Block != 0:
-		return malformed("shard header: open/reply on block %d", h.Block)
+		return Malformed("shard header: open/reply on block %d", h.Block)
 	case h.K == 0:
-		return malformed("shard header: k = 0")
+		return Malformed("shard header: k = 0")
 	case int(h.K)+int(h.M) > MaxShards:
-		return malformed("shard header: k+m = %d > %d", int(h.K)+int(h.M), MaxShards)
+		return Malformed("shard header: k+m = %d > %d", int(h.K)+int(h.M), MaxShards)
 	case h.Index >= h.K+h.M:
-		return malformed("shard header: index %d >= k+m %d", h.Index, h.K+h.M)
+		return Malformed("shard header: index %d >= k+m %d", h.Index, h.K+h.M)
 	case h.ShardLen > MaxShardSize:
-		return malformed("shard header: shard length %d > %d", h.ShardLen, MaxShardSize)
-	case int(h.ShardLen) != shardLenFor(int(h.BlockLen), int(h.K)):
-		return malformed("shard header: shard length %d does not fit block length %d in %d shards", h.ShardLen, h.BlockLen, h.K)
+		return Malformed("shard header: shard length %d > %d", h.ShardLen, MaxShardSize)
+	case int(h.ShardLen) != ShardLenFor(int(h.BlockLen), int(h.K)):
+		return Malformed("shard header: shard length %d does not fit block length %d in %d shards", h.ShardLen, h.BlockLen, h.K)
 	case h.Offset > math.MaxInt64-uint64(h.BlockLen):
-		return malformed("shard header: offset %d out of range", h.Offset)
+		return Malformed("shard header: offset %d out of range", h.Offset)
 	case h.Flags&FlagOpen != 0 && (h.BlockLen < 6 || h.BlockLen > MaxOpenLen):
-		return malformed("shard header: open of %d bytes", h.BlockLen)
+		return Malformed("shard header: open of %d bytes", h.BlockLen)
 	case h.Flags&FlagReply != 0 && h.BlockLen != 1:
-		return malformed("shard header: reply of %d bytes", h.BlockLen)
+		return Malformed("shard header: reply of %d bytes", h.BlockLen)
 	}
 	return nil
 }
 
-// sameBlock reports whether two shards' headers agree on everything that
+// SameBlock reports whether two shards' headers agree on everything that
 // describes their block.
-func (h *ShardHeader) sameBlock(o *ShardHeader) bool {
+func (h *ShardHeader) SameBlock(o *ShardHeader) bool {
 	return h.Flags == o.Flags && h.K == o.K && h.M == o.M && h.ShardLen == o.ShardLen &&
 		h.Offset == o.Offset && h.BlockLen == o.BlockLen
 }
@@ -223,9 +227,9 @@ const (
 	JoinErrAuth       = 2 // token refused
 	JoinErrSession    = 3 // unknown session or wrong secret
 	JoinErrLimit      = 4 // too many sessions or paths
-	JoinErrMalformed  = 5 // join message malformed
+	JoinErrMalformed  = 5 // join message Malformed
 	JoinErrShutdown   = 6 // concentrator shutting down
-	resetCodeProtocol = 1 // peer broke the protocol on this flow
+	ResetCodeProtocol = 1 // peer broke the protocol on this flow
 )
 
 // PathInfo is what a path tells the far side about itself.
@@ -368,11 +372,11 @@ func appendStr(b []byte, s string) []byte {
 // message from its first 3 bytes.
 func ParseMsgHeader(b []byte) (MsgType, int, error) {
 	if len(b) < 3 {
-		return 0, 0, malformed("control header: %d bytes", len(b))
+		return 0, 0, Malformed("control header: %d bytes", len(b))
 	}
 	n := int(binary.BigEndian.Uint16(b[1:]))
 	if n > MaxControlBody {
-		return 0, 0, malformed("control %v: body %d bytes > %d", MsgType(b[0]), n, MaxControlBody)
+		return 0, 0, Malformed("control %v: body %d bytes > %d", MsgType(b[0]), n, MaxControlBody)
 	}
 	return MsgType(b[0]), n, nil
 }
@@ -401,13 +405,13 @@ func ParseMsgBody(t MsgType, body []byte, m *Msg) error {
 		metered := r.U8()
 		m.Device.Metered = metered == 1
 		if !r.Short() && (m.Device.CPU > 2 || metered > 1) {
-			return malformed("%v: device profile cpu %d metered %d", t, m.Device.CPU, metered)
+			return Malformed("%v: device profile cpu %d metered %d", t, m.Device.CPU, metered)
 		}
 		if !r.Short() && (math.IsNaN(m.Path.PriceGB) || m.Path.PriceGB < 0 || math.IsInf(m.Path.PriceGB, 0)) {
-			return malformed("%v: price %v", t, m.Path.PriceGB)
+			return Malformed("%v: price %v", t, m.Path.PriceGB)
 		}
 		if !r.Short() && (math.IsNaN(m.Path.RateMbps) || m.Path.RateMbps < 0 || math.IsInf(m.Path.RateMbps, 0)) {
-			return malformed("%v: rate %v", t, m.Path.RateMbps)
+			return Malformed("%v: rate %v", t, m.Path.RateMbps)
 		}
 	case MsgJoinErr, MsgClose, MsgGoAway:
 		m.Code = r.U8()
@@ -432,13 +436,13 @@ func ParseMsgBody(t MsgType, body []byte, m *Msg) error {
 		m.Body = append([]byte(nil), r.Rest()...)
 	case MsgRetire: // no body
 	default:
-		return malformed("control: unknown type %#x", uint8(t))
+		return Malformed("control: unknown type %#x", uint8(t))
 	}
 	if r.Short() {
-		return malformed("%v: truncated body of %d bytes", t, len(body))
+		return Malformed("%v: truncated body of %d bytes", t, len(body))
 	}
 	if r.Len() != 0 {
-		return malformed("%v: %d trailing bytes", t, r.Len())
+		return Malformed("%v: %d trailing bytes", t, r.Len())
 	}
 	return nil
 }
@@ -450,7 +454,7 @@ func ParseMsg(b []byte, m *Msg) ([]byte, error) {
 		return nil, err
 	}
 	if len(b) < 3+n {
-		return nil, malformed("%v: truncated", t)
+		return nil, Malformed("%v: truncated", t)
 	}
 	return b[3+n:], ParseMsgBody(t, b[3:3+n], m)
 }
