@@ -26,7 +26,7 @@ type Config struct {
 	// to wrap their sockets.
 	NoPacketCoding bool
 	// NoMeasuredPacing leaves a path without a nominal rate (rate=)
-	// unpaced, as before measured pacing (pace.go's bwModel): quic-go's
+	// unpaced, as before measured pacing (pathmon's bwModel): quic-go's
 	// window alone then decides how fast it goes.
 	NoMeasuredPacing bool
 	// BlockSize is the most flow bytes one block carries (default 64 KiB).

@@ -2,118 +2,12 @@ package transport
 
 import (
 	"context"
-	"math"
 	"testing"
 	"time"
 
 	"braid/bench/emu"
+	"braid/transport/pathmon"
 )
-
-func TestStateMachine(t *testing.T) {
-	ms := time.Millisecond
-	obs := func(now, silence time.Duration, loss float64) observation {
-		return observation{now: now, silence: silence, srtt: 20 * ms, interval: 50 * ms,
-			downAfter: 200 * ms, upAfter: time.Second, loss: loss}
-	}
-	type step struct {
-		o        observation
-		state    State
-		usable   bool
-		changed  bool
-		wentDown bool
-	}
-	cases := []struct {
-		name  string
-		steps []step
-	}{
-		{"quiet link stays up", []step{
-			{obs(50*ms, 40*ms, 0), StateUp, true, false, false},
-			{obs(100*ms, 50*ms, 0), StateUp, true, false, false},
-		}},
-		{"silence: suspect, then down", []step{
-			{obs(50*ms, 40*ms, 0), StateUp, true, false, false},
-			{obs(150*ms, 130*ms, 0), StateDegraded, false, true, false},  // > max(100, 70)+25
-			{obs(200*ms, 180*ms, 0), StateDegraded, false, false, false}, // not yet 200 ms
-			{obs(250*ms, 230*ms, 0), StateDown, false, false, true},
-		}},
-		{"a suspect that speaks is used at once", []step{
-			{obs(150*ms, 130*ms, 0), StateDegraded, false, true, false},
-			{obs(200*ms, 10*ms, 0), StateUp, true, true, false},
-		}},
-		{"loss degrades but keeps the path in use", []step{
-			{obs(50*ms, 10*ms, 0.08), StateDegraded, true, false, false},
-			{obs(100*ms, 10*ms, 0.01), StateUp, true, false, false},
-		}},
-		{"recovery waits for the hold-down", []step{
-			{obs(50*ms, 300*ms, 0), StateDown, false, true, true},
-			{obs(100*ms, 10*ms, 0), StateDown, false, false, false},
-			{obs(600*ms, 10*ms, 0), StateDown, false, false, false},
-			{obs(1100*ms, 10*ms, 0), StateUp, true, true, false},
-		}},
-		{"a flap restarts the hold-down", []step{
-			{obs(50*ms, 300*ms, 0), StateDown, false, true, true},
-			{obs(100*ms, 10*ms, 0), StateDown, false, false, false},
-			{obs(900*ms, 400*ms, 0), StateDown, false, false, false},
-			{obs(1150*ms, 10*ms, 0), StateDown, false, false, false},
-			{obs(2100*ms, 10*ms, 0), StateDown, false, false, false},
-			{obs(2200*ms, 10*ms, 0), StateUp, true, true, false},
-		}},
-	}
-	for _, c := range cases {
-		var m stateMachine
-		for i, s := range c.steps {
-			changed, down := m.step(s.o)
-			if m.state != s.state || m.usable() != s.usable || changed != s.changed || down != s.wentDown {
-				t.Fatalf("%s, step %d: state %v usable %v changed %v down %v; want %v %v %v %v", c.name, i,
-					m.state, m.usable(), changed, down, s.state, s.usable, s.changed, s.wentDown)
-			}
-		}
-	}
-}
-
-func TestMonitorRates(t *testing.T) {
-	var m monitor
-	const tick = 50 * time.Millisecond
-	// 40 ticks at 1000 packets per tick with 5% lost; the peer receives
-	// 1.14 MB per tick.
-	var sent, lost, recv uint64
-	for i := range 41 {
-		now := time.Duration(i) * tick
-		m.onTick(now, sent, lost, 0, 0, 64<<10)
-		m.onPong(now, 20*time.Millisecond, recv, math.MaxUint64)
-		sent += 1000
-		lost += 50
-		recv += 1_140_000
-	}
-	st := m.snapshot()
-	if st.loss < 0.049 || st.loss > 0.051 {
-		t.Fatalf("loss %v, want 0.05", st.loss)
-	}
-	want := 1_140_000 / tick.Seconds()
-	if st.delivery < want*0.99 || st.delivery > want*1.01 || st.current < want*0.99 {
-		t.Fatalf("delivery %.0f (current %.0f) B/s, want %.0f", st.delivery, st.current, want)
-	}
-	// A peer claiming ten times what was sent moves the rate no faster
-	// than what was sent.
-	var liar monitor
-	var out uint64
-	for i := range 41 {
-		now := time.Duration(i) * tick
-		liar.onPong(now, 20*time.Millisecond, 10*out, out)
-		out += 100_000
-	}
-	if got, most := liar.snapshot().delivery, 100_000/tick.Seconds(); got > most*1.01 {
-		t.Fatalf("peer claiming 10x: delivery %.0f B/s, want at most what was sent, %.0f", got, most)
-	}
-	var r monitor
-	for _, d := range []time.Duration{20, 22, 18, 20, 80} {
-		r.onRTT(d * time.Millisecond)
-	}
-	rs := r.snapshot()
-	if rs.minRTT != 18*time.Millisecond || rs.p99 != 80*time.Millisecond || rs.jitter <= 0 {
-		t.Fatalf("rtt stats %+v", rs)
-	}
-}
 
 // watchPath opens a client session with one path through an emulated
 // link and returns the client's view of that path.
@@ -152,7 +46,7 @@ func TestMonitorSeesRTTStep(t *testing.T) {
 func TestMonitorOutage(t *testing.T) {
 	c, relay, _ := watchPath(t, emu.Link{Delay: 10 * time.Millisecond})
 	p := c.Paths()[0]
-	if !eventually(2*time.Second, func() bool { return p.Stats().State == StateUp }) {
+	if !eventually(2*time.Second, func() bool { return p.Stats().State == pathmon.StateUp }) {
 		t.Fatal("path never up")
 	}
 	relay.SetBroken(true)
@@ -160,10 +54,10 @@ func TestMonitorOutage(t *testing.T) {
 	var degraded time.Duration
 	if !eventually(2*time.Second, func() bool {
 		st := p.Stats().State
-		if st != StateUp && degraded == 0 {
+		if st != pathmon.StateUp && degraded == 0 {
 			degraded = time.Since(broke)
 		}
-		return st == StateDown
+		return st == pathmon.StateDown
 	}) {
 		t.Fatalf("path %v two seconds into an outage", p.Stats().State)
 	}
@@ -178,7 +72,7 @@ func TestMonitorOutage(t *testing.T) {
 	back := time.Now()
 	// The only path: no hold-down (UpAfter) stands between the session
 	// and its one way out; a few answered probes bring it back.
-	if !eventually(3*time.Second, func() bool { return p.Stats().State == StateUp }) {
+	if !eventually(3*time.Second, func() bool { return p.Stats().State == pathmon.StateUp }) {
 		t.Fatalf("path %v after the outage", p.Stats().State)
 	}
 	if d := time.Since(back); d > 900*time.Millisecond {
@@ -198,15 +92,15 @@ func TestHoldDownWhileAnotherPathLives(t *testing.T) {
 		t.Fatal("paths never up")
 	}
 	relays[0].SetBroken(true)
-	if !eventually(2*time.Second, func() bool { return p.Stats().State == StateDown }) {
+	if !eventually(2*time.Second, func() bool { return p.Stats().State == pathmon.StateDown }) {
 		t.Fatalf("path %v two seconds into an outage", p.Stats().State)
 	}
 	relays[0].SetBroken(false)
 	time.Sleep(300 * time.Millisecond)
-	if s := p.Stats().State; s != StateDown {
+	if s := p.Stats().State; s != pathmon.StateDown {
 		t.Fatalf("path %v 300 ms after the outage ended; want down until the hold-down passes", s)
 	}
-	if !eventually(3*time.Second, func() bool { return p.Stats().State == StateUp }) {
+	if !eventually(3*time.Second, func() bool { return p.Stats().State == pathmon.StateUp }) {
 		t.Fatalf("path %v after the hold-down", p.Stats().State)
 	}
 }
@@ -271,27 +165,5 @@ func TestMonitorRate(t *testing.T) {
 	})
 	if !ok {
 		t.Fatalf("delivery estimate %.1f Mbit/s on a 20 Mbit/s link", st.DeliveryBps/1e6)
-	}
-}
-
-func TestRedialDue(t *testing.T) {
-	base := observation{interval: 50 * time.Millisecond, downAfter: 200 * time.Millisecond}
-	cases := []struct {
-		silence, srtt time.Duration
-		want          bool
-	}{
-		{silence: 100 * time.Millisecond, want: false},
-		{silence: 1100 * time.Millisecond, want: false}, // down, but within the second after
-		{silence: 1300 * time.Millisecond, want: true},
-		// A long round trip moves the down threshold, and the redial with it.
-		{silence: 1300 * time.Millisecond, srtt: 300 * time.Millisecond, want: false},
-		{silence: 2100 * time.Millisecond, srtt: 300 * time.Millisecond, want: true},
-	}
-	for _, c := range cases {
-		o := base
-		o.silence, o.srtt = c.silence, c.srtt
-		if got := redialDue(o, time.Second); got != c.want {
-			t.Errorf("silence %v srtt %v: redial %v, want %v", c.silence, c.srtt, got, c.want)
-		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"braid/internal/bufpool"
+	"braid/transport/pathmon"
 	"braid/transport/pktfec"
 	"braid/transport/wire"
 )
@@ -66,7 +67,7 @@ type Path struct {
 	quits    []chan struct{}
 	poolSize atomic.Int32 // the slots kept; 0 on the concentrator
 
-	pace      *pacer
+	pace      *pathmon.Pacer
 	up        atomic.Bool
 	rate      atomic.Uint64 // bytes/s estimate, float64 bits
 	srtt      atomic.Int64  // ns, best live connection
@@ -90,7 +91,7 @@ func newPath(s *Session, info wire.PathInfo) *Path {
 		queue:     make(chan shardJob, 1024),
 		urgentSig: make(chan struct{}, 1),
 		done:      make(chan struct{}),
-		pace:      newPacer(info.RateMbps, !s.cfg.NoMeasuredPacing),
+		pace:      pathmon.NewPacer(info.RateMbps, !s.cfg.NoMeasuredPacing),
 	}
 	p.rate.Store(math.Float64bits(1 << 20))
 	p.lastTake.Store(int64(s.now()))
@@ -123,7 +124,7 @@ func (p *Path) queueDelay() time.Duration {
 // of it keeps them fed; the 256 KiB floor of an unpaced path (which feeds
 // quic-go's window on a fast link) would be 220 ms on a 10 Mbit/s one.
 func (p *Path) queueLimit() int64 {
-	if r := p.pace.current(); r > 0 {
+	if r := p.pace.Current(); r > 0 {
 		return max(int64(r*0.05), 32<<10)
 	}
 	return min(max(int64(p.Rate()*0.02), 256<<10), 4<<20)
@@ -163,27 +164,27 @@ func (p *Path) refresh() (changed bool) {
 	p.mu.Unlock()
 	// The coders' and monitors' locks are taken outside p.mu, as Stats
 	// does.
-	var bw bwSample
-	full := up && p.pace.sampleFull(p.s.now(), p.queued.Load() > 0)
+	var bw pathmon.Sample
+	full := up && p.pace.SampleFull(p.s.now(), p.queued.Load() > 0)
 	for _, c := range live {
 		c.setFull(full)
 		if ps, ok := c.coding(); ok && ps.M > 0 && ps.K > 0 && !ps.Queued && !ps.Full {
 			parity += float64(ps.M) / float64(ps.K)
 		}
-		cs := c.mon.snapshot()
-		bw.deliver += cs.delivery
-		if cs.srtt > 0 && (bw.srtt == 0 || cs.srtt < bw.srtt) {
-			bw.srtt = cs.srtt
+		cs := c.mon.Snapshot()
+		bw.Deliver += cs.Delivery
+		if cs.SRTT > 0 && (bw.SRTT == 0 || cs.SRTT < bw.SRTT) {
+			bw.SRTT = cs.SRTT
 		}
-		if cs.minRTT > 0 && (bw.minRTT == 0 || cs.minRTT < bw.minRTT) {
-			bw.minRTT = cs.minRTT
+		if cs.MinRTT > 0 && (bw.MinRTT == 0 || cs.MinRTT < bw.MinRTT) {
+			bw.MinRTT = cs.MinRTT
 		}
 	}
 	if up {
-		p.pace.setParity(parity / float64(len(live)))
-		bw.busy = p.queued.Load() > 0
-		p.pace.observe(p.s.now(), bw)
-		if r := p.pace.shardRate(); r > 0 {
+		p.pace.SetParity(parity / float64(len(live)))
+		bw.Busy = p.queued.Load() > 0
+		p.pace.Observe(p.s.now(), bw)
+		if r := p.pace.ShardRate(); r > 0 {
 			rate = min(rate, r)
 		}
 		p.srtt.Store(int64(best))
@@ -348,7 +349,7 @@ type pconn struct {
 	writing   atomic.Int32  // shards being written, not yet recorded in their blocks
 	drainOnce sync.Once
 	lastHeard atomic.Int64 // session clock, ns
-	mon       monitor
+	mon       pathmon.Monitor
 
 	wmu     sync.Mutex
 	wbuf    []byte
@@ -637,7 +638,7 @@ func (c *pconn) onControl(m *wire.Msg) error {
 		// The time is ours, echoed; one from the future is the peer's
 		// invention and is ignored.
 		if now := c.s.now(); m.Time > 0 && now >= time.Duration(m.Time) {
-			c.mon.onPong(now, now-time.Duration(m.Time), m.Value, c.qc.ConnectionStats().BytesSent)
+			c.mon.OnPong(now, now-time.Duration(m.Time), m.Value, c.qc.ConnectionStats().BytesSent)
 		}
 		return nil
 	case wire.MsgJoin, wire.MsgJoinOK, wire.MsgJoinErr:
@@ -663,7 +664,7 @@ func (c *pconn) onControl(m *wire.Msg) error {
 }
 
 // prober pings the peer every probe interval, feeds the monitor and steps
-// the connection's state machine (monitor.go).
+// the connection's state machine (pathmon.Machine).
 func (c *pconn) prober() {
 	defer c.wg.Done()
 	cfg := &c.s.cfg
@@ -680,7 +681,7 @@ func (c *pconn) prober() {
 		now := c.s.now()
 		c.sendControl(&wire.Msg{Type: wire.MsgPing, Seq: seq, Time: int64(now)})
 		st := c.qc.ConnectionStats()
-		c.mon.onTick(now, st.PacketsSent, st.PacketsLost, st.BytesSent, st.BytesLost, st.CongestionWindow)
+		c.mon.OnTick(now, st.PacketsSent, st.PacketsLost, st.BytesSent, st.BytesLost, st.CongestionWindow)
 		c.followCoded(st.SmoothedRTT, st.MinRTT)
 		// The hold-down keeps a flapping path from whipsawing traffic
 		// while another path carries it; with none usable, a path that
@@ -690,32 +691,29 @@ func (c *pconn) prober() {
 		if !c.s.anyUsable() {
 			upAfter = min(upAfter, 3*cfg.ProbeInterval)
 		}
-		c.mon.mu.Lock()
-		obs := observation{
-			now: now, silence: now - time.Duration(c.lastHeard.Load()), srtt: st.SmoothedRTT,
-			interval: cfg.ProbeInterval, downAfter: cfg.DownAfter, upAfter: upAfter, loss: c.mon.loss}
-		usableChanged, wentDown := c.mon.sm.step(obs)
-		sm := c.mon.sm
-		c.mon.mu.Unlock()
+		obs := pathmon.Observation{
+			Now: now, Silence: now - time.Duration(c.lastHeard.Load()), SRTT: st.SmoothedRTT,
+			Interval: cfg.ProbeInterval, DownAfter: cfg.DownAfter, UpAfter: upAfter}
+		usableChanged, wentDown, sm := c.mon.Step(obs)
 		after := cfg.RedialAfter
 		if !c.s.client {
 			after = serverReapAfter
 		}
-		if sm.state == StateDown && redialDue(obs, after) {
-			c.close(fmt.Errorf("no answer for %v", obs.silence.Round(time.Millisecond)))
+		if sm.State == pathmon.StateDown && pathmon.RedialDue(obs, after) {
+			c.close(fmt.Errorf("no answer for %v", obs.Silence.Round(time.Millisecond)))
 			return
 		}
-		c.up.Store(sm.state != StateDown)
-		c.suspect.Store(sm.suspect)
+		c.up.Store(sm.State != pathmon.StateDown)
+		c.suspect.Store(sm.Suspect)
 		switch {
 		case wentDown:
 			c.s.log.Info("path connection down", "path", c.p.info.Name,
 				"silence", (now - time.Duration(c.lastHeard.Load())).Round(time.Millisecond))
 			c.p.connStateChanged(c, false)
 		case usableChanged:
-			if sm.suspect {
+			if sm.Suspect {
 				c.s.log.Debug("path connection suspect", "path", c.p.info.Name)
-			} else if sm.state != StateDown {
+			} else if sm.State != pathmon.StateDown {
 				c.s.log.Info("path connection up", "path", c.p.info.Name)
 			}
 			c.p.connStateChanged(c, c.usable())
@@ -751,7 +749,7 @@ func (c *pconn) streamWriter() {
 			}
 			continue
 		}
-		if d := p.pace.wait(c.s.now()); d > 0 {
+		if d := p.pace.Wait(c.s.now()); d > 0 {
 			idle.Reset(d)
 			select {
 			case <-c.done:
@@ -786,7 +784,7 @@ func (c *pconn) streamWriter() {
 			continue
 		}
 		if !j.b.acked.Load() {
-			p.pace.spend(now, int(size)+wire.ShardHeaderLen)
+			p.pace.Spend(now, int(size)+wire.ShardHeaderLen)
 			h := j.b.hdr
 			h.Index = j.idx
 			hdr = wire.AppendShardHeader(hdr[:0], &h)

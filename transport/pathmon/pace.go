@@ -1,4 +1,4 @@
-package transport
+package pathmon
 
 import (
 	"sync"
@@ -6,20 +6,20 @@ import (
 	"time"
 )
 
-// paceShare is the share of a path's nominal rate (rate= in its SPEC) its
+// Share is the share of a path's nominal rate (rate= in its SPEC) its
 // shards may use; the rest is for QUIC's packet headers and ACKs. It is
-// above the 90% the planner fills (capacityHeadroom), so a path the plan
+// above the 90% the planner fills (transport's capacityHeadroom), so a path the plan
 // fills drains its queue in braid without filling the link's (paced at
 // 90%, failover3 moved 49.3 Mbit/s under weighted against 52.0 at 95%, and
 // its longest stall under bestvalue was 45 ms against 42).
-const paceShare = 0.95
+const Share = 0.95
 
 // paceBurst is how far a pacer lets a path run ahead of its rate after an
 // idle spell: a few full shards, so that pacing costs no throughput to
 // timer granularity, and little enough to leave a bottleneck queue empty.
 const paceBurst = 4 * time.Millisecond
 
-// pacer spaces a path's shards to a rate. A path told its nominal
+// Pacer spaces a path's shards to a rate. A path told its nominal
 // rate is never sent faster than that: a sender that saturates a link
 // fills the bottleneck's queue, and a full drop-tail queue both delays
 // every shard behind it and drops packets, and a block whose shard is
@@ -30,7 +30,7 @@ const paceBurst = 4 * time.Millisecond
 // A path without a nominal rate is paced to what it measurably carries
 // (bwModel), once that is known; until then, and on a path whose round
 // trip is too short to hold a queue worth keeping short, it is not paced.
-type pacer struct {
+type Pacer struct {
 	hint     float64 // bytes/s from rate= (times paceShare); 0: measured
 	measured bool    // without a hint, pace by the model (else never)
 
@@ -59,23 +59,23 @@ type pacer struct {
 	model   bwModel
 }
 
-func newPacer(rateMbps float64, measured bool) *pacer {
-	r := rateMbps * 1e6 / 8 * paceShare
-	p := &pacer{hint: r, measured: measured}
+func NewPacer(rateMbps float64, measured bool) *Pacer {
+	r := rateMbps * 1e6 / 8 * Share
+	p := &Pacer{hint: r, measured: measured}
 	p.setRate(r)
 	return p
 }
 
 // setRate sets the pace to r bytes/s (0: off), under p.mu or before p is
 // shared.
-func (p *pacer) setRate(r float64) {
+func (p *Pacer) setRate(r float64) {
 	p.rate = r
 	p.paced.Store(r > 0)
 }
 
-// wait returns how long a sender must wait, at now, before it may send;
+// Wait returns how long a sender must Wait, at now, before it may send;
 // 0 when it may send at once.
-func (p *pacer) wait(now time.Duration) time.Duration {
+func (p *Pacer) Wait(now time.Duration) time.Duration {
 	if !p.paced.Load() {
 		return 0
 	}
@@ -91,12 +91,12 @@ func (p *pacer) wait(now time.Duration) time.Duration {
 	return d
 }
 
-// sampleFull says whether the path has been full lately: more to send
+// SampleFull says whether the path has been full lately: more to send
 // than its pace let go (or, unpaced, shards waiting for its connections)
 // in most of the last second's samples, one taken each fullEvery. A
 // response that waits for the pace for a few milliseconds does not make
 // a path full; a bulk transfer does. waiting says shards wait now.
-func (p *pacer) sampleFull(now time.Duration, waiting bool) bool {
+func (p *Pacer) SampleFull(now time.Duration, waiting bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if now-p.fullAt >= fullEvery {
@@ -118,8 +118,8 @@ const (
 	fullGain  = 0.2
 )
 
-// spend charges n bytes sent at now.
-func (p *pacer) spend(now time.Duration, n int) {
+// Spend charges n bytes sent at now.
+func (p *Pacer) Spend(now time.Duration, n int) {
 	if !p.paced.Load() {
 		return
 	}
@@ -130,38 +130,38 @@ func (p *pacer) spend(now time.Duration, n int) {
 	p.mu.Unlock()
 }
 
-// setParity sets the parity charged per data byte (clamped to [0, 1]).
-func (p *pacer) setParity(f float64) {
+// SetParity sets the parity charged per data byte (clamped to [0, 1]).
+func (p *Pacer) SetParity(f float64) {
 	p.mu.Lock()
 	p.parity = min(max(f, 0), 1)
 	p.mu.Unlock()
 }
 
-// current is the pace in bytes/s; 0 when the path is not paced.
-func (p *pacer) current() float64 {
+// Current is the pace in bytes/s; 0 when the path is not paced.
+func (p *Pacer) Current() float64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.rate
 }
 
-// shardRate is the rate shards may go at: the pace less the parity; 0
+// ShardRate is the rate shards may go at: the pace less the parity; 0
 // when the path is not paced.
-func (p *pacer) shardRate() float64 {
+func (p *Pacer) ShardRate() float64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.rate / (1 + p.parity)
 }
 
-// observe feeds a path without a nominal rate one look at its
+// Observe feeds a path without a nominal rate one look at its
 // connections and sets its pace from the model. busy says shards were
 // waiting for the path.
-func (p *pacer) observe(now time.Duration, o bwSample) {
+func (p *Pacer) Observe(now time.Duration, o Sample) {
 	if p.hint > 0 || !p.measured {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	o.busy = o.busy || p.limited
+	o.Busy = o.Busy || p.limited
 	p.limited = false
 	r := p.model.step(now, o)
 	if r > 0 {
@@ -181,14 +181,14 @@ func (p *pacer) observe(now time.Duration, o bwSample) {
 	p.setRate(r)
 }
 
-// bwSample is what a path's monitors say at one look: the delivery rate
+// Sample is what a path's monitors say at one look: the delivery rate
 // the peer counted (the most in any 250 ms of the last two seconds),
 // braid's probes' smoothed and least round trip, and whether the path had
 // shards waiting.
-type bwSample struct {
-	deliver      float64 // bytes/s
-	srtt, minRTT time.Duration
-	busy         bool
+type Sample struct {
+	Deliver      float64 // bytes/s
+	SRTT, MinRTT time.Duration
+	Busy         bool
 }
 
 // bwModel paces a path without a nominal rate to its bottleneck rate,
@@ -261,22 +261,22 @@ var bwGains = [8]float64{1.25, 0.75, 1, 1, 1, 1, 1, 1}
 // step takes one sample and returns the pace in bytes/s (0: not paced).
 // Rounds and phases go by time, so the samples may come at any rate
 // (each connection of a path looks every probe interval).
-func (m *bwModel) step(now time.Duration, o bwSample) float64 {
-	if o.deliver <= 0 || o.minRTT <= 0 {
+func (m *bwModel) step(now time.Duration, o Sample) float64 {
+	if o.Deliver <= 0 || o.MinRTT <= 0 {
 		return m.pace(o) // nothing measured yet
 	}
-	if o.minRTT < bwMinRTT {
+	if o.MinRTT < bwMinRTT {
 		*m = bwModel{}
 		return 0
 	}
-	if o.busy || o.deliver > m.btlBw {
-		m.btlBw = o.deliver
+	if o.Busy || o.Deliver > m.btlBw {
+		m.btlBw = o.Deliver
 	}
 	if !m.started {
 		m.started, m.roundAt, m.fullBw = true, now, m.btlBw
 	}
 	i := m.round % bwLongRounds
-	m.rounds[i] = max(m.rounds[i], o.deliver)
+	m.rounds[i] = max(m.rounds[i], o.Deliver)
 	if now-m.roundAt >= bwRound {
 		m.roundAt = now
 		m.round++
@@ -301,11 +301,11 @@ func (m *bwModel) step(now time.Duration, o bwSample) float64 {
 	return m.pace(o)
 }
 
-func (m *bwModel) pace(o bwSample) float64 {
+func (m *bwModel) pace(o Sample) float64 {
 	if !m.full || m.btlBw <= 0 {
 		return 0
 	}
-	rtt := max(o.srtt, o.minRTT, time.Millisecond)
+	rtt := max(o.SRTT, o.MinRTT, time.Millisecond)
 	least := bwMinPackets / rtt.Seconds()
 	return max(bwGains[m.phase]*m.btlBw, least)
 }
