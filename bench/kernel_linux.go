@@ -47,7 +47,7 @@ var nsSeq atomic.Uint64
 // kernelSkip says why the kernel systems cannot run here, or "".
 func kernelSkip(kind string) string {
 	if os.Geteuid() != 0 {
-		return kind + " needs root (network namespaces and TUN devices); run braid bench as root to compare with the kernel"
+		return kind + " needs root (network namespaces and TUN devices); run braid-bench as root to compare with the kernel"
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
 		return kind + " needs the ip command (iproute2)"

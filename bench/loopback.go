@@ -1,11 +1,11 @@
 // Package bench measures braid against baselines on emulated provider
-// paths: it is `braid bench`. A Scenario (scenario.go, shipped ones in
-// scenarios/) names the paths, the workloads, the SLA and the systems;
-// Run (run.go) sets each system up in turn over fresh emulators
-// (system.go), drives the workloads (workload.go) and measures; Write
-// puts out results.json, report.md and the plots (report.go, plot.go).
-// docs/BENCH.md describes the format and every metric. bench/emu is the
-// link emulator shared with the tests and the demo.
+// paths: it is braid-bench (cmd/braid-bench). A Scenario (scenario.go,
+// shipped ones in scenarios/) names the paths, the workloads, the SLA and
+// the systems; Run (run.go) sets each system up in turn over fresh
+// emulators (system.go), drives the workloads (workload.go) and measures;
+// Write puts out results.json, report.md and the plots (report.go,
+// plot.go). docs/BENCH.md describes the format and every metric. bench/emu
+// is the link emulator shared with the tests and the demo.
 //
 // This file holds the fixed-size loopback measurement: the CPU ceiling of the
 // machine, braid's whole chain (SOCKS client -> braid client -> loopback

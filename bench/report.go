@@ -91,7 +91,7 @@ var reportMetrics = []metric{
 // system and to the limit in tables of their own.
 func WriteReport(w io.Writer, res *Results, plots []string) {
 	sc := res.Scn
-	fmt.Fprintf(w, "# braid bench: %s\n\n", res.Scenario)
+	fmt.Fprintf(w, "# braid-bench: %s\n\n", res.Scenario)
 	if sc.Description != "" {
 		fmt.Fprintf(w, "%s.\n\n", strings.TrimSuffix(sc.Description, "."))
 	}

@@ -19,7 +19,7 @@ import (
 	"braid/bench/emu"
 )
 
-// The scenarios that ship with braid; `braid bench --list` shows them.
+// The scenarios that ship with braid; `braid-bench --list` shows them.
 //
 //go:embed scenarios/*.toml
 var builtinFS embed.FS

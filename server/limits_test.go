@@ -18,7 +18,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"braid/internal/pki"
-	"braid/internal/tier"
+	"braid/internal/policyfile"
 	"braid/transport"
 	"braid/transport/wire"
 )
@@ -290,7 +290,7 @@ func TestHandshakeCap(t *testing.T) {
 // TestSessionCaps checks the per-token cap, a tier's max_sessions over it,
 // and the concentrator-wide cap, each refusal naming its cap.
 func TestSessionCaps(t *testing.T) {
-	policy, err := tier.Parse([]byte("[tiers.gold]\nmax_sessions = 3\n[tokens]\ng = 'gold'\n"), "toml")
+	policy, err := policyfile.Parse([]byte("[tiers.gold]\nmax_sessions = 3\n[tokens]\ng = 'gold'\n"), "toml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,7 +64,7 @@ func TestVersionAndHelp(t *testing.T) {
 	if code := run([]string{"version"}, &stdout, &stderr, nil); code != 0 || !strings.HasPrefix(stdout.String(), "braid ") || !strings.Contains(stdout.String(), "go1.") {
 		t.Fatalf("version = %d, %q %q", code, stdout.String(), stderr.String())
 	}
-	for _, cmd := range []string{"client", "server", "status", "keygen", "demo", "bench"} {
+	for _, cmd := range []string{"client", "server", "status", "keygen", "demo"} {
 		stdout.Reset()
 		stderr.Reset()
 		if code := run([]string{cmd, "-h"}, &stdout, &stderr, nil); code != 0 || stderr.Len() != 0 {
@@ -81,6 +81,24 @@ func TestVersionAndHelp(t *testing.T) {
 		if strings.Contains(stdout.String(), " string\n") {
 			t.Errorf("%s -h: a flag's value is called just \"string\":\n%s", cmd, stdout.String())
 		}
+	}
+}
+
+// TestBenchMoved: braid bench, with any arguments, is one line on stderr
+// that names braid-bench, and exit status 2; the help does not offer it.
+func TestBenchMoved(t *testing.T) {
+	for _, args := range [][]string{{"bench"}, {"bench", "--list"}, {"bench", "-h"}} {
+		var stdout, stderr bytes.Buffer
+		code := run(args, &stdout, &stderr, nil)
+		msg := stderr.String()
+		if code != 2 || stdout.Len() != 0 || strings.Count(msg, "\n") != 1 || !strings.Contains(msg, "go run ./cmd/braid-bench") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, stdout.String(), msg)
+		}
+	}
+	var stdout bytes.Buffer
+	run([]string{"help"}, &stdout, io.Discard, nil)
+	if strings.Contains(stdout.String(), "braid bench") || !strings.Contains(stdout.String(), "braid-bench") {
+		t.Errorf("help:\n%s", stdout.String())
 	}
 }
 

@@ -31,7 +31,6 @@ Usage:
                [--fec K,M] [--grace DURATION] [--config FILE] [--log-level LEVEL]
   braid demo   [--socks HOST:PORT] [--duration D] [--log-level LEVEL]
   braid status [--client HOST:PORT] [--json]
-  braid bench  [--scenario NAME|FILE --out DIR] [--duration D] [--systems A,B,...] [--seed N] [--list]
   braid version
   braid help
 
@@ -41,12 +40,13 @@ Commands:
   client  run the local SOCKS5 proxy
   demo    run a concentrator, three emulated paths and a client on loopback
   status  show a running client's paths: state, RTT, loss, rate, bytes, cost
-  bench   compare braid's policies with baselines over emulated paths; report and plots
   version print braid's version, commit and platform
   help    print this text
 
 Flags given on the command line win over the --config file (TOML, same names
 with _ for -). Run 'braid COMMAND -h' for a command's flags.
+
+The benchmark harness is a binary of its own, braid-bench (docs/BENCH.md).
 `
 
 func main() {
@@ -80,7 +80,9 @@ func run(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
 	case "version", "-version", "--version":
 		return runVersion(rest, stdout, stderr)
 	case "bench":
-		return runBench(rest, stdout, stderr, sig)
+		// The harness and its plotting library stay out of the proxy.
+		fmt.Fprintln(stderr, "braid bench: the benchmark is a separate binary: run braid-bench (go run ./cmd/braid-bench in the repository; docs/BENCH.md)")
+		return 2
 	default:
 		fmt.Fprintf(stderr, "braid: unknown command %q (run 'braid help')\n", cmd)
 		return 2

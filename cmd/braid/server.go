@@ -1,7 +1,6 @@
 package main
 
 import (
-	"braid/internal/tier"
 	"bufio"
 	"context"
 	"errors"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"braid/internal/pki"
+	"braid/internal/policyfile"
 	"braid/server"
 )
 
@@ -215,7 +215,7 @@ func parseServer(args []string, logOut io.Writer) (server.Config, error) {
 		return server.Config{}, err
 	}
 	if o.policy != "" {
-		p, err := tier.Load(o.policy)
+		p, err := policyfile.Load(o.policy)
 		if err != nil {
 			return server.Config{}, badf("--policy", "%v", err)
 		}
@@ -309,7 +309,7 @@ func runServer(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) in
 			cfg.Logger.Warn("SIGHUP: no --policy file to reload")
 			continue
 		}
-		p, err := tier.Load(path)
+		p, err := policyfile.Load(path)
 		if err != nil {
 			cfg.Logger.Error("policy not reloaded, the old one stays", "file", path, "err", err)
 			continue

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"braid/bench/emu"
+	"braid/internal/policyfile"
 	"braid/internal/socks5"
-	"braid/internal/tier"
 	"braid/scheduler"
 	"braid/transport"
 	"braid/transport/wire"
@@ -93,7 +93,7 @@ func TestBestValue(t *testing.T) {
 // token, pushes it to the client (whose uploads then plan by it), and a
 // reloaded policy that moves the token to another tier re-plans both.
 func TestTierPush(t *testing.T) {
-	pol, err := tier.Parse([]byte(`
+	pol, err := policyfile.Parse([]byte(`
 [tiers.basic]
 revenue_usd_per_gb = 2
 min_goodput_mbps = 5
@@ -141,7 +141,7 @@ min_goodput_mbps = 60
 		t.Fatalf("low CPU got shards of %d bytes: %s", pi.Plan.ShardSize, pi.Plan.String())
 	}
 	// Reload: the token is gold now; 60 Mbit/s needs both paths.
-	pol2, err := tier.Parse([]byte(`
+	pol2, err := policyfile.Parse([]byte(`
 [tiers.gold]
 revenue_usd_per_gb = 6
 min_goodput_mbps = 60
@@ -178,7 +178,7 @@ min_goodput_mbps = 60
 // a plan of its own that keeps off the 600 ms satellite path, while the
 // default class rides it; the class reaches the concentrator in the OPEN.
 func TestClasses(t *testing.T) {
-	pol, err := tier.Parse([]byte(`
+	pol, err := policyfile.Parse([]byte(`
 [tiers.basic]
 revenue_usd_per_gb = 2
 min_goodput_mbps = 20

@@ -1,9 +1,11 @@
-// Package tier reads a concentrator's policy file: the tiers users buy,
-// each a revenue per GB and an SLA per class of traffic, and the tokens
-// that pick a user's tier. It also carries a tier to the client in one
-// control message (AppendBinary, ParseBinary).
+// Package tier holds a concentrator's policy: the tiers users buy, each a
+// revenue per GB and an SLA per class of traffic, and the tokens that pick
+// a user's tier. It also carries a tier to the client in one control
+// message (AppendBinary, ParseBinary).
 //
-// The package reads files only in Load; everything else is pure.
+// The package is pure: it reads no files and parses no file formats, so
+// transport, which carries tiers, links no config parser. The policy file
+// is read by internal/policyfile, at the edge.
 package tier
 
 import (
@@ -11,14 +13,13 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"time"
 
 	"braid/scheduler"
 )
 
 // Limits that keep a tier small enough to push to a client in one control
-// message; Parse enforces them on files, AppendBinary and ParseBinary on the
-// wire.
+// message; internal/policyfile enforces them on files, AppendBinary and
+// ParseBinary on the wire.
 const (
 	// MaxEncoded is the largest wire encoding of a Tier, in bytes; it
 	// leaves room in a 1024-byte control message body.
@@ -71,8 +72,8 @@ func (r PortRange) String() string {
 // and is always present; further classes are matched in file order before
 // falling back to the default (see Classify).
 //
-// A Tier is not modified after Parse or ParseBinary returns it, so it may
-// be shared between goroutines.
+// A Tier is not modified after the policy file's parser or ParseBinary
+// returns it, so it may be shared between goroutines.
 type Tier struct {
 	// Name is the tier's key in the policy file.
 	Name string
@@ -181,10 +182,10 @@ func writeSLA(b *strings.Builder, s scheduler.SLA) {
 // everyday magnitudes.
 func num(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
 
-// validName reports whether s can name a tier or class: 1 to MaxNameLen
+// ValidName reports whether s can name a tier or class: 1 to MaxNameLen
 // bytes of printable ASCII without spaces, so that names read unambiguously
 // in logs and in String.
-func validName(s string) bool {
+func ValidName(s string) bool {
 	if s == "" || len(s) > MaxNameLen {
 		return false
 	}
@@ -196,10 +197,12 @@ func validName(s string) bool {
 	return true
 }
 
-const nameRule = "must be 1 to 64 bytes of printable ASCII without spaces"
+// NameRule is the reason given for a name ValidName refuses.
+const NameRule = "must be 1 to 64 bytes of printable ASCII without spaces"
 
-// checkNum returns why v cannot be an SLA or price figure, or "".
-func checkNum(v float64) string {
+// CheckFigure returns why v cannot be an SLA or price figure ("must be
+// finite", "must be >= 0"), or "" when it can.
+func CheckFigure(v float64) string {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return "must be finite"
 	}
@@ -209,14 +212,22 @@ func checkNum(v float64) string {
 	return ""
 }
 
+// FieldError is an invalid Tier: the Go path of the field that is wrong
+// (e.g. "Classes[1].Ports[0]") and why. The policy file's parser names the
+// file's keys instead, with an error of its own.
+type FieldError struct{ Field, Reason string }
+
+// Error returns "FIELD: REASON".
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
 // check validates a Tier as the wire carries it, naming fields by their Go
 // names; the policy file's own validation names its keys instead. A Tier
 // that passes encodes, and decodes to an equal Tier.
 func (t *Tier) check() error {
-	if !validName(t.Name) {
-		return &FieldError{"Name", nameRule}
+	if !ValidName(t.Name) {
+		return &FieldError{"Name", NameRule}
 	}
-	if r := checkNum(t.RevenueGB); r != "" {
+	if r := CheckFigure(t.RevenueGB); r != "" {
 		return &FieldError{"RevenueGB", r}
 	}
 	if len(t.Classes) == 0 || len(t.Classes) > MaxClasses {
@@ -230,8 +241,8 @@ func (t *Tier) check() error {
 				return &FieldError{at, `must be named "default" and list no ports or users`}
 			}
 		} else {
-			if !validName(c.Name) {
-				return &FieldError{at + ".Name", nameRule}
+			if !ValidName(c.Name) {
+				return &FieldError{at + ".Name", NameRule}
 			}
 			for j := range i {
 				if t.Classes[j].Name == c.Name {
@@ -266,13 +277,13 @@ func (t *Tier) check() error {
 }
 
 func checkSLA(s scheduler.SLA, at string) error {
-	if r := checkNum(s.MinGoodput); r != "" {
+	if r := CheckFigure(s.MinGoodput); r != "" {
 		return &FieldError{at + "MinGoodput", r}
 	}
 	if s.P99Latency < 0 {
 		return &FieldError{at + "P99Latency", "must be >= 0"}
 	}
-	if r := checkNum(s.ResidualLoss); r != "" {
+	if r := CheckFigure(s.ResidualLoss); r != "" {
 		return &FieldError{at + "ResidualLoss", r}
 	}
 	if s.ResidualLoss >= 1 {
@@ -281,18 +292,8 @@ func checkSLA(s scheduler.SLA, at string) error {
 	if s.Survive < 0 || s.Survive > MaxSurvive {
 		return &FieldError{at + "Survive", fmt.Sprintf("must be 0 to %d", MaxSurvive)}
 	}
-	if r := checkNum(s.MaxCostGB); r != "" {
+	if r := CheckFigure(s.MaxCostGB); r != "" {
 		return &FieldError{at + "MaxCostGB", r}
 	}
 	return nil
-}
-
-// durationMs converts milliseconds to a Duration, rounded to the
-// nanosecond; ok is false when it does not fit.
-func durationMs(ms float64) (time.Duration, bool) {
-	ns := math.Round(ms * 1e6)
-	if ns >= math.MaxInt64 {
-		return 0, false
-	}
-	return time.Duration(ns), true
 }

@@ -8,7 +8,8 @@ import (
 	"braid/scheduler"
 )
 
-// example is the policy in testdata/policy.toml and policy.yaml.
+// example is the policy in internal/policyfile's testdata/policy.toml and
+// policy.yaml (whose tests hold a copy).
 func example() *Policy {
 	basic := &Tier{Name: "basic", RevenueGB: 2, Classes: []Class{
 		{Name: "default", SLA: scheduler.SLA{MinGoodput: 5e6 / 8, P99Latency: 500 * time.Millisecond,
@@ -39,7 +40,7 @@ func TestTierFor(t *testing.T) {
 	noDefault := example()
 	noDefault.DefaultTier = ""
 	broken := example()
-	broken.Tokens["dangling"] = "gone" // not from Parse, but TierFor must not return nil, true
+	broken.Tokens["dangling"] = "gone" // no parser makes this, but TierFor must not return nil, true
 	for _, tc := range []struct {
 		name  string
 		p     *Policy

@@ -60,7 +60,8 @@ func (t *Tier) encodedLen() int {
 // AppendBinary appends t's wire form to b. It fails, returning b
 // unchanged, when t breaks a rule of the wire form (the error is a
 // *FieldError naming the Go field) or encodes to more than MaxEncoded
-// bytes. A Tier from Parse always encodes.
+// bytes. A Tier from the policy file's parser (internal/policyfile) always
+// encodes.
 func (t *Tier) AppendBinary(b []byte) ([]byte, error) {
 	if err := t.check(); err != nil {
 		return b, fmt.Errorf("encode tier: %w", err)
@@ -100,7 +101,7 @@ func appendString(b []byte, s string) []byte {
 
 // ParseBinary decodes a Tier's wire form, which must fill b exactly. It
 // does not retain b. Every error wraps ErrMalformed; a Tier it returns
-// obeys the same rules as one from Parse and re-encodes to b.
+// obeys the same rules as one from the policy file and re-encodes to b.
 func ParseBinary(b []byte) (*Tier, error) {
 	if len(b) > MaxEncoded {
 		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrMalformed, len(b), MaxEncoded)

@@ -1,3 +1,11 @@
+// Command braid-bench compares braid's dispersion policies with a
+// single-path QUIC proxy, the kernel's MPTCP and TCP, and the paths'
+// limit, over emulated provider paths, and writes the figures, a report
+// and plots (docs/BENCH.md).
+//
+// It is a binary of its own so that the proxy, cmd/braid, links neither
+// the harness (workloads, the kernel systems' namespaces and TUN devices)
+// nor the plotting library and its fonts.
 package main
 
 import (
@@ -6,20 +14,22 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"braid/bench"
 )
 
-func init() {
-	commandHelp["bench"] = `Usage: braid bench --scenario NAME|FILE --out DIR [--duration D] [--systems A,B,...] [--seed N]
-       braid bench --list
-       braid bench                 (a short tour: two small scenarios, a few seconds each)
+const help = `Usage: braid-bench --scenario NAME|FILE --out DIR [--duration D] [--systems A,B,...] [--seed N]
+       braid-bench --list
+       braid-bench                 (a short tour: two small scenarios, a few seconds each)
 
 Runs a scenario: emulated provider paths on loopback, workloads through each
 system in turn (braid under each policy, quic-direct, the kernel's MPTCP
@@ -35,9 +45,14 @@ the best path, or tcp@PATH) and limit. mptcp and tcp cross the same
 emulated paths as TUN devices in network namespaces of their own: they
 need root on Linux and are reported as skipped, with the reason, without.
 `
+
+func main() {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, sig))
 }
 
-type benchOpts struct {
+type opts struct {
 	scenario, out, systems, traces string
 	logLevel                       string
 	duration                       time.Duration
@@ -45,8 +60,9 @@ type benchOpts struct {
 	list                           bool
 }
 
-func benchFlags(o *benchOpts) *flag.FlagSet {
-	fs := newFlagSet("bench")
+func flags(o *opts) *flag.FlagSet {
+	fs := flag.NewFlagSet("braid-bench", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors come back from Parse, printed as one line
 	fs.StringVar(&o.scenario, "scenario", "", "`NAME|FILE`: a built-in scenario (see --list) or a TOML file")
 	fs.StringVar(&o.out, "out", "", "`DIR` for results.json, report.md and the plots (created if needed)")
 	fs.DurationVar(&o.duration, "duration", 0, "run each system for `D` instead of the scenario's duration")
@@ -65,7 +81,7 @@ func benchFlags(o *benchOpts) *flag.FlagSet {
 	return fs
 }
 
-// tour is what `braid bench` with no scenario runs: short and small.
+// tour is what braid-bench with no scenario runs: short and small.
 var tour = []struct {
 	scenario string
 	duration time.Duration
@@ -75,14 +91,43 @@ var tour = []struct {
 	{"failover", 8 * time.Second, []string{"weighted", "quic-direct", "limit"}},
 }
 
-func runBench(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
-	var o benchOpts
-	fs := benchFlags(&o)
-	failed := func(err error) int { return fail(stdout, stderr, "bench", fs, err) }
-	if err := parseFlags(fs, args); err != nil {
-		return failed(err)
+// usageError is a mistake in the command line or the scenario; it makes
+// the exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func badf(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
+
+// run is the whole program behind main, so tests can drive it: it returns
+// the exit status, 0 when the run completed (or for -h and --list), 2 for
+// a mistake in the flags or the scenario, 1 when the run could not be
+// made or was interrupted by a value from sig.
+func run(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
+	var o opts
+	fs := flags(&o)
+	failed := func(err error) int {
+		// One line, whatever the error text holds, so scripts see exactly
+		// one record per failure.
+		fmt.Fprintf(stderr, "braid-bench: %s\n", strings.Join(strings.Fields(err.Error()), " "))
+		var ue *usageError
+		if errors.As(err, &ue) {
+			return 2
+		}
+		return 1
 	}
-	set := setFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printHelp(stdout, fs)
+			return 0
+		}
+		return failed(&usageError{err.Error()})
+	}
+	if fs.NArg() > 0 {
+		return failed(badf("unexpected argument %q", fs.Arg(0)))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if o.list {
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 		for _, b := range bench.Builtin() {
@@ -92,7 +137,7 @@ func runBench(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int
 		return 0
 	}
 	if o.duration < 0 || (set["duration"] && o.duration == 0) {
-		return failed(badf("--duration", "must be > 0"))
+		return failed(badf("--duration: must be > 0"))
 	}
 	var systems []string
 	if o.systems != "" {
@@ -104,7 +149,7 @@ func runBench(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int
 	if o.logLevel != "" {
 		l, err := newLogger(stderr, o.logLevel)
 		if err != nil {
-			return fail(stdout, stderr, "bench", benchFlags(new(benchOpts)), err)
+			return failed(err)
 		}
 		opt.Logger = l
 	}
@@ -127,7 +172,7 @@ func runBench(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int
 	lopt := bench.LoadOptions{TracesDir: o.traces}
 	if o.scenario == "" {
 		if set["systems"] || set["duration"] {
-			return failed(badf("--scenario", "is required with --systems or --duration"))
+			return failed(badf("--scenario is required with --systems or --duration"))
 		}
 		out := o.out
 		if out == "" {
@@ -137,31 +182,31 @@ func runBench(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int
 			}
 			out = d
 		}
-		fmt.Fprintf(stdout, "A short tour of braid bench: two small scenarios, a few seconds each.\n"+
-			"Run 'braid bench --list' for all scenarios, 'braid bench -h' for the flags.\n\n")
+		fmt.Fprintf(stdout, "A short tour of braid-bench: two small scenarios, a few seconds each.\n"+
+			"Run 'braid-bench --list' for all scenarios, 'braid-bench -h' for the flags.\n\n")
 		for _, t := range tour {
 			o := opt
 			o.Duration, o.Systems = t.duration, t.systems
-			if code := benchOne(ctx, t.scenario, filepath.Join(out, t.scenario), lopt, o, stdout, failed); code != 0 {
+			if code := runOne(ctx, t.scenario, filepath.Join(out, t.scenario), lopt, o, stdout, failed); code != 0 {
 				return code
 			}
 		}
 		return 0
 	}
 	if o.out == "" {
-		return failed(badf("--out", "is required with --scenario"))
+		return failed(badf("--out is required with --scenario"))
 	}
-	return benchOne(ctx, o.scenario, o.out, lopt, opt, stdout, failed)
+	return runOne(ctx, o.scenario, o.out, lopt, opt, stdout, failed)
 }
 
-func benchOne(ctx context.Context, scenario, out string, lopt bench.LoadOptions, opt bench.Options,
+func runOne(ctx context.Context, scenario, out string, lopt bench.LoadOptions, opt bench.Options,
 	stdout io.Writer, failed func(error) int) int {
 	sc, err := bench.Load(scenario, lopt)
 	if err != nil {
-		return failed(&usageError{"", err.Error()})
+		return failed(&usageError{err.Error()})
 	}
 	if _, err := sc.With(opt); err != nil {
-		return failed(badf("", "scenario %s: %v", sc.Name, err))
+		return failed(badf("scenario %s: %v", sc.Name, err))
 	}
 	res, err := bench.Run(ctx, sc, opt)
 	if err != nil {
@@ -178,4 +223,41 @@ func benchOne(ctx context.Context, scenario, out string, lopt bench.LoadOptions,
 	bench.Summary(stdout, res)
 	fmt.Fprintf(stdout, "wrote %s: %s\n\n", out, strings.Join(files, ", "))
 	return 0
+}
+
+// printHelp prints the help text and the flags, spelt with the -- the docs
+// use.
+func printHelp(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprint(w, help)
+	fmt.Fprintln(w, "\nFlags:")
+	fs.VisitAll(func(f *flag.Flag) {
+		name, text := flag.UnquoteUsage(f)
+		fmt.Fprintf(w, "  --%s", f.Name)
+		if name != "" {
+			fmt.Fprintf(w, " %s", name)
+		}
+		fmt.Fprintf(w, "\n      %s", text)
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0s" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+// newLogger returns a text logger on w at the named level.
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	switch strings.ToLower(level) {
+	case "debug":
+		l = slog.LevelDebug
+	case "info":
+		l = slog.LevelInfo
+	case "warn", "warning":
+		l = slog.LevelWarn
+	case "error":
+		l = slog.LevelError
+	default:
+		return nil, badf("--log-level: %q is not debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }

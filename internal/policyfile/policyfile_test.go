@@ -1,4 +1,4 @@
-package tier
+package policyfile
 
 import (
 	"errors"
@@ -8,7 +8,34 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"braid/internal/tier"
+	"braid/scheduler"
 )
+
+// example is the policy in testdata/policy.toml and policy.yaml.
+func example() *tier.Policy {
+	basic := &tier.Tier{Name: "basic", RevenueGB: 2, Classes: []tier.Class{
+		{Name: "default", SLA: scheduler.SLA{MinGoodput: 5e6 / 8, P99Latency: 500 * time.Millisecond,
+			ResidualLoss: 0.001, MaxCostGB: 1.5}},
+		{Name: "interactive", Ports: []tier.PortRange{{Lo: 22, Hi: 22}, {Lo: 443, Hi: 443}, {Lo: 8000, Hi: 8100}}, Users: []string{"voip"},
+			SLA: scheduler.SLA{MinGoodput: 1e6 / 8, P99Latency: 150 * time.Millisecond}},
+	}}
+	premium := &tier.Tier{Name: "premium", RevenueGB: 6.5, Classes: []tier.Class{
+		{Name: "default", SLA: scheduler.SLA{MinGoodput: 20e6 / 8, P99Latency: 250 * time.Millisecond, Survive: 1}},
+		{Name: "voice", Ports: []tier.PortRange{{Lo: 5060, Hi: 5061}, {Lo: 10000, Hi: 20000}},
+			SLA: scheduler.SLA{P99Latency: 100 * time.Millisecond, ResidualLoss: 0.0001, Survive: 1}},
+		{Name: "backup", Users: []string{"nightly", "rsync"}, SLA: scheduler.SLA{MaxCostGB: 0.5}},
+	}}
+	return &tier.Policy{
+		Tiers:       map[string]*tier.Tier{"basic": basic, "premium": premium},
+		Tokens:      map[string]string{"secret-token-1": "basic", "secret-token-2": "premium"},
+		DefaultTier: "basic",
+		Prices:      map[string]float64{"cellular": 4, "satellite": 1},
+		MaxSessions: map[string]int{"premium": 16},
+	}
+}
 
 func TestLoadExample(t *testing.T) {
 	want := example()
@@ -91,7 +118,7 @@ tiers:
 	if pt.Tokens == nil || pt.Prices == nil {
 		t.Error("Parse left a map nil")
 	}
-	want := []PortRange{{80, 80}, {443, 443}, {8000, 8001}}
+	want := []tier.PortRange{{Lo: 80, Hi: 80}, {Lo: 443, Hi: 443}, {Lo: 8000, Hi: 8001}}
 	if got := pt.Tiers["a"].Classes[1].Ports; !reflect.DeepEqual(got, want) {
 		t.Errorf("ports = %v, want %v", got, want)
 	}
@@ -224,7 +251,7 @@ func TestParseSyntaxErrors(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("got %v, want an error containing %q", err, tc.want)
 			}
-			if err != nil && strings.Contains(err.Error(), "tier.file") {
+			if err != nil && (strings.Contains(err.Error(), "tier.file") || strings.Contains(err.Error(), "policyfile.")) {
 				t.Errorf("error %q names a Go type", err)
 			}
 		})
@@ -315,7 +342,7 @@ func FuzzParse(f *testing.F) {
 			if err != nil {
 				t.Fatalf("tier %s from Parse does not encode: %v", name, err)
 			}
-			back, err := ParseBinary(b)
+			back, err := tier.ParseBinary(b)
 			if err != nil {
 				t.Fatalf("tier %s: %v", name, err)
 			}
