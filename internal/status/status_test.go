@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"braid/transport"
+	"braid/transport/pathmon"
 	"braid/transport/wire"
 )
 
 func TestFromStats(t *testing.T) {
 	s := transport.PathStats{Name: "lte", Medium: wire.MediumCellular, Operator: wire.OperatorPartner,
-		PriceGB: 3, State: transport.StateDegraded, Conns: 2, RTT: 41500 * time.Microsecond,
+		PriceGB: 3, State: pathmon.StateDegraded, Conns: 2, RTT: 41500 * time.Microsecond,
 		Loss: 0.02, DeliveryBps: 18e6, BytesSent: 1e9, BytesReceived: 1e9}
 	p := FromStats(s, "")
 	if p.Medium != "cellular" || p.Operator != "partner" || p.State != "degraded" || p.RTTMs != 41.5 {
@@ -46,7 +47,7 @@ func TestFromStats(t *testing.T) {
 
 func TestWriteTable(t *testing.T) {
 	var b strings.Builder
-	WriteTable(&b, []Path{FromStats(transport.PathStats{Name: "fiber", State: transport.StateUp, DeliveryBps: 2.5e9, BytesSent: 1500}, ""),
+	WriteTable(&b, []Path{FromStats(transport.PathStats{Name: "fiber", State: pathmon.StateUp, DeliveryBps: 2.5e9, BytesSent: 1500}, ""),
 		FromStats(transport.PathStats{Name: "lte", Coded: 1, LinkLoss: 0.012, DataPackets: 200, ParityPackets: 9}, ""),
 		FromStats(transport.PathStats{Name: "wifi", Coded: 1, LinkLoss: 0.01, DataPackets: 200, ParityHeld: "full"}, "")}, 3)
 	out := b.String()
