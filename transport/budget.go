@@ -1,6 +1,10 @@
 package transport
 
-import "sync/atomic"
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+)
 
 // Memory bounds. Every byte a session holds for its peer is bounded by this
 // side's own numbers, never by what the peer claims:
@@ -101,7 +105,73 @@ type Held struct {
 
 // Held returns what the session holds for its peer now.
 func (s *Session) Held() Held {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return Held{Send: s.txHeld, Window: int64(s.rxGranted.Load()), Reassembly: s.rxHeld.Load()}
+	s.tx.mu.Lock()
+	send := s.tx.held
+	s.tx.mu.Unlock()
+	return Held{Send: send, Window: int64(s.rxGranted.Load()), Reassembly: s.rxHeld.Load()}
+}
+
+// sendSpace is a session's block buffer bytes sent and not yet
+// acknowledged, under its own lock (a block takes it twice: when it is
+// cut and when it is acknowledged).
+type sendSpace struct {
+	mu    sync.Mutex
+	held  int64
+	space broadcast // fires when some are released
+}
+
+// takeSendSpace reserves n bytes of block buffer for a block about to be
+// sent, waiting while the session holds SessionWindow unacknowledged
+// bytes or the shared budget is spent (a session under budgetFloor always
+// gets its bytes). releaseSend gives them back once the block is
+// acknowledged or dropped.
+func (s *Session) takeSendSpace(ctx context.Context, n int64, dead <-chan struct{}) error {
+	tx := &s.tx
+	for {
+		select {
+		case <-s.done:
+			return s.Err()
+		default:
+		}
+		tx.mu.Lock()
+		var budgetWait <-chan struct{}
+		if tx.held+n <= int64(s.cfg.SessionWindow) || tx.held == 0 {
+			force := tx.held+n <= budgetFloor
+			if s.cfg.Budget.tryTake(n, force) {
+				tx.held += n
+				tx.mu.Unlock()
+				return nil
+			}
+			// Take the wake-up channel, then look again, so a release
+			// between the two is not missed.
+			budgetWait = s.cfg.Budget.released()
+			if s.cfg.Budget.tryTake(n, force) {
+				tx.held += n
+				tx.mu.Unlock()
+				return nil
+			}
+		}
+		ch := tx.space.wait() // under tx.mu: releaseSend fires under it too
+		tx.mu.Unlock()
+		select {
+		case <-ch:
+		case <-budgetWait:
+		case <-dead:
+			return ErrFlowReset
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// releaseSend returns n bytes taken by takeSendSpace.
+func (s *Session) releaseSend(n int64) {
+	if n == 0 {
+		return
+	}
+	s.tx.mu.Lock()
+	s.tx.held -= n
+	s.tx.space.fire()
+	s.tx.mu.Unlock()
+	s.cfg.Budget.add(-n)
 }

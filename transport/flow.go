@@ -74,7 +74,7 @@ type Flow struct {
 	deadline atomic.Pointer[time.Time]
 }
 
-// newFlow makes a flow; the caller holds s.mu.
+// newFlow makes a flow; the caller holds s.flows.mu.
 func newFlow(s *Session, id uint32) *Flow {
 	w := uint64(s.cfg.InitialFlowWindow)
 	s.rxGranted.Add(w)
@@ -546,9 +546,7 @@ func (f *Flow) grantLocked(now time.Time) uint64 {
 		}
 		f.rxEpochStart, f.rxEpochOffset = now, f.rxConsumed
 	}
-	s.mu.Lock()
-	flows := uint64(len(s.flows))
-	s.mu.Unlock()
+	flows := uint64(s.flows.count())
 	others := s.rxGranted.Load() - f.rxCounted
 	session := uint64(s.cfg.SessionWindow)
 	w := min(f.rxWindow, max(initial, session/(flows+1)))

@@ -949,9 +949,7 @@ func (c *pconn) waitDrained(peer <-chan struct{}) {
 
 // holds reports whether a block not yet acknowledged has a shard sent on c.
 func (s *Session) holds(c *pconn) bool {
-	s.mu.Lock()
-	flows := s.flowsLocked()
-	s.mu.Unlock()
+	flows := s.flows.all()
 	for _, f := range flows {
 		f.mu.Lock()
 		for _, b := range f.txBlocks {

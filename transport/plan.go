@@ -73,10 +73,8 @@ func (s *Session) Classify(port uint16, user string) int {
 
 // FlowsByClass counts the session's open flows by traffic class.
 func (s *Session) FlowsByClass() map[int]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	out := map[int]int{}
-	for _, f := range s.flows {
+	for _, f := range s.flows.all() {
 		out[int(f.class.Load())]++
 	}
 	return out

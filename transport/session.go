@@ -13,9 +13,33 @@ package transport
 //     -> rxBlock (decode when k shards are in) -> in-order segments
 //     -> Flow.Read; ACK and CREDIT go back on a control stream.
 //
-// Lock order: Flow.mu may be held while Session.mu is taken (credit
-// accounting), never the reverse; no lock is held while a channel send may
-// block.
+// The session's rooms, each with its own state and lock:
+//   - Session.mu: the paths (a copy is read without it), the session's
+//     end (closeErr) and the grace period (downSince).
+//   - flowTable (flows.go): the flows by id; lookups take no lock, so a
+//     received shard, ack or credit never takes a session-wide lock.
+//   - sendSpace (budget.go): block bytes sent and not yet acknowledged.
+//   - the planner (plan.go) owns its state in its goroutine and hands
+//     plans to the policy; scheduler.PlanLoop decides.
+//   - Flow.writeMu (its senders) and Flow.mu (its send and receive
+//     state); Path.pmu (the pool), Path.mu (its connections), Path.umu
+//     (re-sends); pconn.wmu (control bytes) and pconn.coderMu (its
+//     packet coder); pathmon's Monitor and Pacer locks; broadcast.mu.
+//
+// Lock order, outermost first; a lock is only ever taken while holding
+// locks above it:
+//
+//   Flow.writeMu > Session.mu > flowTable.mu > Flow.mu > sendSpace.mu >
+//   Path.pmu > Path.mu > Path.umu > pconn.coderMu (> pktfec's) >
+//   pconn.wmu > Monitor.mu, Pacer.mu > Budget's and broadcast.mu
+//
+// Most are leaves in practice: Session.mu is held with Path.mu only (a
+// full session evicting an idle path), flowTable.mu with the budget's
+// (newFlow), Flow.mu with the budget's (its window). Path.mu may be held
+// while reading quic-go's ConnectionStats, never while writing to a
+// stream. No lock is held while a channel send may block
+// (TestStressFlowsAndPaths runs 200 flows under the race detector while
+// paths break, come and go).
 
 import (
 	"braid/internal/tier"
@@ -70,21 +94,18 @@ type Session struct {
 	secret [32]byte
 	epoch  time.Time
 
+	flows flowTable // flows.go: lookups take no lock
+
 	mu        sync.Mutex
 	paths     []*Path
 	pathSnap  atomic.Pointer[[]*Path] // copy of paths, read without mu on the hot path
-	flows     map[uint32]*Flow
-	nextFlow  uint32
-	opened    replayWindow // flow ids the peer has opened (concentrator)
 	accept    chan *Flow
 	closeErr  error
 	downSince time.Time // zero while some connection is up
 
 	// Sending: block buffer bytes sent and not yet acknowledged, bounded
-	// by cfg.SessionWindow and cfg.Budget (budget.go); txSpace fires
-	// when some are released.
-	txHeld  int64
-	txSpace broadcast
+	// by cfg.SessionWindow and cfg.Budget (budget.go).
+	tx sendSpace
 	// Receiving: rxGranted is the sum over live flows of what each may
 	// still send or has not been read (rxLimit - rxConsumed); fair shares
 	// of cfg.SessionWindow bound it (Flow.grantLocked).
@@ -145,7 +166,6 @@ func newSession(cfg Config, client bool) (*Session, error) {
 		log:    cfg.Logger,
 		client: client,
 		epoch:  time.Now(),
-		flows:  make(map[uint32]*Flow),
 		accept: make(chan *Flow, cfg.MaxFlows),
 		space:  make(chan struct{}, 1),
 
@@ -230,10 +250,10 @@ func (s *Session) closeWith(err error, tellPeer bool) {
 		return
 	}
 	s.closeErr = err
-	flows := s.flowsLocked()
 	paths := s.pathList()
 	close(s.done)
 	s.mu.Unlock()
+	flows := s.flows.close()
 	if err != ErrSessionClosed {
 		s.log.Debug("session ended", "err", err) // its owner says why, once
 	}
@@ -326,8 +346,8 @@ func (s *Session) maintain() {
 		}
 		s.mu.Lock()
 		down := s.downSince
-		flows := s.flowsLocked()
 		s.mu.Unlock()
+		flows := s.flows.all()
 		if !down.IsZero() && time.Since(down) > s.cfg.Grace {
 			s.closeWith(ErrNoPath, false)
 			return
@@ -401,10 +421,7 @@ func (s *Session) changedCh() <-chan struct{} { return s.changed.wait() }
 // resendLost re-dispatches the shards of every unacknowledged block that
 // can no longer complete from shards on live connections.
 func (s *Session) resendLost() {
-	s.mu.Lock()
-	flows := s.flowsLocked()
-	s.mu.Unlock()
-	for _, f := range flows {
+	for _, f := range s.flows.all() {
 		f.resendLost()
 	}
 }
@@ -433,21 +450,22 @@ func (s *Session) OpenFlowClass(ctx context.Context, dest []byte, class int) (*F
 		return nil, ErrGoingAway
 	default:
 	}
-	s.mu.Lock()
-	if s.closeErr != nil {
-		s.mu.Unlock()
-		return nil, s.closeErr
+	t := &s.flows
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil, s.Err()
 	}
-	if len(s.flows) >= s.cfg.MaxFlows {
-		s.mu.Unlock()
+	if t.count() >= s.cfg.MaxFlows {
+		t.mu.Unlock()
 		return nil, ErrTooManyFlows
 	}
-	s.nextFlow++
-	f := newFlow(s, s.nextFlow)
+	t.last++
+	f := newFlow(s, t.last)
 	f.class.Store(uint32(class))
 	f.reply = make(chan byte, 1)
-	s.flows[f.id] = f
-	s.mu.Unlock()
+	t.addLocked(f)
+	t.mu.Unlock()
 
 	open := append([]byte{byte(class)}, dest...)
 	if err := f.sendBlock(ctx, open, wire.FlagOpen); err != nil {
@@ -499,15 +517,21 @@ func (s *Session) AcceptFlow(ctx context.Context) (*Flow, error) {
 // peer broke the protocol; the caller ends the connection.
 func (s *Session) onShard(h *wire.ShardHeader, buf []byte) error {
 	s.stats.ShardsReceived.Add(1)
-	s.mu.Lock()
-	f := s.flows[h.Flow]
+	if f := s.flows.get(h.Flow); f != nil {
+		return f.onShard(h, buf)
+	}
+	// No such flow: the peer opens one, or a late shard of one that has
+	// ended (or never was).
+	t := &s.flows
+	t.mu.Lock()
+	f := t.get(h.Flow) // filed meanwhile by another connection's reader
 	if f == nil {
-		if s.client || h.Flags&wire.FlagOpen == 0 || !s.opened.fresh(h.Flow) {
+		if s.client || h.Flags&wire.FlagOpen == 0 || !t.opened.fresh(h.Flow) {
 			// A shard of a flow that has ended (or never was): its
 			// block was delivered before the flow ended, so repeat the
 			// ack in case the last one was lost with a path.
-			known := s.client || s.opened.seen(h.Flow)
-			s.mu.Unlock()
+			known := s.client || t.opened.seen(h.Flow)
+			t.mu.Unlock()
 			putShard(buf)
 			s.stats.ShardsDuplicate.Add(1)
 			if known {
@@ -515,39 +539,29 @@ func (s *Session) onShard(h *wire.ShardHeader, buf []byte) error {
 			}
 			return nil
 		}
-		s.opened.mark(h.Flow)
-		if len(s.flows) >= s.cfg.MaxFlows || s.closeErr != nil {
-			s.mu.Unlock()
+		t.opened.mark(h.Flow)
+		if t.count() >= s.cfg.MaxFlows || t.closed {
+			t.mu.Unlock()
 			putShard(buf)
 			s.sendReset(h.Flow, 0, resetCodeLimit)
 			return nil
 		}
 		f = newFlow(s, h.Flow)
-		s.flows[f.id] = f
+		t.addLocked(f)
 	}
-	s.mu.Unlock()
+	t.mu.Unlock()
 	return f.onShard(h, buf)
 }
 
 // removeFlow forgets a flow that has finished in both directions.
-func (s *Session) removeFlow(f *Flow) {
-	s.mu.Lock()
-	if s.flows[f.id] == f {
-		delete(s.flows, f.id)
-	}
-	s.mu.Unlock()
-}
+func (s *Session) removeFlow(f *Flow) { s.flows.remove(f) }
 
 // Buffered returns the flow bytes this side has received and its readers
 // have not yet taken; the session window bounds it (Flow.onShard).
 func (s *Session) Buffered() int64 { return s.rxUnread.Load() }
 
 // NumFlows returns the number of live flows.
-func (s *Session) NumFlows() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.flows)
-}
+func (s *Session) NumFlows() int { return s.flows.count() }
 
 // onControl handles a session-level control message from the peer.
 func (s *Session) onControl(m *wire.Msg) error {
@@ -568,20 +582,23 @@ func (s *Session) onControl(m *wire.Msg) error {
 		}
 		return nil
 	case wire.MsgAck, wire.MsgCredit, wire.MsgReset:
-		s.mu.Lock()
-		f := s.flows[m.Flow]
+		f := s.flows.get(m.Flow)
 		if f == nil && m.Type == wire.MsgReset && m.Code != resetCodeAnswer {
 			// A reset of a flow this side never saw (its OPEN was lost or
 			// is late) or has forgotten: remember the id, so a late OPEN
 			// cannot start it, and answer so the peer can forget it too.
 			if !s.client {
-				s.opened.mark(m.Flow)
+				s.flows.mu.Lock()
+				if f = s.flows.get(m.Flow); f == nil {
+					s.flows.opened.mark(m.Flow)
+				}
+				s.flows.mu.Unlock()
 			}
-			s.mu.Unlock()
-			s.sendReset(m.Flow, 0, resetCodeAnswer)
-			return nil
+			if f == nil {
+				s.sendReset(m.Flow, 0, resetCodeAnswer)
+				return nil
+			}
 		}
-		s.mu.Unlock()
 		if f == nil {
 			return nil // a flow that has ended: nothing to do
 		}
@@ -611,61 +628,6 @@ func (s *Session) onControl(m *wire.Msg) error {
 		return wire.Malformed("unexpected %v on an established connection", m.Type)
 	}
 	return nil
-}
-
-// takeSendSpace reserves n bytes of block buffer for a block about to be
-// sent, waiting while the session holds SessionWindow unacknowledged
-// bytes or the shared budget is spent (a session under budgetFloor always
-// gets its bytes). releaseSend gives them back once the block is
-// acknowledged or dropped.
-func (s *Session) takeSendSpace(ctx context.Context, n int64, dead <-chan struct{}) error {
-	for {
-		s.mu.Lock()
-		if s.closeErr != nil {
-			err := s.closeErr
-			s.mu.Unlock()
-			return err
-		}
-		var budgetWait <-chan struct{}
-		if s.txHeld+n <= int64(s.cfg.SessionWindow) || s.txHeld == 0 {
-			force := s.txHeld+n <= budgetFloor
-			if s.cfg.Budget.tryTake(n, force) {
-				s.txHeld += n
-				s.mu.Unlock()
-				return nil
-			}
-			// Take the wake-up channel, then look again, so a release
-			// between the two is not missed.
-			budgetWait = s.cfg.Budget.released()
-			if s.cfg.Budget.tryTake(n, force) {
-				s.txHeld += n
-				s.mu.Unlock()
-				return nil
-			}
-		}
-		ch := s.txSpace.wait() // under s.mu: releaseSend fires under it too
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-budgetWait:
-		case <-dead:
-			return ErrFlowReset
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-// releaseSend returns n bytes taken by takeSendSpace.
-func (s *Session) releaseSend(n int64) {
-	if n == 0 {
-		return
-	}
-	s.mu.Lock()
-	s.txHeld -= n
-	s.txSpace.fire()
-	s.mu.Unlock()
-	s.cfg.Budget.add(-n)
 }
 
 // rxAccount records that a flow's highest received offset grew by n
@@ -726,9 +688,7 @@ func (s *Session) bestConn() *pconn {
 // resync re-sends every flow's ack and credit, after
 // a connection that may have carried the last ones went down.
 func (s *Session) resync() {
-	s.mu.Lock()
-	flows := s.flowsLocked()
-	s.mu.Unlock()
+	flows := s.flows.all()
 	c := s.bestConn()
 	if c == nil {
 		return
@@ -740,59 +700,4 @@ func (s *Session) resync() {
 		c.sendControl(&wire.Msg{Type: wire.MsgAck, Flow: f.id, Value: next})
 		c.sendControl(&wire.Msg{Type: wire.MsgCredit, Flow: f.id, Value: lim})
 	}
-}
-
-// replayWindow remembers which flow ids the peer has opened, so a late
-// duplicate of an open cannot reopen a flow that has ended. Ids are opened
-// in increasing order but may arrive out of order across paths; an id more
-// than the window below the highest seen counts as seen.
-type replayWindow struct {
-	top  uint32 // highest id marked
-	bits [replayWords]uint64
-}
-
-const (
-	replayWords = 64
-	replayBits  = replayWords * 64
-)
-
-func (w *replayWindow) fresh(id uint32) bool { return id != 0 && !w.seen(id) }
-
-func (w *replayWindow) seen(id uint32) bool {
-	switch {
-	case id == 0:
-		return true
-	case id > w.top:
-		return false
-	case w.top-id >= replayBits-64:
-		// The oldest word is shared with the newest: count it as seen.
-		return true
-	}
-	return w.bits[(id/64)%replayWords]&(1<<(id%64)) != 0
-}
-
-func (w *replayWindow) mark(id uint32) {
-	if id > w.top {
-		if id-w.top >= replayBits {
-			w.bits = [replayWords]uint64{}
-		} else {
-			// Clear each word as the window slides onto it.
-			for t := w.top + 1; t <= id; t++ {
-				if t%64 == 0 {
-					w.bits[(t/64)%replayWords] = 0
-				}
-			}
-		}
-		w.top = id
-	}
-	w.bits[(id/64)%replayWords] |= 1 << (id % 64)
-}
-
-// flowsLocked returns the session's flows; the caller holds s.mu.
-func (s *Session) flowsLocked() []*Flow {
-	flows := make([]*Flow, 0, len(s.flows))
-	for _, f := range s.flows {
-		flows = append(flows, f)
-	}
-	return flows
 }
