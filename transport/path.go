@@ -370,6 +370,11 @@ type pconn struct {
 	coderMu sync.Mutex
 	coded   net.Addr
 	full    bool
+
+	// usableChanged fires when the prober finds the connection usable
+	// (up and not suspect) or not any more: stream writers wait on it
+	// instead of polling.
+	usableChanged broadcast
 }
 
 // attach starts a joined connection on path p, joined with protocol
@@ -389,6 +394,7 @@ func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream, version uint
 	}
 	c.lastHeard.Store(int64(s.now()))
 	c.up.Store(true)
+	c.usableChanged.fire()
 	if coder := pktfec.FromContext(qc.Context()); coder != nil && version >= wire.CodingVersion && coder.Enable(qc.RemoteAddr()) {
 		c.coder, c.coded = coder, qc.RemoteAddr()
 	}
@@ -703,8 +709,12 @@ func (c *pconn) prober() {
 			c.close(fmt.Errorf("no answer for %v", obs.Silence.Round(time.Millisecond)))
 			return
 		}
+		was := c.usable()
 		c.up.Store(sm.State != pathmon.StateDown)
 		c.suspect.Store(sm.Suspect)
+		if c.usable() != was {
+			c.usableChanged.fire()
+		}
 		switch {
 		case wentDown:
 			c.s.log.Info("path connection down", "path", c.p.info.Name,
@@ -740,12 +750,21 @@ func (c *pconn) streamWriter() {
 	idle := time.NewTimer(time.Hour)
 	defer idle.Stop()
 	for {
-		if !c.usable() || c.retiring.Load() {
-			idle.Reset(c.s.cfg.ProbeInterval)
-			select {
-			case <-c.done:
-				return
-			case <-idle.C:
+		if c.retiring.Load() {
+			<-c.done // a retired connection takes no shard again
+			return
+		}
+		if !c.usable() {
+			// Wait for the prober to find it usable again: take the
+			// wake-up first, then look, so a change between is not
+			// missed.
+			ch := c.usableChanged.wait()
+			if !c.usable() && !c.retiring.Load() {
+				select {
+				case <-c.done:
+					return
+				case <-ch:
+				}
 			}
 			continue
 		}

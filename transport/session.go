@@ -1,7 +1,7 @@
 package transport
 
 // A Session is one client device with one concentrator. Both ends run the
-// same code: a flow's bytes are cut into blocks (flow.go), each block is
+// same code: a flow's bytes are cut into blocks (flow_send.go), each block is
 // coded into shards, the dispatcher (dispatch.go) spreads the shards over
 // the paths' QUIC connections (path.go), and the far side rebuilds each
 // block from any k shards and delivers the flow's bytes in order.
