@@ -87,9 +87,9 @@ var rules = map[string]rule{
 	"braid/scheduler":        {imports: []string{}, not: []string{"braid/transport", "braid/client", "braid/server", "braid/bench", "net"}},
 
 	// Tiers and their wire form, carried by transport: no file formats.
-	"braid/internal/tier": {imports: []string{"braid/scheduler", "braid/internal/wirebuf"}},
+	"braid/internal/tier": {imports: []string{"braid/scheduler", "braid/internal/wirebuf", "braid/internal/fielderr"}},
 	// The policy file, read at the edge into a tier.Policy.
-	"braid/internal/policyfile": {imports: []string{"braid/internal/tier", "braid/scheduler"}, files: true},
+	"braid/internal/policyfile": {imports: []string{"braid/internal/tier", "braid/scheduler", "braid/internal/fielderr"}, files: true},
 	// The status document, built from transport's counters, shared by
 	// both ends.
 	"braid/internal/status": {imports: []string{"braid/transport", "braid/transport/wire", "braid/transport/pathmon"}, not: []string{"braid/client", "braid/server"}},
