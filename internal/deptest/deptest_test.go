@@ -93,10 +93,11 @@ var rules = map[string]rule{
 	// The status document, built from transport's counters, shared by
 	// both ends.
 	"braid/internal/status": {imports: []string{"braid/transport", "braid/transport/wire", "braid/transport/pathmon"}, not: []string{"braid/client", "braid/server"}},
-	// Leaves: pools, codecs, sockets, checks and the field error, which
-	// import nothing of braid.
+	// Leaves: pools, codecs, sockets, checks, the field error and
+	// wake-ups, which import nothing of braid.
 	"braid/internal/bufpool":    {imports: []string{}},
 	"braid/internal/fielderr":   {imports: []string{}},
+	"braid/internal/notify":     {imports: []string{}},
 	"braid/internal/wirebuf":    {imports: []string{}},
 	"braid/internal/socks5":     {imports: []string{}},
 	"braid/internal/pki":        {imports: []string{}},
