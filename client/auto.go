@@ -13,6 +13,7 @@ import (
 
 	"braid/internal/ifwatch"
 	"braid/internal/netx"
+	"braid/internal/notify"
 	"braid/transport"
 )
 
@@ -98,10 +99,7 @@ func (a *autoPaths) use(sess pathSession, has map[string]uint64) {
 	a.mu.Lock()
 	a.next, a.nextHas = sess, has
 	a.mu.Unlock()
-	select {
-	case a.kick <- struct{}{}:
-	default:
-	}
+	notify.Signal(a.kick)
 }
 
 // apply records an interface event.
