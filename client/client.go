@@ -13,6 +13,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"braid/internal/netx"
+	"braid/internal/notify"
 	"braid/internal/pki"
 	"braid/internal/relay"
 	"braid/internal/socks5"
@@ -45,7 +46,7 @@ type Client struct {
 	conns    map[net.Conn]struct{}
 	cur      *transport.Client // the session up now, nil while none is
 	last     *transport.Client // the session up last, possibly ended
-	changed  chan struct{}     // closed and replaced when cur changes
+	changed  notify.Broadcast  // fired when cur changes
 	sessions int               // sessions opened
 	lastErr  error             // why the last join failed or session ended
 	err      error             // why the client ended, nil for Close
@@ -76,7 +77,7 @@ func Start(ctx context.Context, cfg Config) (*Client, error) {
 	cfg.Transport.Logger = cfg.Logger
 	cfg.stun = &stunWatch{}
 	cfg.servers = newServerList(cfg.Server, cfg.MoreServers)
-	c := &Client{cfg: cfg, log: cfg.Logger, conns: map[net.Conn]struct{}{}, changed: make(chan struct{})}
+	c := &Client{cfg: cfg, log: cfg.Logger, conns: map[net.Conn]struct{}{}}
 	for _, p := range cfg.Paths {
 		c.static = append(c.static, c.cfg.pathDialer(p))
 	}
@@ -279,7 +280,7 @@ func (c *Client) Status() status.Client {
 func (c *Client) Session() *transport.Session {
 	for {
 		c.mu.Lock()
-		last, changed := c.last, c.changed
+		last, changed := c.last, c.changed.Wait()
 		c.mu.Unlock()
 		if last != nil {
 			return last.Session
