@@ -53,6 +53,8 @@ type pathSession interface {
 
 var _ pathSession = (*transport.Client)(nil)
 
+// startAutoPaths lists the usable interfaces and follows them (follow)
+// until stop.
 func startAutoPaths(cfg *Config) (*autoPaths, error) {
 	taken := map[string]bool{}
 	for _, p := range cfg.Paths {
@@ -75,6 +77,7 @@ func startAutoPaths(cfg *Config) (*autoPaths, error) {
 		return nil, fmt.Errorf("watch network interfaces: stopped")
 	}
 	a.apply(first)
+	go a.follow()
 	return a, nil
 }
 
