@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+
+	"braid/internal/fielderr"
 )
 
 // decodeTable fills the struct *dst from a TOML table as BurntSushi/toml
@@ -19,18 +21,10 @@ func decodeTable(table map[string]any, dst any, at string) error {
 	return decodeStruct(table, reflect.ValueOf(dst).Elem(), at)
 }
 
-// fieldError is a scenario error at a field path.
-type fieldError struct{ field, reason string }
-
-func (e *fieldError) Error() string {
-	if e.field == "" {
-		return e.reason
-	}
-	return e.field + ": " + e.reason
-}
-
+// errAt is a scenario error at a field path (the file's keys, with array
+// indexes: paths[1].rate_mbps).
 func errAt(field, format string, a ...any) error {
-	return &fieldError{field, fmt.Sprintf(format, a...)}
+	return fielderr.Errorf(field, format, a...)
 }
 
 func join(at, key string) string {

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"braid/scheduler"
 	"embed"
 	"errors"
 	"fmt"
@@ -17,6 +16,8 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"braid/bench/emu"
+	"braid/internal/fielderr"
+	"braid/scheduler"
 )
 
 // The scenarios that ship with braid; `braid-bench --list` shows them.
@@ -358,7 +359,7 @@ func parse(source string, data []byte, opt LoadOptions, isFile bool) (*Scenario,
 		f.Systems = []string{"weighted", "quic-direct", "limit"}
 	}
 	if err := CheckSystems(f.Systems, sc.Paths); err != nil {
-		return nil, &fieldError{"systems", err.Error()}
+		return nil, fielderr.New("systems", err.Error())
 	}
 	sc.Systems = f.Systems
 

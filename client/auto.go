@@ -13,6 +13,7 @@ import (
 
 	"braid/internal/ifwatch"
 	"braid/internal/netx"
+	"braid/internal/notify"
 	"braid/transport"
 )
 
@@ -52,6 +53,8 @@ type pathSession interface {
 
 var _ pathSession = (*transport.Client)(nil)
 
+// startAutoPaths lists the usable interfaces and follows them (follow)
+// until stop.
 func startAutoPaths(cfg *Config) (*autoPaths, error) {
 	taken := map[string]bool{}
 	for _, p := range cfg.Paths {
@@ -74,6 +77,7 @@ func startAutoPaths(cfg *Config) (*autoPaths, error) {
 		return nil, fmt.Errorf("watch network interfaces: stopped")
 	}
 	a.apply(first)
+	go a.follow()
 	return a, nil
 }
 
@@ -98,10 +102,7 @@ func (a *autoPaths) use(sess pathSession, has map[string]uint64) {
 	a.mu.Lock()
 	a.next, a.nextHas = sess, has
 	a.mu.Unlock()
-	select {
-	case a.kick <- struct{}{}:
-	default:
-	}
+	notify.Signal(a.kick)
 }
 
 // apply records an interface event.

@@ -13,6 +13,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"braid/internal/netx"
+	"braid/internal/notify"
 	"braid/internal/pki"
 	"braid/internal/relay"
 	"braid/internal/socks5"
@@ -45,7 +46,7 @@ type Client struct {
 	conns    map[net.Conn]struct{}
 	cur      *transport.Client // the session up now, nil while none is
 	last     *transport.Client // the session up last, possibly ended
-	changed  chan struct{}     // closed and replaced when cur changes
+	changed  notify.Broadcast  // fired when cur changes
 	sessions int               // sessions opened
 	lastErr  error             // why the last join failed or session ended
 	err      error             // why the client ended, nil for Close
@@ -63,9 +64,10 @@ type Client struct {
 //
 // Start fails on a bad cfg (a *ConfigError) and on a listener it cannot
 // open (a *ListenError), except a status listener with
-// cfg.StatusOptional, which is logged and left out. ctx bounds Start
-// only; the client runs until Close.
-func Start(ctx context.Context, cfg Config) (*Client, error) {
+// cfg.StatusOptional, which is logged and left out; a Start that fails
+// leaves nothing open or running. ctx bounds Start only; the client runs
+// until Close.
+func Start(ctx context.Context, cfg Config) (_ *Client, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -76,40 +78,43 @@ func Start(ctx context.Context, cfg Config) (*Client, error) {
 	cfg.Transport.Logger = cfg.Logger
 	cfg.stun = &stunWatch{}
 	cfg.servers = newServerList(cfg.Server, cfg.MoreServers)
-	c := &Client{cfg: cfg, log: cfg.Logger, conns: map[net.Conn]struct{}{}, changed: make(chan struct{})}
+	c := &Client{cfg: cfg, log: cfg.Logger, conns: map[net.Conn]struct{}{}}
 	for _, p := range cfg.Paths {
 		c.static = append(c.static, c.cfg.pathDialer(p))
 	}
-	var err error
+	// What Start has opened, undone in reverse order when a later step
+	// fails, so a failed Start leaves no listener and no watcher behind.
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
 	if c.ln, err = net.Listen("tcp", cfg.SOCKS); err != nil {
 		return nil, &ListenError{Field: "socks", Addr: cfg.SOCKS, Err: err}
 	}
+	undo = append(undo, func() { c.ln.Close() })
 	if cfg.Status != "" {
-		if c.statusLn, err = net.Listen("tcp", cfg.Status); err != nil {
-			if !cfg.StatusOptional {
-				c.ln.Close()
-				return nil, &ListenError{Field: "status", Addr: cfg.Status, Err: err}
-			}
-			c.log.Warn("status page off: its address is taken (give --status another one)", "addr", cfg.Status, "err", err)
+		ln, lerr := net.Listen("tcp", cfg.Status)
+		switch {
+		case lerr == nil:
+			c.statusLn = ln
+			undo = append(undo, func() { ln.Close() })
+		case !cfg.StatusOptional:
+			return nil, &ListenError{Field: "status", Addr: cfg.Status, Err: lerr}
+		default:
+			c.log.Warn("status page off: its address is taken (give --status another one)", "addr", cfg.Status, "err", lerr)
 		}
 	}
 	if cfg.AutoPaths {
 		if c.auto, err = startAutoPaths(&c.cfg); err != nil {
-			c.ln.Close()
-			if c.statusLn != nil {
-				c.statusLn.Close()
-			}
 			return nil, err
 		}
+		undo = append(undo, c.auto.stop)
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	if c.auto != nil {
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			c.auto.follow()
-		}()
-	}
 	if c.statusLn != nil {
 		c.statusSrv = &http.Server{Handler: status.Handler(func() any { return c.Status() }),
 			ReadHeaderTimeout: 5 * time.Second}
@@ -279,7 +284,7 @@ func (c *Client) Status() status.Client {
 func (c *Client) Session() *transport.Session {
 	for {
 		c.mu.Lock()
-		last, changed := c.last, c.changed
+		last, changed := c.last, c.changed.Wait()
 		c.mu.Unlock()
 		if last != nil {
 			return last.Session

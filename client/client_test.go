@@ -152,6 +152,34 @@ func TestSessionWaitsForFirst(t *testing.T) {
 	}
 }
 
+// TestStartUndoes: a Start that fails leaves nothing running. With
+// automatic paths (--path auto) that includes the interface watcher,
+// whichever listener could not be opened.
+func TestStartUndoes(t *testing.T) {
+	if !netx.DeviceBind {
+		t.Skip("automatic paths need SO_BINDTODEVICE")
+	}
+	taken := busy(t)
+	for _, field := range []string{"socks", "status"} {
+		t.Run(field, func(t *testing.T) {
+			defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+			cfg := testConfig(t)
+			cfg.Paths, cfg.AutoPaths = nil, true
+			cfg.Status = "127.0.0.1:0"
+			if field == "socks" {
+				cfg.SOCKS = taken
+			} else {
+				cfg.Status = taken
+			}
+			c, err := Start(context.Background(), cfg)
+			var le *ListenError
+			if c != nil || !errors.As(err, &le) || le.Field != field {
+				t.Fatalf("Start: %v, %v; want no client and a ListenError on %s", c, err, field)
+			}
+		})
+	}
+}
+
 // TestListeners: an address the user gave that cannot be bound fails
 // Start with a ListenError naming its field; the default status address
 // (StatusOptional) is only a warning.

@@ -4,7 +4,6 @@
 package client
 
 import (
-	"fmt"
 	"log/slog"
 	"math"
 	"net"
@@ -13,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"braid/internal/fielderr"
 	"braid/internal/netx"
 	"braid/transport"
 	"braid/transport/wire"
@@ -101,10 +101,10 @@ type PathConfig struct {
 	STUN string
 }
 
-// ConfigError names the field that is wrong and why.
-type ConfigError struct{ Field, Reason string }
-
-func (e *ConfigError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Reason) }
+// ConfigError names the field of a Config that is wrong and why: Field is
+// the setting's flag name without its dashes ("socks", "path NAME"), or
+// "transport" for the Transport config, whose own field begins Reason.
+type ConfigError = fielderr.Error
 
 // Media and operators a path may name.
 var (
@@ -147,29 +147,29 @@ func (c *Config) Fill() {
 // Validate checks a filled Config.
 func (c *Config) Validate() error {
 	if c.Token == "" {
-		return &ConfigError{"token", "is required"}
+		return fielderr.New("token", "is required")
 	}
 	if c.Pin == ([32]byte{}) {
-		return &ConfigError{"pin", "is required (braid keygen prints it)"}
+		return fielderr.New("pin", "is required (braid keygen prints it)")
 	}
 	if (c.SOCKSUser == "") != (c.SOCKSPass == "") {
-		return &ConfigError{"socks-user", "socks-user and socks-pass go together"}
+		return fielderr.New("socks-user", "socks-user and socks-pass go together")
 	}
 	if len(c.SOCKSUser) > 255 || len(c.SOCKSPass) > 255 {
-		return &ConfigError{"socks-user", "user and password are at most 255 bytes"}
+		return fielderr.New("socks-user", "user and password are at most 255 bytes")
 	}
 	if _, err := netip.ParseAddrPort(c.SOCKS); err != nil {
 		if _, _, err := net.SplitHostPort(c.SOCKS); err != nil {
-			return &ConfigError{"socks", fmt.Sprintf("%q is not HOST:PORT", c.SOCKS)}
+			return fielderr.Errorf("socks", "%q is not HOST:PORT", c.SOCKS)
 		}
 	}
 	if c.Status != "" {
 		host, _, err := net.SplitHostPort(c.Status)
 		if err != nil {
-			return &ConfigError{"status", fmt.Sprintf("%q is not HOST:PORT", c.Status)}
+			return fielderr.Errorf("status", "%q is not HOST:PORT", c.Status)
 		}
 		if ip, err := netip.ParseAddr(host); (err != nil && host != "localhost") || (err == nil && !ip.IsLoopback()) {
-			return &ConfigError{"status", fmt.Sprintf("%q is not a loopback address: the status page is for this machine only", host)}
+			return fielderr.Errorf("status", "%q is not a loopback address: the status page is for this machine only", host)
 		}
 	}
 	names := map[string]bool{}
@@ -177,64 +177,64 @@ func (c *Config) Validate() error {
 		field := "path " + p.Name
 		switch {
 		case p.Name == "" || len(p.Name) > 64:
-			return &ConfigError{"path", "a path needs a name of 1 to 64 bytes"}
+			return fielderr.New("path", "a path needs a name of 1 to 64 bytes")
 		case names[p.Name]:
-			return &ConfigError{field, "name used twice"}
+			return fielderr.New(field, "name used twice")
 		case p.Conns < 0 || p.Conns > 16:
-			return &ConfigError{field, fmt.Sprintf("conns=%d is outside 1..16", p.Conns)}
+			return fielderr.Errorf(field, "conns=%d is outside 1..16", p.Conns)
 		case p.PriceGB < 0 || p.PriceGB != p.PriceGB:
-			return &ConfigError{field, "price must be a number >= 0"}
+			return fielderr.New(field, "price must be a number >= 0")
 		case p.RateMbps < 0 || p.RateMbps != p.RateMbps || math.IsInf(p.RateMbps, 0):
-			return &ConfigError{field, "rate must be a number >= 0"}
+			return fielderr.New(field, "rate must be a number >= 0")
 		}
 		names[p.Name] = true
 		if _, ok := Media[p.Medium]; !ok {
-			return &ConfigError{field, fmt.Sprintf("medium %q is not ethernet, wifi, cellular, satellite or other", p.Medium)}
+			return fielderr.Errorf(field, "medium %q is not ethernet, wifi, cellular, satellite or other", p.Medium)
 		}
 		if _, ok := Operators[p.Operator]; !ok {
-			return &ConfigError{field, fmt.Sprintf("operator %q is not own or partner", p.Operator)}
+			return fielderr.Errorf(field, "operator %q is not own or partner", p.Operator)
 		}
 		srv := c.Server
 		if p.Server != "" {
 			srv = p.Server
 		}
 		if srv == "" {
-			return &ConfigError{"server", "is required (or server= on every path)"}
+			return fielderr.New("server", "is required (or server= on every path)")
 		}
 		if _, _, err := net.SplitHostPort(srv); err != nil {
-			return &ConfigError{field, fmt.Sprintf("server %q is not HOST:PORT", srv)}
+			return fielderr.Errorf(field, "server %q is not HOST:PORT", srv)
 		}
 		if p.STUN != "" {
 			if _, _, err := net.SplitHostPort(p.STUN); err != nil {
-				return &ConfigError{field, fmt.Sprintf("stun %q is not HOST:PORT", p.STUN)}
+				return fielderr.Errorf(field, "stun %q is not HOST:PORT", p.STUN)
 			}
 		}
 		if p.Bind.Device != "" && !netx.DeviceBind {
-			return &ConfigError{field, fmt.Sprintf("dev:%s needs SO_BINDTODEVICE, which %s lacks: give the interface's address instead (with a route from it)", p.Bind.Device, runtime.GOOS)}
+			return fielderr.Errorf(field, "dev:%s needs SO_BINDTODEVICE, which %s lacks: give the interface's address instead (with a route from it)", p.Bind.Device, runtime.GOOS)
 		}
 		if p.Bind.Device != "" && !netx.InterfaceExists(p.Bind.Device) {
-			return &ConfigError{field, fmt.Sprintf("interface %q does not exist", p.Bind.Device)}
+			return fielderr.Errorf(field, "interface %q does not exist", p.Bind.Device)
 		}
 	}
 	for _, srv := range c.MoreServers {
 		if _, _, err := net.SplitHostPort(srv); err != nil {
-			return &ConfigError{"server", fmt.Sprintf("%q is not HOST:PORT", srv)}
+			return fielderr.Errorf("server", "%q is not HOST:PORT", srv)
 		}
 	}
 	if len(c.MoreServers) > 0 && c.Server == "" {
-		return &ConfigError{"server", "more servers need a first one"}
+		return fielderr.New("server", "more servers need a first one")
 	}
 	if c.AutoPaths && !netx.DeviceBind {
-		return &ConfigError{"path", fmt.Sprintf("auto needs SO_BINDTODEVICE, which %s lacks: give each path the address of its interface", runtime.GOOS)}
+		return fielderr.Errorf("path", "auto needs SO_BINDTODEVICE, which %s lacks: give each path the address of its interface", runtime.GOOS)
 	}
 	if c.AutoPaths && c.Server == "" {
-		return &ConfigError{"server", "is required with automatic paths"}
+		return fielderr.New("server", "is required with automatic paths")
 	}
 	if len(c.Paths) > 16 {
-		return &ConfigError{"path", "at most 16 paths"}
+		return fielderr.New("path", "at most 16 paths")
 	}
 	if err := c.Transport.Validate(); err != nil {
-		return &ConfigError{"transport", err.Error()}
+		return fielderr.New("transport", err.Error())
 	}
 	return nil
 }

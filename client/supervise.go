@@ -190,8 +190,7 @@ func (c *Client) install(sess *transport.Client, has map[string]uint64) {
 	c.cur, c.last = sess, sess
 	c.sessions++
 	c.lastErr = nil
-	close(c.changed)
-	c.changed = make(chan struct{})
+	c.changed.Fire()
 	c.mu.Unlock()
 	if c.auto != nil {
 		c.auto.use(sess, has)
@@ -207,8 +206,7 @@ func (c *Client) uninstall(sess *transport.Client, err error) {
 	if err != nil {
 		c.lastErr = err
 	}
-	close(c.changed)
-	c.changed = make(chan struct{})
+	c.changed.Fire()
 	c.mu.Unlock()
 }
 
@@ -242,7 +240,7 @@ func (c *Client) current() *transport.Client {
 func (c *Client) waitSession(ctx context.Context) (*transport.Client, error) {
 	for {
 		c.mu.Lock()
-		cur, changed := c.cur, c.changed
+		cur, changed := c.cur, c.changed.Wait()
 		c.mu.Unlock()
 		if cur != nil {
 			select {

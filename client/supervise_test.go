@@ -62,7 +62,7 @@ func TestBackoff(t *testing.T) {
 
 func TestWaitSessionEndsWithClient(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Client{ctx: ctx, cancel: cancel, changed: make(chan struct{})}
+	c := &Client{ctx: ctx, cancel: cancel}
 	short, stop := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer stop()
 	if _, err := c.waitSession(short); !errors.Is(err, errNoSession) || !errors.Is(err, context.DeadlineExceeded) {

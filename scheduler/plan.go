@@ -1111,11 +1111,8 @@ func (s *solver) emptyPlan(now time.Time) Plan {
 // 32 packets (about 40 KB in quic-go) and doubles it each round trip, so
 // one connection needs four round trips or more to fill a path of over 16
 // such windows; four connections start with four windows and fill it two
-// round trips sooner (measured on cost-sla, whose 600 ms satellite path is
-// 2 MB: while the satellite's windows opened the dear cellular path
-// carried 2.3 MB with one connection, 1.5-1.7 MB with four dialed once the
-// plan asked, 0.7 MB with four from the start; the run cost $0.74, 0.71-0.72
-// and 0.66 per GB).
+// round trips sooner (cost-sla's 600 ms satellite path is 2 MB; what it
+// saves there is in docs/BENCH.md, "Figures behind the code's choices").
 const bdpMany = 640 << 10
 
 // conns picks a path's pool size: with random loss or a large

@@ -4,15 +4,15 @@
 package server
 
 import (
-	"braid/internal/tier"
 	"context"
 	"crypto/tls"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"time"
 
+	"braid/internal/fielderr"
+	"braid/internal/tier"
 	"braid/transport"
 )
 
@@ -82,10 +82,10 @@ type Config struct {
 	Resolve func(ctx context.Context, host string) ([]net.IP, error)
 }
 
-// ConfigError names the field that is wrong and why.
-type ConfigError struct{ Field, Reason string }
-
-func (e *ConfigError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Reason) }
+// ConfigError names the field of a Config that is wrong and why: Field is
+// the setting's flag name without its dashes ("max-sessions"), or
+// "transport" for the Transport config, whose own field begins Reason.
+type ConfigError = fielderr.Error
 
 // Fill sets defaults.
 func (c *Config) Fill() {
@@ -125,42 +125,42 @@ func (c *Config) Fill() {
 // Validate checks a filled Config.
 func (c *Config) Validate() error {
 	if c.Listen == "" {
-		return &ConfigError{"listen", "is required"}
+		return fielderr.New("listen", "is required")
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return &ConfigError{"listen", fmt.Sprintf("%q is not HOST:PORT", c.Listen)}
+		return fielderr.Errorf("listen", "%q is not HOST:PORT", c.Listen)
 	}
 	if len(c.Cert.Certificate) == 0 {
-		return &ConfigError{"cert", "is required (braid keygen writes one)"}
+		return fielderr.New("cert", "is required (braid keygen writes one)")
 	}
 	if len(c.Tokens) == 0 && (c.Policy == nil || len(c.Policy.Tokens) == 0) {
-		return &ConfigError{"token", "at least one token is required"}
+		return fielderr.New("token", "at least one token is required")
 	}
 	for _, t := range c.Tokens {
 		if t == "" || len(t) > 255 {
-			return &ConfigError{"token", "tokens are 1 to 255 bytes"}
+			return fielderr.New("token", "tokens are 1 to 255 bytes")
 		}
 	}
 	if c.DialTimeout < 0 {
-		return &ConfigError{"dial-timeout", "must not be negative"}
+		return fielderr.New("dial-timeout", "must not be negative")
 	}
 	if c.MaxSessions < 1 {
-		return &ConfigError{"max-sessions", "must be at least 1"}
+		return fielderr.New("max-sessions", "must be at least 1")
 	}
 	if c.MemoryBudget < 16<<20 {
-		return &ConfigError{"memory-budget", "must be at least 16 MiB"}
+		return fielderr.New("memory-budget", "must be at least 16 MiB")
 	}
 	if c.MaxSessionsPerToken < 1 {
-		return &ConfigError{"max-sessions-per-token", "must be at least 1"}
+		return fielderr.New("max-sessions-per-token", "must be at least 1")
 	}
 	if c.MaxHandshakes < 1 {
-		return &ConfigError{"max-handshakes", "must be at least 1"}
+		return fielderr.New("max-handshakes", "must be at least 1")
 	}
 	if c.RetryHandshakes < 1 || c.RetryHandshakes > c.MaxHandshakes {
-		return &ConfigError{"retry-handshakes", fmt.Sprintf("must be 1 to max-handshakes (%d)", c.MaxHandshakes)}
+		return fielderr.Errorf("retry-handshakes", "must be 1 to max-handshakes (%d)", c.MaxHandshakes)
 	}
 	if err := c.Transport.Validate(); err != nil {
-		return &ConfigError{"transport", err.Error()}
+		return fielderr.New("transport", err.Error())
 	}
 	return nil
 }

@@ -13,9 +13,9 @@ import (
 	"braid/transport/pktfec"
 )
 
-// Handshakes in progress. quic-go builds a connection's state (~23 KiB of
-// heap) for every Initial it takes, before it has decrypted a byte, and
-// keeps it until the handshake completes or HandshakeIdleTimeout
+// Handshakes in progress. quic-go builds a connection's state (its size is
+// in docs/BENCH.md) for every Initial it takes, before it has decrypted a
+// byte, and keeps it until the handshake completes or HandshakeIdleTimeout
 // (transport.QUICConfig: 3 s) passes. A flood of Initials from throwaway
 // or spoofed addresses would so hold state for every packet of the last
 // 3 s. The concentrator therefore counts the handshakes in progress: a
@@ -36,9 +36,9 @@ import (
 // handshake is noted when it starts (GetConfigForClient); when the TLS
 // layer is done with it, a connection that did not reach Accept soon
 // after was refused by the client. (A qlog tracer would see the client's
-// alert, but tracing every connection costs a quarter of the loopback
-// throughput.) That needs no table: the mark is on the connection's own
-// handshake record, so it is bounded by the handshakes in progress.
+// alert, but tracing every connection costs throughput: docs/BENCH.md.)
+// That needs no table: the mark is on the connection's own handshake
+// record, so it is bounded by the handshakes in progress.
 
 type handshakeKey struct{}
 

@@ -187,8 +187,9 @@ func TestInitialFlood(t *testing.T) {
 	const (
 		packets = 6000
 		rate    = 2000 // per second: 3 s, HandshakeIdleTimeout's worth
-		// Without Retry, every packet of the last 3 s held ~23 KiB:
-		// 6000 held some 140 MB. With it, 32 handshakes at a time do.
+		// Without Retry, every packet of the last 3 s holds a
+		// connection's state, 6000 of them far more than this
+		// (docs/BENCH.md). With it, 32 handshakes at a time do.
 		maxGrowth = 24 << 20
 	)
 	srv, pin := startTestServer(t, Config{Tokens: []string{"good"}})

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"braid/internal/tier"
 	"context"
 	"crypto/subtle"
 	"encoding/hex"
@@ -19,11 +18,13 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"braid/internal/destpolicy"
+	"braid/internal/fielderr"
 	"braid/internal/pki"
 	"braid/internal/relay"
 	"braid/internal/socks5"
 	"braid/internal/status"
 	"braid/internal/stunx"
+	"braid/internal/tier"
 	"braid/transport"
 	"braid/transport/pktfec"
 	"braid/transport/wire"
@@ -75,7 +76,7 @@ func Start(cfg Config) (*Server, error) {
 	cfg.Transport.Logger = cfg.Logger
 	laddr, err := net.ResolveUDPAddr("udp", cfg.Listen)
 	if err != nil {
-		return nil, &ConfigError{"listen", err.Error()}
+		return nil, fielderr.New("listen", err.Error())
 	}
 	udp, err := net.ListenUDP("udp", laddr)
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"braid/internal/notify"
 )
 
 const (
@@ -440,10 +442,7 @@ func (d *direction) enqueue(data []byte, conn *net.UDPConn, addr netip.AddrPort,
 	}
 	d.mu.Unlock()
 	if wake {
-		select {
-		case d.wake <- struct{}{}:
-		default:
-		}
+		notify.Signal(d.wake)
 	}
 }
 

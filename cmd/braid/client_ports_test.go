@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
+	"braid/internal/netx"
 	"braid/internal/pki"
 	"braid/server"
 )
@@ -96,6 +99,15 @@ func TestClientPortTaken(t *testing.T) {
 	t.Run("status in config file", func(t *testing.T) {
 		file := writeFile(t, "client.toml", "status = \""+taken+"\"\n")
 		exitsWith(t, "--status", append(base, "--socks", "127.0.0.1:0", "--config", file)...)
+	})
+	t.Run("status flag, automatic paths", func(t *testing.T) {
+		if !netx.DeviceBind {
+			t.Skip("--path auto needs SO_BINDTODEVICE")
+		}
+		// The interface watcher of --path auto goes with the client.
+		defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+		auto := []string{"--server", srv.Addr().String(), "--pin", pin, "--token", "secret", "--path", "auto", "--log-level", "warn"}
+		exitsWith(t, "--status", append(auto, "--socks", "127.0.0.1:0", "--status", taken)...)
 	})
 	// None of them joined: the concentrator holds no orphaned session.
 	time.Sleep(200 * time.Millisecond)

@@ -68,7 +68,7 @@ var rules = map[string]rule{
 	"braid/cmd/braid-bench": {files: true, plots: true},
 
 	"braid/bench": {files: true, plots: true}, // scenarios are TOML files; reports have plots
-	"braid/bench/emu": {imports: []string{},
+	"braid/bench/emu": {imports: []string{"braid/internal/notify"},
 		not: []string{"braid/transport", "braid/client", "braid/server"}},
 
 	"braid/client": {not: []string{"braid/server", "braid/bench/...", "braid/internal/policyfile", "braid/internal/destpolicy"}},
@@ -87,23 +87,26 @@ var rules = map[string]rule{
 	"braid/scheduler":        {imports: []string{}, not: []string{"braid/transport", "braid/client", "braid/server", "braid/bench", "net"}},
 
 	// Tiers and their wire form, carried by transport: no file formats.
-	"braid/internal/tier": {imports: []string{"braid/scheduler", "braid/internal/wirebuf"}},
+	"braid/internal/tier": {imports: []string{"braid/scheduler", "braid/internal/wirebuf", "braid/internal/fielderr"}},
 	// The policy file, read at the edge into a tier.Policy.
-	"braid/internal/policyfile": {imports: []string{"braid/internal/tier", "braid/scheduler"}, files: true},
+	"braid/internal/policyfile": {imports: []string{"braid/internal/tier", "braid/scheduler", "braid/internal/fielderr"}, files: true},
 	// The status document, built from transport's counters, shared by
 	// both ends.
 	"braid/internal/status": {imports: []string{"braid/transport", "braid/transport/wire", "braid/transport/pathmon"}, not: []string{"braid/client", "braid/server"}},
-	// Leaves: pools, codecs, sockets and checks that import nothing of
-	// braid.
-	"braid/internal/bufpool":    {imports: []string{}},
-	"braid/internal/wirebuf":    {imports: []string{}},
-	"braid/internal/socks5":     {imports: []string{}},
-	"braid/internal/pki":        {imports: []string{}},
-	"braid/internal/netx":       {imports: []string{}},
-	"braid/internal/relay":      {imports: []string{}},
-	"braid/internal/destpolicy": {imports: []string{}},
-	"braid/internal/stunx":      {imports: []string{}},
-	"braid/internal/ifwatch":    {imports: []string{}},
+	// Leaves: pools, codecs, sockets, checks, the field error and
+	// wake-ups, which import nothing of braid.
+	"braid/internal/bufpool":  {imports: []string{}},
+	"braid/internal/fielderr": {imports: []string{}},
+	"braid/internal/notify":   {imports: []string{}},
+	"braid/internal/wirebuf":  {imports: []string{}},
+	"braid/internal/socks5":   {imports: []string{}},
+	"braid/internal/pki":      {imports: []string{}},
+	"braid/internal/netx":     {imports: []string{}},
+	"braid/internal/relay":    {imports: []string{}},
+	"braid/internal/stunx":    {imports: []string{}},
+	// Watchers whose loops are woken with notify.
+	"braid/internal/destpolicy": {imports: []string{"braid/internal/notify"}},
+	"braid/internal/ifwatch":    {imports: []string{"braid/internal/notify"}},
 	// Tests only: their code outside _test.go files imports nothing.
 	"braid/internal/e2e":     {imports: []string{}},
 	"braid/internal/nstest":  {imports: []string{}},

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"braid/internal/notify"
 )
 
 // Refresh timing. The interval bounds how long a new address on this host
@@ -143,10 +145,7 @@ func (o *Own) Refresh() {
 	if o == nil {
 		return
 	}
-	select {
-	case o.kick <- struct{}{}:
-	default:
-	}
+	notify.Signal(o.kick)
 }
 
 // Contains reports whether a dial to ip reaches this host: ip, unmapped

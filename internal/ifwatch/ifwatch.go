@@ -51,6 +51,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"braid/internal/notify"
 )
 
 // Media guessed or configured for an interface.
@@ -358,12 +360,7 @@ func (w *watcher) loop(ctx context.Context, wk waker, prev []Interface, out chan
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			wk.run(func() {
-				select {
-				case wakeC <- struct{}{}:
-				default:
-				}
-			})
+			wk.run(func() { notify.Signal(wakeC) })
 			// Closed by us, or failed: either way fall back to polling.
 			close(deadC)
 		}()

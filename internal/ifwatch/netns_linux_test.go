@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"braid/internal/notify"
 )
 
 // The namespace test re-executes the test binary under `ip netns exec`, so
@@ -165,10 +167,7 @@ func (h *helperProc) Write(p []byte) (int, error) {
 			h.events = append(h.events, ev)
 		}
 	}
-	select {
-	case h.notify <- struct{}{}:
-	default:
-	}
+	notify.Signal(h.notify)
 	return len(p), nil
 }
 

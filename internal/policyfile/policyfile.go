@@ -21,16 +21,10 @@ import (
 	"github.com/BurntSushi/toml"
 	"go.yaml.in/yaml/v3"
 
+	"braid/internal/fielderr"
 	"braid/internal/tier"
 	"braid/scheduler"
 )
-
-// FieldError is a policy file error: the key path of the field that is
-// wrong (e.g. "tiers.basic.classes[0].p99_latency_ms") and why.
-type FieldError struct{ Field, Reason string }
-
-// Error returns "FIELD: REASON".
-func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
 
 // Load reads the policy file path, in TOML (.toml) or YAML (.yaml, .yml)
 // by its extension.
@@ -60,8 +54,9 @@ func Load(path string) (*tier.Policy, error) {
 }
 
 // Parse parses a policy file in format "toml", "yaml" or "yml". An unknown
-// key or an invalid value is a *FieldError naming it; a syntax error is
-// not. Every map of the Policy is filled, empty when the file has none.
+// key or an invalid value is a *fielderr.Error naming its key path (e.g.
+// "tiers.basic.classes[0].p99_latency_ms"); a syntax error is not. Every
+// map of the Policy is filled, empty when the file has none.
 func Parse(data []byte, format string) (*tier.Policy, error) {
 	var f filePolicy
 	switch format {
@@ -148,7 +143,7 @@ func decodeTOML(data []byte, f *filePolicy) error {
 		return err
 	}
 	if und := md.Undecoded(); len(und) > 0 {
-		return &FieldError{und[0].String(), "unknown key"}
+		return fielderr.New(und[0].String(), "unknown key")
 	}
 	return nil
 }
@@ -181,10 +176,6 @@ func decodeYAML(data []byte, f *filePolicy) error {
 	return nil
 }
 
-func errf(field, format string, a ...any) *FieldError {
-	return &FieldError{field, fmt.Sprintf(format, a...)}
-}
-
 // positive turns -0 into 0, so that a figure written as -0 encodes with the
 // sign bit clear, as the wire form requires.
 func positive(v float64) float64 {
@@ -203,7 +194,7 @@ func (f *filePolicy) policy() (*tier.Policy, error) {
 		MaxSessions: map[string]int{},
 	}
 	if len(f.Tiers) == 0 {
-		return nil, errf("tiers", "at least one tier is required")
+		return nil, fielderr.New("tiers", "at least one tier is required")
 	}
 	names := make([]string, 0, len(f.Tiers))
 	for name := range f.Tiers {
@@ -220,13 +211,13 @@ func (f *filePolicy) policy() (*tier.Policy, error) {
 		if ft.MaxSessions != nil {
 			n := *ft.MaxSessions
 			if n < 1 || n > tier.MaxSessionsLimit {
-				return nil, errf("tiers."+name+".max_sessions", "must be 1 to %d (leave it out for the concentrator's --max-sessions-per-token)", tier.MaxSessionsLimit)
+				return nil, fielderr.Errorf("tiers."+name+".max_sessions", "must be 1 to %d (leave it out for the concentrator's --max-sessions-per-token)", tier.MaxSessionsLimit)
 			}
 			p.MaxSessions[name] = n
 		}
 	}
 	if f.DefaultTier != "" && p.Tiers[f.DefaultTier] == nil {
-		return nil, errf("default_tier", "no tier named %q", f.DefaultTier)
+		return nil, fielderr.Errorf("default_tier", "no tier named %q", f.DefaultTier)
 	}
 	media := make([]string, 0, len(f.Prices))
 	for m := range f.Prices {
@@ -236,10 +227,10 @@ func (f *filePolicy) policy() (*tier.Policy, error) {
 	for _, m := range media {
 		v := f.Prices[m]
 		if !slices.Contains(tier.Media, m) {
-			return nil, errf("prices."+m, "unknown medium (want one of %s)", strings.Join(tier.Media, ", "))
+			return nil, fielderr.Errorf("prices."+m, "unknown medium (want one of %s)", strings.Join(tier.Media, ", "))
 		}
 		if r := tier.CheckFigure(positive(v)); r != "" {
-			return nil, errf("prices."+m, "%s", r)
+			return nil, fielderr.New("prices."+m, r)
 		}
 		p.Prices[m] = positive(v)
 	}
@@ -253,10 +244,10 @@ func (f *filePolicy) policy() (*tier.Policy, error) {
 		// end up in logs.
 		name := f.Tokens[tok]
 		if tok == "" {
-			return nil, errf("tokens", "a token is empty")
+			return nil, fielderr.New("tokens", "a token is empty")
 		}
 		if p.Tiers[name] == nil {
-			return nil, errf("tokens", "a token names tier %q, which does not exist", name)
+			return nil, fielderr.Errorf("tokens", "a token names tier %q, which does not exist", name)
 		}
 		p.Tokens[tok] = name
 	}
@@ -266,11 +257,11 @@ func (f *filePolicy) policy() (*tier.Policy, error) {
 func (ft *fileTier) tier(name string) (*tier.Tier, error) {
 	at := "tiers." + name
 	if !tier.ValidName(name) {
-		return nil, errf(at, "tier name %s", tier.NameRule)
+		return nil, fielderr.Errorf(at, "tier name %s", tier.NameRule)
 	}
 	t := &tier.Tier{Name: name}
 	if r := tier.CheckFigure(positive(ft.RevenueGB)); r != "" {
-		return nil, errf(at+".revenue_usd_per_gb", "%s", r)
+		return nil, fielderr.New(at+".revenue_usd_per_gb", r)
 	}
 	t.RevenueGB = positive(ft.RevenueGB)
 	sla, err := ft.fileSLA.sla(at + ".")
@@ -278,7 +269,7 @@ func (ft *fileTier) tier(name string) (*tier.Tier, error) {
 		return nil, err
 	}
 	if len(ft.Classes) > tier.MaxClasses-1 {
-		return nil, errf(at+".classes", "has %d classes, at most %d", len(ft.Classes), tier.MaxClasses-1)
+		return nil, fielderr.Errorf(at+".classes", "has %d classes, at most %d", len(ft.Classes), tier.MaxClasses-1)
 	}
 	t.Classes = make([]tier.Class, 1, 1+len(ft.Classes))
 	t.Classes[0] = tier.Class{Name: tier.DefaultClass, SLA: sla}
@@ -289,7 +280,7 @@ func (ft *fileTier) tier(name string) (*tier.Tier, error) {
 		}
 		for j, prev := range t.Classes[1:] {
 			if prev.Name == c.Name {
-				return nil, errf(fmt.Sprintf("%s.classes[%d].name", at, i), "%q is also the name of classes[%d]", c.Name, j)
+				return nil, fielderr.Errorf(fmt.Sprintf("%s.classes[%d].name", at, i), "%q is also the name of classes[%d]", c.Name, j)
 			}
 		}
 		t.Classes = append(t.Classes, c)
@@ -297,11 +288,11 @@ func (ft *fileTier) tier(name string) (*tier.Tier, error) {
 	// The file's rules imply the wire's, except for the total size; a
 	// tier that cannot reach the client is better refused now.
 	if _, err := t.AppendBinary(nil); err != nil {
-		var fe *tier.FieldError
+		var fe *fielderr.Error
 		if errors.As(err, &fe) { // a rule above missed; name the tier
-			return nil, errf(at, "%v", fe)
+			return nil, fielderr.Errorf(at, "%v", fe)
 		}
-		return nil, errf(at, "encodes to more than %d bytes, the limit of a control message: list fewer classes, ports or users", tier.MaxEncoded)
+		return nil, fielderr.Errorf(at, "encodes to more than %d bytes, the limit of a control message: list fewer classes, ports or users", tier.MaxEncoded)
 	}
 	return t, nil
 }
@@ -310,31 +301,31 @@ func (fc *fileClass) class(at string) (tier.Class, error) {
 	c := tier.Class{Name: fc.Name}
 	switch {
 	case fc.Name == "":
-		return c, errf(at+".name", "is required")
+		return c, fielderr.New(at+".name", "is required")
 	case fc.Name == tier.DefaultClass:
-		return c, errf(at+".name", `"default" is reserved for the tier's own SLA`)
+		return c, fielderr.New(at+".name", `"default" is reserved for the tier's own SLA`)
 	case !tier.ValidName(fc.Name):
-		return c, errf(at+".name", "%s", tier.NameRule)
+		return c, fielderr.New(at+".name", tier.NameRule)
 	}
 	if len(fc.Ports) == 0 && len(fc.Users) == 0 {
-		return c, errf(at, "needs ports or users (a class matching everything would shadow default)")
+		return c, fielderr.New(at, "needs ports or users (a class matching everything would shadow default)")
 	}
 	if len(fc.Ports) > tier.MaxPortRanges {
-		return c, errf(at+".ports", "has %d entries, at most %d", len(fc.Ports), tier.MaxPortRanges)
+		return c, fielderr.Errorf(at+".ports", "has %d entries, at most %d", len(fc.Ports), tier.MaxPortRanges)
 	}
 	for j, s := range fc.Ports {
 		r, ok := parsePortRange(string(s))
 		if !ok {
-			return c, errf(fmt.Sprintf("%s.ports[%d]", at, j), `%q is not "N" or "LO-HI" with 1 <= LO <= HI <= 65535`, string(s))
+			return c, fielderr.Errorf(fmt.Sprintf("%s.ports[%d]", at, j), `%q is not "N" or "LO-HI" with 1 <= LO <= HI <= 65535`, string(s))
 		}
 		c.Ports = append(c.Ports, r)
 	}
 	if len(fc.Users) > tier.MaxUsers {
-		return c, errf(at+".users", "has %d entries, at most %d", len(fc.Users), tier.MaxUsers)
+		return c, fielderr.Errorf(at+".users", "has %d entries, at most %d", len(fc.Users), tier.MaxUsers)
 	}
 	for j, u := range fc.Users {
 		if u == "" || len(u) > 255 {
-			return c, errf(fmt.Sprintf("%s.users[%d]", at, j), "must be 1 to 255 bytes, as SOCKS5 usernames are")
+			return c, fielderr.New(fmt.Sprintf("%s.users[%d]", at, j), "must be 1 to 255 bytes, as SOCKS5 usernames are")
 		}
 	}
 	if len(fc.Users) > 0 {
@@ -351,33 +342,33 @@ func (fc *fileClass) class(at string) (tier.Class, error) {
 func (fs *fileSLA) sla(at string) (scheduler.SLA, error) {
 	var s scheduler.SLA
 	if r := tier.CheckFigure(positive(fs.MinGoodputMbps)); r != "" {
-		return s, errf(at+"min_goodput_mbps", "%s", r)
+		return s, fielderr.New(at+"min_goodput_mbps", r)
 	}
 	s.MinGoodput = positive(fs.MinGoodputMbps * 1e6 / 8)
 	if math.IsInf(s.MinGoodput, 0) {
-		return s, errf(at+"min_goodput_mbps", "is too large")
+		return s, fielderr.New(at+"min_goodput_mbps", "is too large")
 	}
 	if r := tier.CheckFigure(positive(fs.P99LatencyMs)); r != "" {
-		return s, errf(at+"p99_latency_ms", "%s", r)
+		return s, fielderr.New(at+"p99_latency_ms", r)
 	}
 	d, ok := durationMs(fs.P99LatencyMs)
 	if !ok {
-		return s, errf(at+"p99_latency_ms", "is too large")
+		return s, fielderr.New(at+"p99_latency_ms", "is too large")
 	}
 	s.P99Latency = d
 	if r := tier.CheckFigure(positive(fs.ResidualLoss)); r != "" {
-		return s, errf(at+"residual_loss", "%s", r)
+		return s, fielderr.New(at+"residual_loss", r)
 	}
 	if fs.ResidualLoss >= 1 {
-		return s, errf(at+"residual_loss", "must be < 1")
+		return s, fielderr.New(at+"residual_loss", "must be < 1")
 	}
 	s.ResidualLoss = positive(fs.ResidualLoss)
 	if fs.SurvivePaths < 0 || fs.SurvivePaths > tier.MaxSurvive {
-		return s, errf(at+"survive_paths", "must be 0 to %d", tier.MaxSurvive)
+		return s, fielderr.Errorf(at+"survive_paths", "must be 0 to %d", tier.MaxSurvive)
 	}
 	s.Survive = fs.SurvivePaths
 	if r := tier.CheckFigure(positive(fs.MaxCostGB)); r != "" {
-		return s, errf(at+"max_cost_usd_per_gb", "%s", r)
+		return s, fielderr.New(at+"max_cost_usd_per_gb", r)
 	}
 	s.MaxCostGB = positive(fs.MaxCostGB)
 	return s, nil

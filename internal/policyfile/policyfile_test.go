@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"braid/internal/fielderr"
 	"braid/internal/tier"
 	"braid/scheduler"
 )
@@ -218,7 +219,7 @@ func TestParseErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.src), "toml")
-			var fe *FieldError
+			var fe *fielderr.Error
 			if !errors.As(err, &fe) || fe.Field != tc.field {
 				t.Fatalf("got %v, want a FieldError on %s", err, tc.field)
 			}
@@ -269,7 +270,7 @@ func TestParseYAMLFieldErrors(t *testing.T) {
 		{"tiers:\n  basic:\n    max_sessions: 0\n", "tiers.basic.max_sessions"},
 	} {
 		_, err := Parse([]byte(tc.src), "yaml")
-		var fe *FieldError
+		var fe *fielderr.Error
 		if !errors.As(err, &fe) || fe.Field != tc.field {
 			t.Errorf("%q: got %v, want a FieldError on %s", tc.src, err, tc.field)
 		}

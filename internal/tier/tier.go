@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"braid/internal/fielderr"
 	"braid/scheduler"
 )
 
@@ -212,61 +213,54 @@ func CheckFigure(v float64) string {
 	return ""
 }
 
-// FieldError is an invalid Tier: the Go path of the field that is wrong
-// (e.g. "Classes[1].Ports[0]") and why. The policy file's parser names the
-// file's keys instead, with an error of its own.
-type FieldError struct{ Field, Reason string }
-
-// Error returns "FIELD: REASON".
-func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
-
-// check validates a Tier as the wire carries it, naming fields by their Go
-// names; the policy file's own validation names its keys instead. A Tier
-// that passes encodes, and decodes to an equal Tier.
+// check validates a Tier as the wire carries it: an invalid Tier is a
+// *fielderr.Error naming the field by its Go path (e.g.
+// "Classes[1].Ports[0]"); the policy file's own validation names its keys
+// instead. A Tier that passes encodes, and decodes to an equal Tier.
 func (t *Tier) check() error {
 	if !ValidName(t.Name) {
-		return &FieldError{"Name", NameRule}
+		return fielderr.New("Name", NameRule)
 	}
 	if r := CheckFigure(t.RevenueGB); r != "" {
-		return &FieldError{"RevenueGB", r}
+		return fielderr.New("RevenueGB", r)
 	}
 	if len(t.Classes) == 0 || len(t.Classes) > MaxClasses {
-		return &FieldError{"Classes", fmt.Sprintf("has %d classes, want 1 to %d", len(t.Classes), MaxClasses)}
+		return fielderr.Errorf("Classes", "has %d classes, want 1 to %d", len(t.Classes), MaxClasses)
 	}
 	for i := range t.Classes {
 		c := &t.Classes[i]
 		at := fmt.Sprintf("Classes[%d]", i)
 		if i == 0 {
 			if c.Name != DefaultClass || len(c.Ports) > 0 || len(c.Users) > 0 {
-				return &FieldError{at, `must be named "default" and list no ports or users`}
+				return fielderr.New(at, `must be named "default" and list no ports or users`)
 			}
 		} else {
 			if !ValidName(c.Name) {
-				return &FieldError{at + ".Name", NameRule}
+				return fielderr.New(at+".Name", NameRule)
 			}
 			for j := range i {
 				if t.Classes[j].Name == c.Name {
-					return &FieldError{at + ".Name", fmt.Sprintf("%q is used by class %d", c.Name, j)}
+					return fielderr.Errorf(at+".Name", "%q is used by class %d", c.Name, j)
 				}
 			}
 			if len(c.Ports) == 0 && len(c.Users) == 0 {
-				return &FieldError{at, "needs ports or users"}
+				return fielderr.New(at, "needs ports or users")
 			}
 		}
 		if len(c.Ports) > MaxPortRanges {
-			return &FieldError{at + ".Ports", fmt.Sprintf("has %d ranges, at most %d", len(c.Ports), MaxPortRanges)}
+			return fielderr.Errorf(at+".Ports", "has %d ranges, at most %d", len(c.Ports), MaxPortRanges)
 		}
 		for j, r := range c.Ports {
 			if r.Lo == 0 || r.Lo > r.Hi {
-				return &FieldError{fmt.Sprintf("%s.Ports[%d]", at, j), "want 1 <= Lo <= Hi"}
+				return fielderr.New(fmt.Sprintf("%s.Ports[%d]", at, j), "want 1 <= Lo <= Hi")
 			}
 		}
 		if len(c.Users) > MaxUsers {
-			return &FieldError{at + ".Users", fmt.Sprintf("has %d users, at most %d", len(c.Users), MaxUsers)}
+			return fielderr.Errorf(at+".Users", "has %d users, at most %d", len(c.Users), MaxUsers)
 		}
 		for j, u := range c.Users {
 			if u == "" || len(u) > 255 {
-				return &FieldError{fmt.Sprintf("%s.Users[%d]", at, j), "must be 1 to 255 bytes"}
+				return fielderr.New(fmt.Sprintf("%s.Users[%d]", at, j), "must be 1 to 255 bytes")
 			}
 		}
 		if err := checkSLA(c.SLA, at+".SLA."); err != nil {
@@ -278,22 +272,22 @@ func (t *Tier) check() error {
 
 func checkSLA(s scheduler.SLA, at string) error {
 	if r := CheckFigure(s.MinGoodput); r != "" {
-		return &FieldError{at + "MinGoodput", r}
+		return fielderr.New(at+"MinGoodput", r)
 	}
 	if s.P99Latency < 0 {
-		return &FieldError{at + "P99Latency", "must be >= 0"}
+		return fielderr.New(at+"P99Latency", "must be >= 0")
 	}
 	if r := CheckFigure(s.ResidualLoss); r != "" {
-		return &FieldError{at + "ResidualLoss", r}
+		return fielderr.New(at+"ResidualLoss", r)
 	}
 	if s.ResidualLoss >= 1 {
-		return &FieldError{at + "ResidualLoss", "must be < 1"}
+		return fielderr.New(at+"ResidualLoss", "must be < 1")
 	}
 	if s.Survive < 0 || s.Survive > MaxSurvive {
-		return &FieldError{at + "Survive", fmt.Sprintf("must be 0 to %d", MaxSurvive)}
+		return fielderr.Errorf(at+"Survive", "must be 0 to %d", MaxSurvive)
 	}
 	if r := CheckFigure(s.MaxCostGB); r != "" {
-		return &FieldError{at + "MaxCostGB", r}
+		return fielderr.New(at+"MaxCostGB", r)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"braid/internal/fielderr"
 	"braid/scheduler"
 )
 
@@ -148,7 +149,7 @@ func TestCheck(t *testing.T) {
 		tr := ok()
 		tc.edit(tr)
 		err := tr.check()
-		var fe *FieldError
+		var fe *fielderr.Error
 		if !errors.As(err, &fe) || fe.Field != tc.field {
 			t.Errorf("check() = %v, want an error on %s", err, tc.field)
 		}

@@ -59,7 +59,7 @@ func (t *Tier) encodedLen() int {
 
 // AppendBinary appends t's wire form to b. It fails, returning b
 // unchanged, when t breaks a rule of the wire form (the error is a
-// *FieldError naming the Go field) or encodes to more than MaxEncoded
+// *fielderr.Error naming the Go field) or encodes to more than MaxEncoded
 // bytes. A Tier from the policy file's parser (internal/policyfile) always
 // encodes.
 func (t *Tier) AppendBinary(b []byte) ([]byte, error) {

@@ -9,9 +9,8 @@ import (
 // Share is the share of a path's nominal rate (rate= in its SPEC) its
 // shards may use; the rest is for QUIC's packet headers and ACKs. It is
 // above the 90% the planner fills (transport's capacityHeadroom), so a path the plan
-// fills drains its queue in braid without filling the link's (paced at
-// 90%, failover3 moved 49.3 Mbit/s under weighted against 52.0 at 95%, and
-// its longest stall under bestvalue was 45 ms against 42).
+// fills drains its queue in braid without filling the link's
+// (docs/BENCH.md, "Figures behind the code's choices").
 const Share = 0.95
 
 // paceBurst is how far a pacer lets a path run ahead of its rate after an
@@ -219,7 +218,7 @@ type Sample struct {
 //     rose spiralled the pace down to nothing on the Verizon LTE trace),
 //     and a cap on what is in flight, as BBR's window is, measured from
 //     the probes' counts half a round trip old, held the lte scenario's
-//     goodput to 12-14 Mbit/s against 17-19 unpaced.
+//     goodput well below unpaced (docs/BENCH.md).
 //
 // It is a pure step function of its samples, so it is table-tested.
 type bwModel struct {

@@ -18,11 +18,9 @@ import (
 // Config tunes a Conn. Zero fields take the defaults.
 type Config struct {
 	// K is the most data packets in a group (default 32, at most MaxK).
-	// Groups of 64 need less parity for the same loss (two paths of 40
-	// and 20 Mbit/s with 1% loss moved 53.1-53.2 Mbit/s against
-	// 50.9-51.5), but their repairs come later: TestQUICOverLossyPath's
-	// quic-go counted 35-71 of 119 drops lost with 64, 11-15 of 127-131
-	// with 32.
+	// Groups of 64 need less parity for the same loss, but their
+	// repairs come later, and quic-go declares more of the drops lost
+	// meanwhile (docs/BENCH.md, "Figures behind the code's choices").
 	// When the loss needs more parity than a group of K may carry (MaxM,
 	// and MaxOverhead of K), the sender shortens groups (halving K, down
 	// to 8) if shorter ones may carry more parity per packet (see

@@ -209,12 +209,10 @@ func (s *sender) close() {
 // transport says the path has more to send than it carries (Conn.SetFull:
 // its pacer held senders back), groups go without parity too, and quic-go
 // sees the link's loss; the path's pool of connections carries it (a loss
-// halves one window of several). Measured side by side, bulk downloads
-// with 8 connections a path, 20 s each: lossy 49.5 Mbit/s coded against
-// 56.0 uncoded, bursty 51.7 against 56.5 (the parity took 20-25% of the
-// link); a path with room to spare (requests and responses only, lossy's
-// paths) keeps its parity: rr p99 61.7 ms coded against 101.0 uncoded,
-// 46.4 without loss. Reports taken while full still measure p (the
+// halves one window of several): coded bulk downloads moved less than
+// uncoded ones, the parity taking a fifth of the link, while a path with
+// room to spare keeps its parity, which cuts its requests' p99
+// (docs/BENCH.md, "Figures behind the code's choices"). Reports taken while full still measure p (the
 // pacer keeps the queue short: the drops are the link's), but leave the
 // extra parity as it was: loss with no parity sent says nothing about
 // what parity leaves.
