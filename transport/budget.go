@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"braid/internal/notify"
 	"context"
 	"sync"
 	"sync/atomic"
@@ -35,7 +36,7 @@ type Budget struct {
 	limit int64
 	used  atomic.Int64
 
-	wake broadcast // fired when bytes are released
+	wake notify.Broadcast // fired when bytes are released
 }
 
 // budgetFloor is what a session may always hold for sending, whatever the
@@ -79,7 +80,7 @@ func (b *Budget) add(n int64) {
 	}
 	b.used.Add(n)
 	if n < 0 {
-		b.wake.fire()
+		b.wake.Fire()
 	}
 }
 
@@ -88,7 +89,7 @@ func (b *Budget) released() <-chan struct{} {
 	if b == nil {
 		return nil
 	}
-	return b.wake.wait()
+	return b.wake.Wait()
 }
 
 // Held is what a session holds for its peer now, in bytes.
@@ -117,7 +118,7 @@ func (s *Session) Held() Held {
 type sendSpace struct {
 	mu    sync.Mutex
 	held  int64
-	space broadcast // fires when some are released
+	space notify.Broadcast // fires when some are released
 }
 
 // takeSendSpace reserves n bytes of block buffer for a block about to be
@@ -151,7 +152,7 @@ func (s *Session) takeSendSpace(ctx context.Context, n int64, dead <-chan struct
 				return nil
 			}
 		}
-		ch := tx.space.wait() // under tx.mu: releaseSend fires under it too
+		ch := tx.space.Wait() // under tx.mu: releaseSend fires under it too
 		tx.mu.Unlock()
 		select {
 		case <-ch:
@@ -171,7 +172,7 @@ func (s *Session) releaseSend(n int64) {
 	}
 	s.tx.mu.Lock()
 	s.tx.held -= n
-	s.tx.space.fire()
+	s.tx.space.Fire()
 	s.tx.mu.Unlock()
 	s.cfg.Budget.add(-n)
 }

@@ -1,9 +1,9 @@
 package transport
 
 import (
+	"braid/internal/fielderr"
 	"braid/internal/tier"
 	"braid/transport/wire"
-	"fmt"
 
 	"braid/scheduler"
 	"log/slog"
@@ -149,46 +149,42 @@ func (c *Config) Fill() {
 }
 
 // ConfigError names the field of a Config that is wrong and why.
-type ConfigError struct {
-	Field, Reason string
-}
-
-func (e *ConfigError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Reason) }
+type ConfigError = fielderr.Error
 
 // Validate checks a filled Config.
 func (c *Config) Validate() error {
 	switch {
 	case c.K < 1 || c.K > wire.MaxShards:
-		return &ConfigError{"k", fmt.Sprintf("%d is outside 1..%d", c.K, wire.MaxShards)}
+		return fielderr.Errorf("k", "%d is outside 1..%d", c.K, wire.MaxShards)
 	case c.M < 0 || c.K+c.M > wire.MaxShards:
-		return &ConfigError{"m", fmt.Sprintf("%d: k+m must be at most %d", c.M, wire.MaxShards)}
+		return fielderr.Errorf("m", "%d: k+m must be at most %d", c.M, wire.MaxShards)
 	case c.BlockSize < MinShard || c.BlockSize > c.K*wire.MaxShardSize:
-		return &ConfigError{"block-size", fmt.Sprintf("%d is outside %d..%d", c.BlockSize, MinShard, c.K*wire.MaxShardSize)}
+		return fielderr.Errorf("block-size", "%d is outside %d..%d", c.BlockSize, MinShard, c.K*wire.MaxShardSize)
 	case c.InitialFlowWindow < minPeerWindow || c.InitialFlowWindow > c.FlowWindow:
-		return &ConfigError{"initial-flow-window", fmt.Sprintf("%d is outside %d..%d (the flow window)", c.InitialFlowWindow, minPeerWindow, c.FlowWindow)}
+		return fielderr.Errorf("initial-flow-window", "%d is outside %d..%d (the flow window)", c.InitialFlowWindow, minPeerWindow, c.FlowWindow)
 	case c.FlowWindow < c.BlockSize:
-		return &ConfigError{"flow-window", fmt.Sprintf("%d is smaller than the block size %d", c.FlowWindow, c.BlockSize)}
+		return fielderr.Errorf("flow-window", "%d is smaller than the block size %d", c.FlowWindow, c.BlockSize)
 	case c.FlowWindow > 1<<30:
-		return &ConfigError{"flow-window", fmt.Sprintf("%d is more than 1 GiB", c.FlowWindow)}
+		return fielderr.Errorf("flow-window", "%d is more than 1 GiB", c.FlowWindow)
 	case c.SessionWindow < c.FlowWindow || c.SessionWindow > 1<<40:
 		if c.SessionWindow > 1<<40 {
-			return &ConfigError{"session-window", fmt.Sprintf("%d is more than 1 TiB", c.SessionWindow)}
+			return fielderr.Errorf("session-window", "%d is more than 1 TiB", c.SessionWindow)
 		}
-		return &ConfigError{"session-window", fmt.Sprintf("%d is smaller than the flow window %d", c.SessionWindow, c.FlowWindow)}
+		return fielderr.Errorf("session-window", "%d is smaller than the flow window %d", c.SessionWindow, c.FlowWindow)
 	case c.MaxFlows < 1:
-		return &ConfigError{"max-flows", "must be at least 1"}
+		return fielderr.New("max-flows", "must be at least 1")
 	case c.StreamsPerConn < 1 || c.StreamsPerConn > 64:
-		return &ConfigError{"streams-per-conn", fmt.Sprintf("%d is outside 1..64", c.StreamsPerConn)}
+		return fielderr.Errorf("streams-per-conn", "%d is outside 1..64", c.StreamsPerConn)
 	case c.ProbeInterval < time.Millisecond:
-		return &ConfigError{"probe-interval", "must be at least 1ms"}
+		return fielderr.New("probe-interval", "must be at least 1ms")
 	case c.Grace < 0:
-		return &ConfigError{"grace", "must not be negative"}
+		return fielderr.New("grace", "must not be negative")
 	}
 	if _, err := scheduler.New(c.Policy, c.K, c.M, MinShard); err != nil {
-		return &ConfigError{"policy", err.Error()}
+		return fielderr.New("policy", err.Error())
 	}
 	if c.Policy == "duplicate" && c.BlockSize > wire.MaxShardSize {
-		return &ConfigError{"block-size", fmt.Sprintf("%d: duplicate sends whole blocks as single shards of at most %d bytes", c.BlockSize, wire.MaxShardSize)}
+		return fielderr.Errorf("block-size", "%d: duplicate sends whole blocks as single shards of at most %d bytes", c.BlockSize, wire.MaxShardSize)
 	}
 	return nil
 }

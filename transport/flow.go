@@ -99,15 +99,6 @@ func (f *Flow) ID() uint32 { return f.id }
 // encoding (concentrator side).
 func (f *Flow) Dest() []byte { return f.dest }
 
-// signal wakes ch's waiter if none is pending already: a send that never
-// blocks, on a channel of capacity one.
-func signal(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
-}
-
 // wait blocks until ch is signalled, the flow dies or the deadline passes.
 func (f *Flow) wait(ch chan struct{}, deadline *time.Time) error {
 	var timeout <-chan time.Time

@@ -5,6 +5,7 @@ package transport
 // back.
 
 import (
+	"braid/internal/notify"
 	"braid/scheduler"
 	"braid/transport/wire"
 	"fmt"
@@ -219,7 +220,7 @@ func (f *Flow) applySettle(grow, unread uint64) {
 // SetReadDeadline bounds Read and WriteTo; the zero time means none.
 func (f *Flow) SetReadDeadline(t time.Time) error {
 	f.deadline.Store(&t)
-	signal(f.readable)
+	notify.Signal(f.readable)
 	return nil
 }
 
@@ -469,7 +470,7 @@ func (f *Flow) deliverLocked() error {
 		return nil
 	}
 	f.s.sendControl(&wire.Msg{Type: wire.MsgAck, Flow: f.id, Value: next})
-	signal(f.readable)
+	notify.Signal(f.readable)
 	if reply >= 0 && f.reply != nil {
 		select {
 		case f.reply <- byte(reply):

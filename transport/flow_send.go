@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"braid/internal/bufpool"
+	"braid/internal/notify"
 )
 
 // txBlock is a block kept until the peer acknowledges it. Its buffer holds
@@ -284,7 +285,7 @@ func (f *Flow) onCredit(limit uint64) {
 		f.txLimit = limit
 	}
 	f.mu.Unlock()
-	signal(f.writable)
+	notify.Signal(f.writable)
 }
 
 // onAck releases every block before next.
@@ -311,7 +312,7 @@ func (f *Flow) onAck(next uint64) error {
 	f.mu.Unlock()
 	f.s.releaseSend(held)
 	if i > 0 {
-		signal(f.writable)
+		notify.Signal(f.writable)
 		f.maybeRemove()
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"braid/internal/bufpool"
+	"braid/internal/notify"
 	"braid/transport/pathmon"
 	"braid/transport/pktfec"
 	"braid/transport/wire"
@@ -293,7 +294,7 @@ func (p *Path) pushUrgent(j shardJob) {
 	p.umu.Lock()
 	p.urgent = append(p.urgent, j)
 	p.umu.Unlock()
-	signal(p.urgentSig)
+	notify.Signal(p.urgentSig)
 }
 
 // popUrgent takes the oldest urgent shard, if any.
@@ -309,7 +310,7 @@ func (p *Path) popUrgent() (shardJob, bool) {
 	if len(p.urgent) == 0 {
 		p.urgent = nil
 	} else {
-		signal(p.urgentSig) // wake another writer for the rest
+		notify.Signal(p.urgentSig) // wake another writer for the rest
 	}
 	return j, true
 }
@@ -374,7 +375,7 @@ type pconn struct {
 	// usableChanged fires when the prober finds the connection usable
 	// (up and not suspect) or not any more: stream writers wait on it
 	// instead of polling.
-	usableChanged broadcast
+	usableChanged notify.Broadcast
 }
 
 // attach starts a joined connection on path p, joined with protocol
@@ -394,7 +395,7 @@ func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream, version uint
 	}
 	c.lastHeard.Store(int64(s.now()))
 	c.up.Store(true)
-	c.usableChanged.fire()
+	c.usableChanged.Fire()
 	if coder := pktfec.FromContext(qc.Context()); coder != nil && version >= wire.CodingVersion && coder.Enable(qc.RemoteAddr()) {
 		c.coder, c.coded = coder, qc.RemoteAddr()
 	}
@@ -553,7 +554,7 @@ func (c *pconn) sendControl(m *wire.Msg) {
 	}
 	c.wbuf = wire.AppendMsg(c.wbuf, m)
 	c.wmu.Unlock()
-	signal(c.wsig)
+	notify.Signal(c.wsig)
 }
 
 // maxControlBacklog bounds control bytes waiting to be written.
@@ -565,7 +566,7 @@ func (c *pconn) flushControl() {
 	case <-c.flushed:
 	default:
 	}
-	signal(c.wsig)
+	notify.Signal(c.wsig)
 	select {
 	case <-c.flushed:
 	case <-c.done:
@@ -591,7 +592,7 @@ func (c *pconn) controlWriter() {
 				return
 			}
 		}
-		signal(c.flushed)
+		notify.Signal(c.flushed)
 	}
 }
 
@@ -713,7 +714,7 @@ func (c *pconn) prober() {
 		c.up.Store(sm.State != pathmon.StateDown)
 		c.suspect.Store(sm.Suspect)
 		if c.usable() != was {
-			c.usableChanged.fire()
+			c.usableChanged.Fire()
 		}
 		switch {
 		case wentDown:
@@ -758,7 +759,7 @@ func (c *pconn) streamWriter() {
 			// Wait for the prober to find it usable again: take the
 			// wake-up first, then look, so a change between is not
 			// missed.
-			ch := c.usableChanged.wait()
+			ch := c.usableChanged.Wait()
 			if !c.usable() && !c.retiring.Load() {
 				select {
 				case <-c.done:
@@ -791,7 +792,7 @@ func (c *pconn) streamWriter() {
 		p.queued.Add(-size)
 		now := c.s.now()
 		p.lastTake.Store(int64(now))
-		signal(c.s.space)
+		notify.Signal(c.s.space)
 		// A writer that waited for a shard while its connection began to
 		// retire hands the shard back, ahead of new ones (the counter first,
 		// so a retiring connection that sees no writer has none).

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"braid/internal/notify"
 	"braid/internal/tier"
 	"braid/transport/wire"
 	"math"
@@ -25,7 +26,7 @@ const capacityHeadroom = 0.9
 // at once and replaces the current one without hysteresis.
 func (s *Session) SetTerms(t Terms) {
 	s.terms.Store(&t)
-	signal(s.replan)
+	notify.Signal(s.replan)
 }
 
 // SetTier, at the concentrator, changes the session's tier: its terms

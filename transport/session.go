@@ -24,14 +24,14 @@ package transport
 //   - Flow.writeMu (its senders) and Flow.mu (its send and receive
 //     state); Path.pmu (the pool), Path.mu (its connections), Path.umu
 //     (re-sends); pconn.wmu (control bytes) and pconn.coderMu (its
-//     packet coder); pathmon's Monitor and Pacer locks; broadcast.mu.
+//     packet coder); pathmon's Monitor and Pacer locks; notify.Broadcast's.
 //
 // Lock order, outermost first; a lock is only ever taken while holding
 // locks above it:
 //
 //   Flow.writeMu > Session.mu > flowTable.mu > Flow.mu > sendSpace.mu >
 //   Path.pmu > Path.mu > Path.umu > pconn.coderMu (> pktfec's) >
-//   pconn.wmu > Monitor.mu, Pacer.mu > Budget's and broadcast.mu
+//   pconn.wmu > Monitor.mu, Pacer.mu > Budget's and notify.Broadcast's
 //
 // Most are leaves in practice: Session.mu is held with Path.mu only (a
 // full session evicting an idle path), flowTable.mu with the budget's
@@ -42,6 +42,7 @@ package transport
 // paths break, come and go).
 
 import (
+	"braid/internal/notify"
 	"braid/internal/tier"
 	"braid/transport/wire"
 	"context"
@@ -124,8 +125,8 @@ type Session struct {
 	// for seconds behind its blocks once pacing made braid's own queues
 	// the bottleneck (failover under duplicate: rr p99 2-20 s).
 	dispatchTurn chan struct{}
-	changed      broadcast     // a path went up or down
-	goAway       chan struct{} // closed once the concentrator drains (GOAWAY)
+	changed      notify.Broadcast // a path went up or down
+	goAway       chan struct{}    // closed once the concentrator drains (GOAWAY)
 	goAwayOnce   sync.Once
 	done         chan struct{}
 	wg           sync.WaitGroup
@@ -412,11 +413,11 @@ func (s *Session) pathsChanged() {
 		s.downSince = time.Now()
 	}
 	s.mu.Unlock()
-	s.changed.fire()
+	s.changed.Fire()
 }
 
 // changedCh returns a channel closed when a path next goes up or down.
-func (s *Session) changedCh() <-chan struct{} { return s.changed.wait() }
+func (s *Session) changedCh() <-chan struct{} { return s.changed.Wait() }
 
 // resendLost re-dispatches the shards of every unacknowledged block that
 // can no longer complete from shards on live connections.
