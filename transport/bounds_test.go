@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"braid/bench/emu"
 	"braid/transport/wire"
 	"bufio"
 	"context"
@@ -326,5 +327,60 @@ func TestManyStalledUploadsBounded(t *testing.T) {
 	}
 	if peak < int64(cfg.SessionWindow) {
 		t.Fatalf("held only %d bytes: the uploads did not load the concentrator", peak)
+	}
+}
+
+// TestOpeningGrant: a flow the client opens is granted its fair share of
+// the session window (up to FlowWindow) as soon as the concentrator has
+// answered, not the initial window: over a long path a download would
+// otherwise wait for the window to double a round trip at a time. The
+// concentrator still grants what the client opens only the initial
+// window.
+func TestOpeningGrant(t *testing.T) {
+	ts := newTestServer(t, Config{}, generate)
+	pds, _ := relayPaths(t, ts, emu.Link{RateBps: 100e6, Delay: 50 * time.Millisecond})
+	c := dialClient(t, Config{}, pds)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	f, err := c.OpenFlow(ctx, []byte{1, 127, 0, 0, 1, 0, 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Reset()
+	var cfg Config
+	cfg.Fill()
+	f.mu.Lock()
+	granted := f.rxLimit
+	f.mu.Unlock()
+	if granted != uint64(cfg.FlowWindow) {
+		t.Fatalf("client granted %d at open, want the flow window %d", granted, cfg.FlowWindow)
+	}
+	// The concentrator learns it: its sending limit passes the initial
+	// window before the client has read a byte.
+	if !eventually(5*time.Second, func() bool {
+		for _, s := range ts.list() {
+			for _, sf := range s.flows.all() {
+				sf.mu.Lock()
+				lim := sf.txLimit
+				sf.mu.Unlock()
+				if lim == uint64(cfg.FlowWindow) {
+					return true
+				}
+			}
+		}
+		return false
+	}) {
+		t.Fatal("the concentrator's flow never got the opening grant")
+	}
+	// And the concentrator grants the client's side only the initial
+	// window.
+	s := ts.list()[0]
+	for _, sf := range s.flows.all() {
+		sf.mu.Lock()
+		lim := sf.rxLimit
+		sf.mu.Unlock()
+		if lim > uint64(cfg.InitialFlowWindow) {
+			t.Fatalf("concentrator granted %d to a flow the client opened, want at most %d", lim, cfg.InitialFlowWindow)
+		}
 	}
 }

@@ -135,6 +135,32 @@ func (f *Flow) consumedLocked(n int) {
 	f.s.consumed(uint64(n))
 }
 
+// grantOpening, at the client, grants a flow it opened its fair share of
+// the session window at once (grantLocked's rule, up to FlowWindow)
+// rather than the initial window the concentrator assumes: a download
+// over a long path (a 600 ms satellite's bandwidth-delay product is
+// megabytes) would otherwise wait for the window to double a round trip
+// at a time, and the planner would plan its first seconds for what the
+// window let through (docs/BENCH.md, cost-sla). The concentrator keeps
+// the initial window for what clients open: it does not trust them with
+// more before they read.
+func (f *Flow) grantOpening() {
+	f.mu.Lock()
+	var grant uint64
+	if f.err == nil && !f.rxFin {
+		f.rxWindow = uint64(f.s.cfg.FlowWindow)
+		if w := f.grantLocked(time.Now()); f.rxConsumed+w > f.rxLimit {
+			f.rxLimit = f.rxConsumed + w
+			grant = f.rxLimit
+		}
+		f.recountLocked()
+	}
+	f.mu.Unlock()
+	if grant != 0 {
+		f.s.sendControl(&wire.Msg{Type: wire.MsgCredit, Flow: f.id, Value: grant})
+	}
+}
+
 // grantLocked tunes the flow's window and returns the window to grant from
 // the bytes read so far. The window doubles, up to FlowWindow, when the
 // reader took more than half of it within four times the fraction taken

@@ -479,6 +479,9 @@ func (s *Session) OpenFlowClass(ctx context.Context, dest []byte, class int) (*F
 			f.Close() // the refusal carried FIN: finish our side too
 			return nil, &RefusedError{Code: code}
 		}
+		// The concentrator has the flow now (a credit sent before its
+		// OPEN arrived would be dropped, and the window wait for it).
+		f.grantOpening()
 		return f, nil
 	case <-f.dead:
 		select {
