@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,34 +9,16 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"braid/internal/cmdtest"
 	"braid/internal/netx"
 	"braid/internal/socks5"
 	"braid/internal/status"
 )
-
-// syncBuffer is a log destination the client's goroutines may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // nowhere returns a loopback UDP address nothing listens on.
 func nowhere(t *testing.T) string {
@@ -199,7 +180,7 @@ func TestListeners(t *testing.T) {
 		{"optional status free", func(c *Config) { c.Status = "127.0.0.1:0"; c.StatusOptional = true }, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs cmdtest.Buffer
 			cfg := testConfig(t)
 			cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 			tc.mutate(&cfg)

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -9,13 +8,13 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go"
 
+	"braid/internal/cmdtest"
 	"braid/internal/pki"
 	"braid/internal/socks5"
 	"braid/transport"
@@ -65,30 +64,12 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestRefusalsLogged checks the concentrator's side of a refused client:
 // one line for a bad token, one for a client that rejects its key.
 func TestRefusalsLogged(t *testing.T) {
 	cert, pinStr, _ := pki.SelfSigned(nil)
 	pin, _ := pki.ParsePin(pinStr)
-	var logs syncBuffer
+	var logs cmdtest.Buffer
 	srv, err := Start(Config{Listen: "127.0.0.1:0", Cert: cert, Tokens: []string{"good"},
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {

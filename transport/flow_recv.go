@@ -122,17 +122,29 @@ func (f *Flow) consumedLocked(n int) {
 	f.rxConsumed += uint64(n)
 	var grant uint64
 	if !f.rxFin && f.err == nil && f.rxLimit-f.rxConsumed <= f.rxWindow*3/4 {
-		if w := f.grantLocked(time.Now()); f.rxConsumed+w > f.rxLimit {
-			f.rxLimit = f.rxConsumed + w
-			grant = f.rxLimit
-		}
+		grant = f.raiseLocked(f.grantLocked(time.Now()))
 	}
 	f.recountLocked()
 	f.mu.Unlock()
-	if grant != 0 {
-		f.s.sendControl(&wire.Msg{Type: wire.MsgCredit, Flow: f.id, Value: grant})
-	}
+	f.sendCredit(grant)
 	f.s.consumed(uint64(n))
+}
+
+// raiseLocked grants w from the bytes read so far when that is more than
+// granted already, and returns the new limit to announce (0: none).
+func (f *Flow) raiseLocked(w uint64) uint64 {
+	if f.rxConsumed+w <= f.rxLimit {
+		return 0
+	}
+	f.rxLimit = f.rxConsumed + w
+	return f.rxLimit
+}
+
+// sendCredit announces a flow's new limit (0: nothing to announce).
+func (f *Flow) sendCredit(limit uint64) {
+	if limit != 0 {
+		f.s.sendControl(&wire.Msg{Type: wire.MsgCredit, Flow: f.id, Value: limit})
+	}
 }
 
 // grantOpening, at the client, grants a flow it opened its fair share of
@@ -148,17 +160,17 @@ func (f *Flow) grantOpening() {
 	f.mu.Lock()
 	var grant uint64
 	if f.err == nil && !f.rxFin {
+		// The share grantLocked allows a window of FlowWindow becomes
+		// the flow's window: it auto-tunes on from there, and credit
+		// goes out once a quarter of it is free, as for any window.
 		f.rxWindow = uint64(f.s.cfg.FlowWindow)
-		if w := f.grantLocked(time.Now()); f.rxConsumed+w > f.rxLimit {
-			f.rxLimit = f.rxConsumed + w
-			grant = f.rxLimit
-		}
+		w := f.grantLocked(time.Now())
+		f.rxWindow = w
+		grant = f.raiseLocked(w)
 		f.recountLocked()
 	}
 	f.mu.Unlock()
-	if grant != 0 {
-		f.s.sendControl(&wire.Msg{Type: wire.MsgCredit, Flow: f.id, Value: grant})
-	}
+	f.sendCredit(grant)
 }
 
 // grantLocked tunes the flow's window and returns the window to grant from

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"braid/bench"
+	"braid/internal/cliflag"
 )
 
 const help = `Usage: braid-bench --scenario NAME|FILE --out DIR [--duration D] [--systems A,B,...] [--seed N]
@@ -230,33 +231,13 @@ func runOne(ctx context.Context, scenario, out string, lopt bench.LoadOptions, o
 func printHelp(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprint(w, help)
 	fmt.Fprintln(w, "\nFlags:")
-	fs.VisitAll(func(f *flag.Flag) {
-		name, text := flag.UnquoteUsage(f)
-		fmt.Fprintf(w, "  --%s", f.Name)
-		if name != "" {
-			fmt.Fprintf(w, " %s", name)
-		}
-		fmt.Fprintf(w, "\n      %s", text)
-		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0s" {
-			fmt.Fprintf(w, " (default %s)", f.DefValue)
-		}
-		fmt.Fprintln(w)
-	})
+	cliflag.PrintFlags(w, fs)
 }
 
 // newLogger returns a text logger on w at the named level.
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
-	var l slog.Level
-	switch strings.ToLower(level) {
-	case "debug":
-		l = slog.LevelDebug
-	case "info":
-		l = slog.LevelInfo
-	case "warn", "warning":
-		l = slog.LevelWarn
-	case "error":
-		l = slog.LevelError
-	default:
+	l, ok := cliflag.Level(level)
+	if !ok {
 		return nil, badf("--log-level: %q is not debug, info, warn or error", level)
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil

@@ -75,8 +75,8 @@ func holdDefaultStatus(t *testing.T) {
 func exitsWith(t *testing.T, flag string, args ...string) {
 	t.Helper()
 	cli := start(append([]string{"client"}, args...)...)
-	code := cli.wait(t, 10*time.Second)
-	out := cli.stderr.String()
+	code := cli.Wait(t, 10*time.Second)
+	out := cli.Stderr.String()
 	if code != 2 || strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, "braid client: "+flag+": cannot listen on ") {
 		t.Fatalf("client exited with %d, stderr %q; want 2 and one line naming %s", code, out, flag)
 	}
@@ -130,7 +130,7 @@ func TestClientDefaultStatusTaken(t *testing.T) {
 	waitSOCKS(t, cli, socksAddr)
 	c, err := socksDial(socksAddr, echo)
 	if err != nil {
-		t.Fatalf("SOCKS through the client: %v; stderr:\n%s", err, cli.stderr)
+		t.Fatalf("SOCKS through the client: %v; stderr:\n%s", err, cli.Stderr)
 	}
 	c.Write([]byte("ping"))
 	buf := make([]byte, 4)
@@ -142,10 +142,10 @@ func TestClientDefaultStatusTaken(t *testing.T) {
 	if n := len(srv.Sessions()); n != 1 {
 		t.Fatalf("%d sessions at the concentrator, want 1", n)
 	}
-	if code := cli.stop(t); code != 0 {
-		t.Fatalf("client exited with %d; stderr:\n%s", code, cli.stderr)
+	if code := cli.Stop(t); code != 0 {
+		t.Fatalf("client exited with %d; stderr:\n%s", code, cli.Stderr)
 	}
-	out := cli.stderr.String()
+	out := cli.Stderr.String()
 	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "status page off") || !strings.Contains(out, "127.0.0.1:1081") {
 		t.Fatalf("no warning about the status address; stderr:\n%s", out)
 	}
@@ -167,22 +167,22 @@ func TestClientWaitsForConcentrator(t *testing.T) {
 		"--socks", socksAddr, "--status", "127.0.0.1:0", "--path", "a=127.0.0.1", "--log-level", "warn")
 	waitSOCKS(t, cli, socksAddr)
 	select {
-	case code := <-cli.code:
-		t.Fatalf("client exited with %d with its concentrator down; stderr:\n%s", code, cli.stderr)
+	case code := <-cli.Code:
+		t.Fatalf("client exited with %d with its concentrator down; stderr:\n%s", code, cli.Stderr)
 	case <-time.After(4 * time.Second):
 	}
 	started := time.Now()
 	concentratorWith(t, listen, cert)
 	c, err := socksDial(socksAddr, echo)
 	if err != nil {
-		t.Fatalf("SOCKS once the concentrator is up: %v; stderr:\n%s", err, cli.stderr)
+		t.Fatalf("SOCKS once the concentrator is up: %v; stderr:\n%s", err, cli.Stderr)
 	}
 	t.Logf("first flow %v after the concentrator started", time.Since(started).Round(time.Millisecond))
 	c.Close()
-	if code := cli.stop(t); code != 0 {
-		t.Fatalf("client exited with %d; stderr:\n%s", code, cli.stderr)
+	if code := cli.Stop(t); code != 0 {
+		t.Fatalf("client exited with %d; stderr:\n%s", code, cli.Stderr)
 	}
-	if out := cli.stderr.String(); strings.Count(out, "level=WARN") != 1 || !strings.Contains(out, "concentrator not reachable") {
+	if out := cli.Stderr.String(); strings.Count(out, "level=WARN") != 1 || !strings.Contains(out, "concentrator not reachable") {
 		t.Errorf("want one WARN line about the unreachable concentrator; stderr:\n%s", out)
 	}
 }

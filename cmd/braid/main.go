@@ -5,6 +5,7 @@
 package main
 
 import (
+	"braid/internal/cliflag"
 	"errors"
 	"flag"
 	"fmt"
@@ -178,21 +179,7 @@ to try. Runs until interrupted or until --duration has passed.
 func printHelp(w io.Writer, cmd string, fs *flag.FlagSet) {
 	fmt.Fprint(w, commandHelp[cmd])
 	fmt.Fprintln(w, "\nFlags:")
-	// Like flag.PrintDefaults, but spelt with the -- the docs use.
-	fs.VisitAll(func(f *flag.Flag) {
-		name, text := flag.UnquoteUsage(f)
-		fmt.Fprintf(w, "  --%s", f.Name)
-		if name != "" {
-			fmt.Fprintf(w, " %s", name)
-		}
-		fmt.Fprintf(w, "\n      %s", text)
-		// A zero default says nothing; a usage text that names its
-		// default (one computed elsewhere) says it once.
-		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0s" && f.DefValue != "0" && !strings.Contains(text, "(default") {
-			fmt.Fprintf(w, " (default %s)", f.DefValue)
-		}
-		fmt.Fprintln(w)
-	})
+	cliflag.PrintFlags(w, fs)
 }
 
 // newFlagSet returns a flag set that reports errors only through Parse's
@@ -266,17 +253,8 @@ func (s *strList) Set(v string) error {
 
 // newLogger returns a text logger on w at the named level.
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
-	var l slog.Level
-	switch strings.ToLower(level) {
-	case "debug":
-		l = slog.LevelDebug
-	case "info", "":
-		l = slog.LevelInfo
-	case "warn", "warning":
-		l = slog.LevelWarn
-	case "error":
-		l = slog.LevelError
-	default:
+	l, ok := cliflag.Level(level)
+	if !ok {
 		return nil, badf("--log-level", "%q is not debug, info, warn or error", level)
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil

@@ -9,70 +9,19 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"regexp"
-	"runtime/pprof"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"braid/internal/cmdtest"
 	"braid/internal/pki"
 	"braid/internal/socks5"
 )
 
-// syncBuffer is a bytes.Buffer that run's goroutines may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// running is one run() in a goroutine.
-type running struct {
-	sig            chan os.Signal
-	code           chan int
-	stdout, stderr *syncBuffer
-}
-
-func start(args ...string) *running {
-	r := &running{sig: make(chan os.Signal, 1), code: make(chan int, 1), stdout: new(syncBuffer), stderr: new(syncBuffer)}
-	go func() { r.code <- run(args, r.stdout, r.stderr, r.sig) }()
-	return r
-}
-
-// wait returns run's exit status, failing the test if it takes too long.
-func (r *running) wait(t *testing.T, within time.Duration) int {
-	t.Helper()
-	select {
-	case code := <-r.code:
-		return code
-	case <-time.After(within):
-		var stacks bytes.Buffer
-		pprof.Lookup("goroutine").WriteTo(&stacks, 1)
-		t.Fatalf("still running after %v; stderr:\n%s\ngoroutines:\n%s", within, r.stderr, &stacks)
-		return -1
-	}
-}
-
-// stop sends SIGTERM and returns the exit status.
-func (r *running) stop(t *testing.T) int {
-	t.Helper()
-	r.sig <- syscall.SIGTERM
-	return r.wait(t, 15*time.Second)
-}
+// start runs the command with args in a goroutine.
+func start(args ...string) *cmdtest.Run { return cmdtest.Start(run, args...) }
 
 // freePort returns a loopback address with a port that was free a moment
 // ago, for commands that must be told their address in advance.
@@ -123,7 +72,7 @@ func echoServer(t *testing.T) string {
 }
 
 // waitSOCKS waits until the client r listens on addr.
-func waitSOCKS(t *testing.T, r *running, addr string) {
+func waitSOCKS(t *testing.T, r *cmdtest.Run, addr string) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -133,12 +82,12 @@ func waitSOCKS(t *testing.T, r *running, addr string) {
 			return
 		}
 		select {
-		case code := <-r.code:
-			t.Fatalf("client exited with %d; stderr:\n%s", code, r.stderr)
+		case code := <-r.Code:
+			t.Fatalf("client exited with %d; stderr:\n%s", code, r.Stderr)
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("SOCKS proxy not up on %s; stderr:\n%s", addr, r.stderr)
+			t.Fatalf("SOCKS proxy not up on %s; stderr:\n%s", addr, r.Stderr)
 		}
 	}
 }
@@ -164,8 +113,8 @@ func TestEndToEnd(t *testing.T) {
 	srv := start("server", "--listen", listen, "--cert", cert, "--key", key,
 		"--token", "other", "--token", "secret", "--allow-private", "--allow-own", "--log-level", "warn")
 	stopServer := sync.OnceFunc(func() {
-		if code := srv.stop(t); code != 0 {
-			t.Errorf("server exited with %d; stderr:\n%s", code, srv.stderr)
+		if code := srv.Stop(t); code != 0 {
+			t.Errorf("server exited with %d; stderr:\n%s", code, srv.Stderr)
 		}
 	})
 	defer stopServer()
@@ -202,8 +151,8 @@ func TestEndToEnd(t *testing.T) {
 		}
 		c.Close()
 
-		if code := cli.stop(t); code != 0 {
-			t.Errorf("client exited with %d; stderr:\n%s", code, cli.stderr)
+		if code := cli.Stop(t); code != 0 {
+			t.Errorf("client exited with %d; stderr:\n%s", code, cli.Stderr)
 		}
 	})
 
@@ -212,8 +161,8 @@ func TestEndToEnd(t *testing.T) {
 	refused := func(t *testing.T, pin, token string) {
 		cli := start("client", "--server", listen, "--pin", pin, "--token", token,
 			"--socks", "127.0.0.1:0", "--status", "127.0.0.1:0", "--path", "a=127.0.0.1", "--log-level", "error")
-		code := cli.wait(t, 20*time.Second)
-		out := cli.stderr.String()
+		code := cli.Wait(t, 20*time.Second)
+		out := cli.Stderr.String()
 		if code != 1 || strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, "braid client: ") {
 			t.Errorf("client exited with %d, stderr %q; want 1 and one line", code, out)
 		}
@@ -254,27 +203,27 @@ func TestEndToEnd(t *testing.T) {
 		c.Close()
 		stopServer()
 		deadline := time.After(20 * time.Second)
-		for !strings.Contains(cli.stderr.String(), "opening a new session") && !strings.Contains(cli.stderr.String(), "opening a new one") {
+		for !strings.Contains(cli.Stderr.String(), "opening a new session") && !strings.Contains(cli.Stderr.String(), "opening a new one") {
 			select {
-			case code := <-cli.code:
-				t.Fatalf("client exited with %d when its concentrator went away; stderr:\n%s", code, cli.stderr)
+			case code := <-cli.Code:
+				t.Fatalf("client exited with %d when its concentrator went away; stderr:\n%s", code, cli.Stderr)
 			case <-deadline:
-				t.Fatalf("no line about the session's end; stderr:\n%s", cli.stderr)
+				t.Fatalf("no line about the session's end; stderr:\n%s", cli.Stderr)
 			case <-time.After(20 * time.Millisecond):
 			}
 		}
 		select {
-		case code := <-cli.code:
-			t.Fatalf("client exited with %d while retrying; stderr:\n%s", code, cli.stderr)
+		case code := <-cli.Code:
+			t.Fatalf("client exited with %d while retrying; stderr:\n%s", code, cli.Stderr)
 		case <-time.After(2 * time.Second):
 		}
-		if code := cli.stop(t); code != 0 {
-			t.Errorf("client exited with %d; stderr:\n%s", code, cli.stderr)
+		if code := cli.Stop(t); code != 0 {
+			t.Errorf("client exited with %d; stderr:\n%s", code, cli.Stderr)
 		}
-		if n := strings.Count(cli.stderr.String(), "level=WARN"); n != 1 {
-			t.Errorf("%d WARN lines for one lost session, want 1; stderr:\n%s", n, cli.stderr)
+		if n := strings.Count(cli.Stderr.String(), "level=WARN"); n != 1 {
+			t.Errorf("%d WARN lines for one lost session, want 1; stderr:\n%s", n, cli.Stderr)
 		}
-		t.Logf("stderr: %s", cli.stderr)
+		t.Logf("stderr: %s", cli.Stderr)
 	})
 }
 
@@ -285,17 +234,17 @@ func TestDemo(t *testing.T) {
 	var m []string
 	deadline := time.Now().Add(15 * time.Second)
 	for m == nil {
-		m = curl.FindStringSubmatch(d.stdout.String())
+		m = curl.FindStringSubmatch(d.Stdout.String())
 		if m != nil {
 			break
 		}
 		select {
-		case code := <-d.code:
-			t.Fatalf("demo exited with %d; stderr:\n%s", code, d.stderr)
+		case code := <-d.Code:
+			t.Fatalf("demo exited with %d; stderr:\n%s", code, d.Stderr)
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no curl line; stdout:\n%s\nstderr:\n%s", d.stdout, d.stderr)
+			t.Fatalf("no curl line; stdout:\n%s\nstderr:\n%s", d.Stdout, d.Stderr)
 		}
 	}
 	proxy, base := m[1], m[2]
@@ -326,10 +275,10 @@ func TestDemo(t *testing.T) {
 	}
 	tr.CloseIdleConnections()
 
-	if code := d.stop(t); code != 0 {
-		t.Errorf("demo exited with %d; stderr:\n%s", code, d.stderr)
+	if code := d.Stop(t); code != 0 {
+		t.Errorf("demo exited with %d; stderr:\n%s", code, d.Stderr)
 	}
-	sc := bufio.NewScanner(strings.NewReader(d.stdout.String()))
+	sc := bufio.NewScanner(strings.NewReader(d.Stdout.String()))
 	for sc.Scan() {
 		t.Log(sc.Text())
 	}

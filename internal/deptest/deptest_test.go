@@ -54,7 +54,7 @@ var (
 // and the packages that hold only tests.
 var never = []string{
 	"braid/cmd/braid", "braid/cmd/braid-bench",
-	"braid/internal/e2e", "braid/internal/nstest", "braid/internal/deptest",
+	"braid/internal/e2e", "braid/internal/nstest", "braid/internal/deptest", "braid/internal/cmdtest",
 }
 
 // rules has one entry for every package of the module; a package without
@@ -109,6 +109,8 @@ var rules = map[string]rule{
 	"braid/internal/ifwatch":    {imports: []string{"braid/internal/notify"}},
 	// Tests only: their code outside _test.go files imports nothing.
 	"braid/internal/e2e":     {imports: []string{}},
+	"braid/internal/cmdtest": {imports: []string{}}, // for tests only
+	"braid/internal/cliflag": {imports: []string{}},
 	"braid/internal/nstest":  {imports: []string{}},
 	"braid/internal/deptest": {imports: []string{}},
 }

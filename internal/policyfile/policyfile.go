@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -196,11 +197,7 @@ func (f *filePolicy) policy() (*tier.Policy, error) {
 	if len(f.Tiers) == 0 {
 		return nil, fielderr.New("tiers", "at least one tier is required")
 	}
-	names := make([]string, 0, len(f.Tiers))
-	for name := range f.Tiers {
-		names = append(names, name)
-	}
-	slices.Sort(names) // so the error reported does not depend on map order
+	names := slices.Sorted(maps.Keys(f.Tiers)) // so the error reported does not depend on map order
 	for _, name := range names {
 		ft := f.Tiers[name]
 		t, err := ft.tier(name)
@@ -219,11 +216,7 @@ func (f *filePolicy) policy() (*tier.Policy, error) {
 	if f.DefaultTier != "" && p.Tiers[f.DefaultTier] == nil {
 		return nil, fielderr.Errorf("default_tier", "no tier named %q", f.DefaultTier)
 	}
-	media := make([]string, 0, len(f.Prices))
-	for m := range f.Prices {
-		media = append(media, m)
-	}
-	slices.Sort(media)
+	media := slices.Sorted(maps.Keys(f.Prices))
 	for _, m := range media {
 		v := f.Prices[m]
 		if !slices.Contains(tier.Media, m) {
@@ -234,11 +227,7 @@ func (f *filePolicy) policy() (*tier.Policy, error) {
 		}
 		p.Prices[m] = positive(v)
 	}
-	tokens := make([]string, 0, len(f.Tokens))
-	for tok := range f.Tokens {
-		tokens = append(tokens, tok)
-	}
-	slices.Sort(tokens)
+	tokens := slices.Sorted(maps.Keys(f.Tokens))
 	for _, tok := range tokens {
 		// The error does not quote the token: it is a secret, and errors
 		// end up in logs.
