@@ -148,6 +148,56 @@ func sendAndConfirm(w io.ReadWriter, n int64, closeWrite func() error) error {
 	return nil
 }
 
+// TCPLegs sends n bytes through the two loopback TCP legs braid's SOCKS
+// chain has at its ends (application -> relay -> destination), with a
+// user-space copy between them and nothing else: what the chain costs before
+// braid adds anything, to be added to RawQUIC's cost when braid is held
+// against the two of them.
+func TCPLegs(ctx context.Context, n int64) (Result, error) {
+	dst, err := sink()
+	if err != nil {
+		return Result{}, err
+	}
+	defer dst.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return Result{}, err
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				var d net.Dialer
+				up, err := d.DialContext(ctx, "tcp", dst.Addr().String())
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				done := make(chan struct{})
+				// Plain reads and writes, as braid's relay makes: a
+				// TCP-to-TCP io.Copy would splice in the kernel.
+				go func() { io.Copy(struct{ io.Writer }{c}, struct{ io.Reader }{up}); close(done) }()
+				io.Copy(struct{ io.Writer }{up}, struct{ io.Reader }{c})
+				up.(*net.TCPConn).CloseWrite()
+				<-done
+			}()
+		}
+	}()
+	return measure("tcp legs", n, func() error {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		return sendAndConfirm(conn, n, conn.(*net.TCPConn).CloseWrite)
+	})
+}
+
 // RawQUIC sends n bytes over one plain quic-go stream on loopback, with
 // the same QUIC settings braid uses: the baseline braid is held against.
 func RawQUIC(ctx context.Context, n int64) (Result, error) {

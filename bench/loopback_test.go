@@ -28,15 +28,17 @@ func TestLoopbackSmoke(t *testing.T) {
 }
 
 // BenchmarkLoopback runs braid over 1 and 2 loopback paths, over 1 path
-// without packet coding (plain1), and one raw quic-go stream, interleaved,
-// and reports each one's median goodput and CPU per GB, and braid's ratios
-// to the raw stream.
+// without packet coding (plain1), one raw quic-go stream and the chain's
+// two TCP legs alone (tcplegs), interleaved, and reports each one's median
+// goodput and CPU per GB, and braid's ratios to the raw stream and to the
+// floor (raw plus tcplegs: what the SOCKS chain costs with nothing of
+// braid's in it).
 //
 //	go test -run x -bench Loopback -benchtime 5x ./bench/
 func BenchmarkLoopback(b *testing.B) {
 	const n = 512 << 20
 	ctx := context.Background()
-	var raw, one, two, plain []Result
+	var raw, one, two, plain, legs []Result
 	for i := 0; i < b.N; i++ {
 		r, err := RawQUIC(ctx, n)
 		if err != nil {
@@ -58,6 +60,11 @@ func BenchmarkLoopback(b *testing.B) {
 			b.Fatal(err)
 		}
 		plain = append(plain, r)
+		r, err = TCPLegs(ctx, n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		legs = append(legs, r)
 	}
 	med := func(rs []Result, f func(Result) float64) float64 {
 		v := make([]float64, len(rs))
@@ -73,7 +80,9 @@ func BenchmarkLoopback(b *testing.B) {
 	b.ReportMetric(med(one, gp)/1e6, "braid1-Mbit/s")
 	b.ReportMetric(med(two, gp)/1e6, "braid2-Mbit/s")
 	b.ReportMetric(med(plain, gp)/1e6, "plain1-Mbit/s")
+	b.ReportMetric(med(legs, gp)/1e6, "tcplegs-Mbit/s")
 	b.ReportMetric(med(raw, cpu), "raw-CPU-s/GB")
+	b.ReportMetric(med(legs, cpu), "tcplegs-CPU-s/GB")
 	b.ReportMetric(med(one, cpu), "braid1-CPU-s/GB")
 	b.ReportMetric(med(two, cpu), "braid2-CPU-s/GB")
 	b.ReportMetric(med(plain, cpu), "plain1-CPU-s/GB")
@@ -83,7 +92,11 @@ func BenchmarkLoopback(b *testing.B) {
 	b.ReportMetric(med(two, gp)/med(raw, gp), "braid2/raw-goodput")
 	b.ReportMetric(med(one, cpu)/med(raw, cpu), "braid1/raw-CPU")
 	b.ReportMetric(med(two, cpu)/med(raw, cpu), "braid2/raw-CPU")
+	// The chain's floor: a raw stream plus the two TCP legs at its ends.
+	floor := med(raw, cpu) + med(legs, cpu)
+	b.ReportMetric(med(one, cpu)/floor, "braid1/floor-CPU")
+	b.ReportMetric(med(two, cpu)/floor, "braid2/floor-CPU")
 	for i := range raw {
-		b.Logf("run %d: %v | %v | %v | %v", i, raw[i], one[i], two[i], plain[i])
+		b.Logf("run %d: %v | %v | %v | %v | %v", i, raw[i], one[i], two[i], plain[i], legs[i])
 	}
 }

@@ -78,6 +78,10 @@ type Stats struct {
 	Malformed uint64 // coding packets dropped as malformed or forged
 	Unknown   uint64 // parity and reports from peers not enabled, dropped
 	Plain     uint64 // packets to enabled peers sent uncoded (too large)
+	// Writes is the socket writes coded packets took, Packets the coded
+	// packets they carried: more packets than writes where the kernel
+	// segments (outQueue).
+	Writes, Packets uint64
 }
 
 // PeerStats is one peer's coding, both ways.
@@ -109,11 +113,13 @@ type PeerStats struct {
 type Conn struct {
 	udp *net.UDPConn
 	cfg Config
+	wq  *outQueue // coded packets on their way to the socket
 
 	pmu   sync.RWMutex
 	peers map[peerKey]*peer
 
 	// reading side, ReadFrom's goroutine
+	in   *inBatch
 	rmu  sync.Mutex
 	out  rebuilt
 	kept atomic.Int64 // bytes kept by all receivers
@@ -139,7 +145,7 @@ var _ net.PacketConn = (*Conn)(nil)
 // New wraps udp. The Conn owns it: Close closes it.
 func New(udp *net.UDPConn, cfg Config) *Conn {
 	cfg.fill()
-	return &Conn{udp: udp, cfg: cfg, peers: map[peerKey]*peer{}}
+	return &Conn{udp: udp, cfg: cfg, wq: newOutQueue(udp), in: newInBatch(udp), peers: map[peerKey]*peer{}}
 }
 
 func keyOf(a *net.UDPAddr) peerKey {
@@ -259,7 +265,8 @@ func (c *Conn) PeerStats(addr net.Addr) (PeerStats, bool) {
 
 // Stats returns the Conn's counters.
 func (c *Conn) Stats() Stats {
-	return Stats{Malformed: c.malformed.Load(), Unknown: c.unknown.Load(), Plain: c.plain.Load()}
+	return Stats{Malformed: c.malformed.Load(), Unknown: c.unknown.Load(), Plain: c.plain.Load(),
+		Writes: c.wq.writes.Load(), Packets: c.wq.segments.Load()}
 }
 
 // WriteTo sends b to addr: coded when addr is enabled and b is a QUIC
@@ -297,7 +304,7 @@ func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
 		}
 		buf := bufpool.Get(readBufLen)
 		c.rmu.Unlock()
-		n, ap, err := c.udp.ReadFromUDPAddrPort(buf)
+		n, ap, err := c.in.next(buf)
 		c.rmu.Lock()
 		if err != nil {
 			bufpool.Put(buf)
@@ -394,6 +401,7 @@ func (c *Conn) Close() error {
 	for _, p := range peers {
 		p.s.close()
 	}
+	c.wq.close() // what quic-go wrote last (a CONNECTION_CLOSE) goes out
 	err := c.udp.Close()
 	c.rmu.Lock()
 	for _, p := range peers {

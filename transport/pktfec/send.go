@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"math"
 	"net"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,6 +16,8 @@ import (
 type sender struct {
 	c    *Conn
 	addr *net.UDPAddr
+	to   netip.AddrPort
+	werr atomic.Pointer[error] // a queued write that failed, for the next write to return
 
 	mu     sync.Mutex
 	seq    uint32 // next data packet's seq
@@ -25,7 +29,7 @@ type sender struct {
 	gen    uint64 // groups closed
 	armed  uint64 // the group the timer was set for
 	timer  *time.Timer
-	out    []byte // the data packet being written
+	hdr    [dataHdr]byte // the data packet's header
 
 	ctl    control
 	closed bool
@@ -35,7 +39,7 @@ type sender struct {
 }
 
 func newSender(c *Conn, addr *net.UDPAddr) *sender {
-	s := &sender{c: c, addr: addr, out: make([]byte, 0, readBufLen)}
+	s := &sender{c: c, addr: addr, to: addr.AddrPort()}
 	s.ctl.init(c.cfg)
 	return s
 }
@@ -57,8 +61,13 @@ func (s *sender) groupDelay() time.Duration {
 	return d
 }
 
-// write sends one QUIC packet b, coded. It returns what the socket said.
+// write queues one QUIC packet b, coded (outQueue). It returns an error
+// the socket gave one of the peer's earlier packets, as quic-go expects of
+// a write (it ends the connection on most), or that the Conn is closed.
 func (s *sender) write(b []byte) (int, error) {
+	if e := s.werr.Swap(nil); e != nil {
+		return 0, *e
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -72,10 +81,9 @@ func (s *sender) write(b []byte) (int, error) {
 	if grouped {
 		t = typeGroupData
 	}
-	s.out = append(s.out[:0], t, 0, 0, 0)
-	putSeq(s.out[1:], seq)
-	s.out = append(s.out, b...)
-	if _, err := s.c.udp.WriteTo(s.out, s.addr); err != nil {
+	s.hdr[0] = t
+	putSeq(s.hdr[1:], seq)
+	if err := s.c.wq.put(s, s.to, s.hdr[:], b); err != nil {
 		return 0, err
 	}
 	s.dataPackets++
@@ -147,7 +155,7 @@ func (s *sender) closeGroupLocked() {
 	for j := range send {
 		p := s.parity[j]
 		appendParityHeader(p[:0], parityHeader{first: s.first, n: s.n, k: s.k, m: s.m, j: j})
-		if _, err := s.c.udp.WriteTo(p[:parityHdr+s.sl], s.addr); err == nil {
+		if err := s.c.wq.put(s, s.to, nil, p[:parityHdr+s.sl]); err == nil {
 			s.parityPackets++
 			s.parityBytes += uint64(parityHdr + s.sl)
 		}
@@ -171,6 +179,10 @@ func (s *sender) onReport(r report, now time.Time) {
 	s.ctl.onReport(r, now)
 	s.mu.Unlock()
 }
+
+// failed keeps a write error of one of the peer's queued packets for its
+// next write to return.
+func (s *sender) failed(err error) { s.werr.CompareAndSwap(nil, &err) }
 
 func (s *sender) close() {
 	s.mu.Lock()
