@@ -87,7 +87,7 @@ func (s *Session) dispatch(ctx context.Context, b *txBlock, i int, dead <-chan s
 			if !waitFrom.IsZero() {
 				s.waited[class].Add(int64(time.Since(waitFrom)))
 			}
-			b.conn[i].Store(nil)
+			b.setConn(i, nil)
 			b.path[i].Store(p)
 			p.queued.Add(int64(size))
 			if prio {
@@ -143,7 +143,7 @@ func (s *Session) resend(b *txBlock, i int, p *Path) bool {
 		}
 	}
 	size := int64(b.hdr.ShardLen)
-	b.conn[i].Store(nil)
+	b.setConn(i, nil)
 	b.path[i].Store(p)
 	p.queued.Add(size)
 	p.pushUrgent(shardJob{b: b, idx: uint8(i)})

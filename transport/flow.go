@@ -266,7 +266,7 @@ func (f *Flow) abort() {
 	f.mu.Unlock()
 	f.s.releaseSend(held)
 	for _, b := range blocks {
-		b.acked.Store(true)
+		b.finish()
 		b.release()
 	}
 	for _, rb := range pending {

@@ -33,10 +33,43 @@ type txBlock struct {
 	// until it is acknowledged or dropped; under f.mu.
 	held int64
 	path [wire.MaxShards]atomic.Pointer[Path]
+	// conn is the connection each shard was last written on; changed
+	// only through setConn and finish, which keep pconn.holding true.
 	conn [wire.MaxShards]atomic.Pointer[pconn]
 }
 
 func (b *txBlock) n() int { return int(b.hdr.K) + int(b.hdr.M) }
+
+// setConn records shard i as written on c (nil: on no connection), and
+// moves its count from the connection it was on to c. A shard recorded
+// after its block was acknowledged is taken off again here: finish may
+// have swept the block already, and each swap moves a count once.
+func (b *txBlock) setConn(i int, c *pconn) {
+	old := b.conn[i].Swap(c)
+	if old == c {
+		return
+	}
+	if c != nil {
+		c.holding.Add(1)
+	}
+	if old != nil {
+		old.unhold()
+	}
+	if c != nil && b.acked.Load() && b.conn[i].CompareAndSwap(c, nil) {
+		c.unhold()
+	}
+}
+
+// finish marks the block acknowledged (or dropped with its flow) and
+// takes its shards off their connections' counts.
+func (b *txBlock) finish() {
+	b.acked.Store(true)
+	for i := range b.n() {
+		if old := b.conn[i].Swap(nil); old != nil {
+			old.unhold()
+		}
+	}
+}
 
 func (b *txBlock) shard(i int) []byte {
 	l := int(b.hdr.ShardLen)
@@ -304,7 +337,7 @@ func (f *Flow) onAck(next uint64) error {
 		}
 		held += b.held
 		b.held = 0
-		b.acked.Store(true)
+		b.finish()
 		b.release()
 		f.txBlocks[i] = nil
 	}

@@ -348,6 +348,8 @@ type pconn struct {
 	retiring  atomic.Bool   // leaving a shrinking pool: no new shards, closed after a drain
 	drained   chan struct{} // client: closed when the concentrator answers RETIRE
 	writing   atomic.Int32  // shards being written, not yet recorded in their blocks
+	holding   atomic.Int32  // shards recorded on c of blocks not yet acknowledged (txBlock.setConn)
+	drainSig  chan struct{} // a retiring connection's writing or holding reached 0
 	drainOnce sync.Once
 	lastHeard atomic.Int64 // session clock, ns
 	mon       pathmon.Monitor
@@ -383,15 +385,16 @@ type pconn struct {
 // ended meanwhile.
 func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream, version uint8) *pconn {
 	c := &pconn{
-		id:      s.nextConnID.Add(1),
-		p:       p,
-		s:       s,
-		qc:      qc,
-		ctrl:    ctrl,
-		wsig:    make(chan struct{}, 1),
-		flushed: make(chan struct{}, 1),
-		drained: make(chan struct{}),
-		done:    make(chan struct{}),
+		id:       s.nextConnID.Add(1),
+		p:        p,
+		s:        s,
+		qc:       qc,
+		ctrl:     ctrl,
+		wsig:     make(chan struct{}, 1),
+		flushed:  make(chan struct{}, 1),
+		drained:  make(chan struct{}),
+		drainSig: make(chan struct{}, 1),
+		done:     make(chan struct{}),
 	}
 	c.lastHeard.Store(int64(s.now()))
 	c.up.Store(true)
@@ -798,7 +801,7 @@ func (c *pconn) streamWriter() {
 		// so a retiring connection that sees no writer has none).
 		c.writing.Add(1)
 		if c.retiring.Load() {
-			c.writing.Add(-1)
+			c.wrote()
 			p.queued.Add(size)
 			p.pushUrgent(j)
 			continue
@@ -814,17 +817,17 @@ func (c *pconn) streamWriter() {
 			}
 			if err != nil {
 				// The shard may not have left: send it elsewhere.
-				j.b.conn[j.idx].Store(nil)
-				c.writing.Add(-1)
+				j.b.setConn(int(j.idx), nil)
+				c.wrote()
 				c.s.redispatch(j)
 				c.close(fmt.Errorf("write data stream: %w", err))
 				return
 			}
-			j.b.conn[j.idx].Store(c)
+			j.b.setConn(int(j.idx), c)
 			p.BytesSent.Add(uint64(size + wire.ShardHeaderLen))
 			c.s.stats.ShardsSent.Add(1)
 		}
-		c.writing.Add(-1)
+		c.wrote()
 		j.b.release()
 	}
 }
@@ -941,49 +944,43 @@ func (c *pconn) retire() {
 
 // waitDrained waits until no unacknowledged block has a shard on c and
 // peer (if not nil) is closed, for at most retireDrain or until c ends.
+// It wakes when the last shard being written or held on c lets go
+// (drainSig), not on a timer.
 func (c *pconn) waitDrained(peer <-chan struct{}) {
 	deadline := time.NewTimer(retireDrain)
 	defer deadline.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
+	peerDone := peer == nil
 	for {
+		if peerDone && c.drainedHere() {
+			return
+		}
 		select {
 		case <-c.done:
 			return
 		case <-deadline.C:
 			return
-		case <-tick.C:
-		}
-		if c.writing.Load() == 0 && !c.s.holds(c) {
-			if peer == nil {
-				return
-			}
-			select {
-			case <-peer:
-				return
-			default:
-			}
+		case <-c.drainSig:
+		case <-peer:
+			peerDone, peer = true, nil
 		}
 	}
 }
 
-// holds reports whether a block not yet acknowledged has a shard sent on c.
-func (s *Session) holds(c *pconn) bool {
-	flows := s.flows.all()
-	for _, f := range flows {
-		f.mu.Lock()
-		for _, b := range f.txBlocks {
-			if b.acked.Load() {
-				continue
-			}
-			for i := range b.n() {
-				if b.conn[i].Load() == c {
-					f.mu.Unlock()
-					return true
-				}
-			}
-		}
-		f.mu.Unlock()
+// drainedHere says no shard is being written on c and none it carried
+// waits for an acknowledgement.
+func (c *pconn) drainedHere() bool { return c.writing.Load() == 0 && c.holding.Load() == 0 }
+
+// wrote ends a shard's write on c (writing), waking a drain at the last.
+func (c *pconn) wrote() {
+	if c.writing.Add(-1) == 0 && c.retiring.Load() {
+		notify.Signal(c.drainSig)
 	}
-	return false
+}
+
+// unhold takes one acknowledged, dropped or moved shard off c's count,
+// waking a drain at the last.
+func (c *pconn) unhold() {
+	if c.holding.Add(-1) == 0 && c.retiring.Load() {
+		notify.Signal(c.drainSig)
+	}
 }

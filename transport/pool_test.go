@@ -74,6 +74,19 @@ func TestPoolResize(t *testing.T) {
 	if !p.Up() {
 		t.Fatal("path down after the pool shrank")
 	}
+	// Once everything is acknowledged, no connection counts a shard as
+	// held (txBlock.setConn and finish moved each count exactly once).
+	held := func(p *Path) (n int32) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, pc := range p.conns {
+			n += pc.holding.Load()
+		}
+		return n
+	}
+	if !eventually(5*time.Second, func() bool { return held(p) == 0 && held(sp) == 0 }) {
+		t.Fatalf("shards held after the transfer was acknowledged: %d at the client, %d at the concentrator", held(p), held(sp))
+	}
 	// Retiring drains: neither end had to send a shard again because its
 	// retired connection closed first. (A loaded machine may delay an ack
 	// past the RTO, or a probe's answer long enough to make a connection
