@@ -21,7 +21,11 @@ import (
 	"syscall"
 )
 
-const version = 0x05
+// Version is the first byte of every SOCKS5 client message: a proxy
+// that serves other protocols on the same port tells SOCKS5 by it.
+const Version = 0x05
+
+const version = Version
 
 // Authentication methods (RFC 1928 section 3).
 const (
