@@ -1,9 +1,11 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"braid/internal/httpproxy"
 	"braid/internal/netx"
 	"braid/internal/notify"
 	"braid/internal/pki"
@@ -23,7 +26,8 @@ import (
 	"braid/transport/wire"
 )
 
-// Client is a running SOCKS5 proxy. It carries its flows over one
+// Client is a running proxy: SOCKS5, and HTTP (CONNECT and plain
+// requests, internal/httpproxy) on the same port. It carries its flows over one
 // transport session at a time: a supervisor goroutine (supervise.go) joins
 // the concentrator, and joins again whenever the session ends, until the
 // client is closed or the concentrator refuses it for good.
@@ -32,6 +36,8 @@ type Client struct {
 	log    *slog.Logger
 	static []transport.PathDialer // the configured paths
 	ln     net.Listener
+	creds  *socks5.Credentials // SOCKS5's and HTTP's
+	http   *httpproxy.Server
 
 	statusLn  net.Listener
 	statusSrv *http.Server
@@ -82,6 +88,13 @@ func Start(ctx context.Context, cfg Config) (_ *Client, err error) {
 	for _, p := range cfg.Paths {
 		c.static = append(c.static, c.cfg.pathDialer(p))
 	}
+	// Without a configured user, any username is accepted as a label of
+	// the application: the tier's classes may pick traffic by it.
+	c.creds = &socks5.Credentials{AnyUser: true}
+	if cfg.SOCKSUser != "" {
+		c.creds = &socks5.Credentials{User: cfg.SOCKSUser, Pass: cfg.SOCKSPass}
+	}
+	c.http = &httpproxy.Server{Opener: httpOpener{c}, Creds: c.creds, HeaderTimeout: cfg.HandshakeTimeout}
 	// What Start has opened, undone in reverse order when a later step
 	// fails, so a failed Start leaves no listener and no watcher behind.
 	var undo []func()
@@ -237,7 +250,7 @@ func dialer(bind netx.Bind, server func() string, pin [32]byte, code bool, onCon
 	}
 }
 
-// SOCKSAddr returns the address the SOCKS5 proxy listens on.
+// SOCKSAddr returns the address the proxy listens on, for SOCKS5 and HTTP.
 func (c *Client) SOCKSAddr() net.Addr { return c.ln.Addr() }
 
 // StatusAddr returns the status server's address, or nil when there is
@@ -378,16 +391,29 @@ func (c *Client) serve() {
 	}
 }
 
+// handle serves one connection to the proxy port: SOCKS5 when its first
+// byte is SOCKS5's version, HTTP otherwise (as mixed ports of other
+// proxies tell them apart).
 func (c *Client) handle(conn net.Conn) {
 	defer conn.Close()
-	// Without a configured user, any username is accepted as a label of
-	// the application: the tier's classes may pick traffic by it.
-	creds := &socks5.Credentials{AnyUser: true}
-	if c.cfg.SOCKSUser != "" {
-		creds = &socks5.Credentials{User: c.cfg.SOCKSUser, Pass: c.cfg.SOCKSPass}
-	}
 	conn.SetDeadline(time.Now().Add(c.cfg.HandshakeTimeout))
-	req, err := socks5.Handshake(conn, creds)
+	var first [1]byte
+	if _, err := io.ReadFull(conn, first[:]); err != nil {
+		c.log.Debug("proxy connection", "remote", conn.RemoteAddr().String(), "err", err)
+		return
+	}
+	if first[0] != socks5.Version {
+		conn.SetDeadline(time.Time{}) // the HTTP server keeps its own
+		if err := c.http.ServeConn(c.ctx, conn, first[:]); err != nil {
+			c.log.Debug("http proxy", "remote", conn.RemoteAddr().String(), "err", err)
+		}
+		return
+	}
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{io.MultiReader(bytes.NewReader(first[:]), conn), conn}
+	req, err := socks5.Handshake(rw, c.creds)
 	if err != nil {
 		c.log.Debug("socks handshake", "remote", conn.RemoteAddr().String(), "err", err)
 		return
@@ -402,16 +428,7 @@ func (c *Client) handle(conn net.Conn) {
 	f, err := c.openFlow(ctx, dest, req.Dest.Port, req.User)
 	cancel()
 	if err != nil {
-		code := socks5.GeneralFailure
-		var re *transport.RefusedError
-		switch {
-		case errors.As(err, &re):
-			code = socks5.Reply(re.Code)
-		case errors.Is(err, errNoSession):
-			code = socks5.NetworkUnreachable
-		case errors.Is(err, context.DeadlineExceeded):
-			code = socks5.TTLExpired
-		}
+		code := replyFor(err)
 		c.log.Debug("flow refused", "dest", req.Dest.String(), "code", code.String(), "err", err)
 		socks5.WriteReply(conn, code, socks5.Addr{})
 		return
@@ -424,6 +441,47 @@ func (c *Client) handle(conn net.Conn) {
 	// When the session ends under the flow, the flow fails and Relay
 	// resets conn: the application sees a reset, never a clean end.
 	relay.Relay(conn, f)
+}
+
+// replyFor is the SOCKS5 reply for a flow that could not be opened: the
+// concentrator's code when it refused, network unreachable with no
+// session, TTL expired for a timeout.
+func replyFor(err error) socks5.Reply {
+	var re *transport.RefusedError
+	switch {
+	case errors.As(err, &re):
+		return socks5.Reply(re.Code)
+	case errors.Is(err, errNoSession):
+		return socks5.NetworkUnreachable
+	case errors.Is(err, context.DeadlineExceeded):
+		return socks5.TTLExpired
+	}
+	return socks5.GeneralFailure
+}
+
+// httpOpener opens the HTTP proxy's flows as SOCKS5 CONNECT does, with
+// the same connect timeout, classes and reply codes.
+type httpOpener struct{ c *Client }
+
+var (
+	_ httpproxy.Opener = httpOpener{}
+	_ httpproxy.Flow   = (*transport.Flow)(nil)
+)
+
+func (o httpOpener) Open(ctx context.Context, dest socks5.Addr, user string) (httpproxy.Flow, error) {
+	enc, err := socks5.AppendAddr(nil, dest)
+	if err != nil {
+		return nil, &socks5.ReplyError{Code: socks5.AddressNotSupported}
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.c.cfg.ConnectTimeout)
+	defer cancel()
+	f, err := o.c.openFlow(ctx, enc, dest.Port, user)
+	if err != nil {
+		code := replyFor(err)
+		o.c.log.Debug("flow refused", "dest", dest.String(), "code", code.String(), "err", err)
+		return nil, &socks5.ReplyError{Code: code}
+	}
+	return f, nil
 }
 
 // openFlow opens a flow on the session that is up. While none is, it

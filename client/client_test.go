@@ -1,9 +1,11 @@
 package client
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -210,5 +212,46 @@ func TestListeners(t *testing.T) {
 				t.Fatal("no status page on a free address")
 			}
 		})
+	}
+}
+
+// TestHTTPOnSOCKSPort: the SOCKS port answers HTTP too. With no session a
+// CONNECT waits for one, then gets 502 (network unreachable, as SOCKS5
+// answers); a UDP ASSOCIATE is still refused as not supported.
+func TestHTTPOnSOCKSPort(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	cfg := testConfig(t)
+	cfg.ConnectTimeout = 300 * time.Millisecond
+	c, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	conn, err := net.Dial("tcp", c.SOCKSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(conn, "CONNECT 192.0.2.1:443 HTTP/1.1\r\nHost: 192.0.2.1:443\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("CONNECT with no session: %s, want 502", resp.Status)
+	}
+
+	uc, err := net.Dial("tcp", c.SOCKSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	uc.SetDeadline(time.Now().Add(10 * time.Second))
+	_, err = socks5.Associate(uc, nil, socks5.Addr{})
+	var re *socks5.ReplyError
+	if !errors.As(err, &re) || re.Code != socks5.CommandNotSupported {
+		t.Fatalf("UDP ASSOCIATE: %v, want reply %v", err, socks5.CommandNotSupported)
 	}
 }

@@ -32,9 +32,12 @@ type Config struct {
 	Pin [32]byte
 	// Token authenticates the user to the concentrator.
 	Token string
-	// SOCKS is the proxy's listen address (default 127.0.0.1:1080).
+	// SOCKS is the proxy's listen address (default 127.0.0.1:1080), for
+	// SOCKS5 and HTTP alike: a connection whose first byte is 0x05 speaks
+	// SOCKS5, any other HTTP (CONNECT and plain requests).
 	SOCKS string
-	// SOCKSUser and SOCKSPass, when set, require RFC 1929 authentication.
+	// SOCKSUser and SOCKSPass, when set, require RFC 1929 authentication
+	// of SOCKS5 clients and Proxy-Authorization: Basic of HTTP clients.
 	SOCKSUser, SOCKSPass string
 	// Status is the loopback HOST:PORT where GET /status serves the
 	// paths' state as JSON; empty means no status server.
@@ -54,7 +57,8 @@ type Config struct {
 	AutoPaths bool
 	// Transport tunes coding, windows and probing.
 	Transport transport.Config
-	// HandshakeTimeout bounds a SOCKS client's handshake (default 10 s).
+	// HandshakeTimeout bounds a SOCKS client's handshake, and the reading
+	// of an HTTP client's request header (default 10 s).
 	HandshakeTimeout time.Duration
 	// ConnectTimeout bounds a SOCKS request from its handshake to its
 	// reply (default 20 s): waiting for a session while none is up (at

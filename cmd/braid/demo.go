@@ -50,7 +50,7 @@ type demoOpts struct {
 
 func demoFlags(o *demoOpts) *flag.FlagSet {
 	fs := newFlagSet("demo")
-	fs.StringVar(&o.socks, "socks", defaultSOCKS, "SOCKS5 listen `HOST:PORT`")
+	fs.StringVar(&o.socks, "socks", defaultSOCKS, "proxy listen `HOST:PORT`: SOCKS5 and HTTP on one port")
 	fs.StringVar(&o.status, "status", "127.0.0.1:1081", "loopback `HOST:PORT` of the client's status page; \"off\" for none")
 	fs.DurationVar(&o.duration, "duration", 0, "stop after `D` (0: run until interrupted)")
 	// warn, not info: the demo's own status lines are what to watch.
@@ -157,8 +157,9 @@ func runDemo(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int 
 			fmt.Fprintf(stdout, "  %-9s  %2.0f Mbit/s, %2d ms one way, %-9s  $%.2f/GB  %s\n",
 				dp.name, dp.mbps, dp.delay.Milliseconds(), dp.medium, dp.price, dp.operator)
 		}
-		fmt.Fprintf(stdout, "SOCKS5 proxy on %s; test web server on http://%s/\n", socks, ln.Addr())
+		fmt.Fprintf(stdout, "SOCKS5 and HTTP proxy on %s; test web server on http://%s/\n", socks, ln.Addr())
 		fmt.Fprintf(stdout, "Try:\n  curl --socks5-hostname %s -o /dev/null http://%s/bytes/100000000\n", socks, ln.Addr())
+		fmt.Fprintf(stdout, "or, as an HTTP proxy:\n  http_proxy=http://%s curl -o /dev/null http://%s/bytes/100000000\n", socks, ln.Addr())
 		if a := c.StatusAddr(); a != nil {
 			fmt.Fprintf(stdout, "and, while it runs:\n  go run ./cmd/braid status --client %s\n", a)
 		}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
@@ -272,6 +273,16 @@ func TestDemo(t *testing.T) {
 	}
 	if b := get("/"); !bytes.Contains(b, []byte("/bytes/N")) {
 		t.Errorf("/ returned %q", b)
+	}
+	tr.CloseIdleConnections()
+	// The same port is an HTTP proxy, as the banner's second line says.
+	if !strings.Contains(d.Stdout.String(), "http_proxy=http://"+proxy+" curl") {
+		t.Errorf("no http_proxy line in the banner:\n%s", d.Stdout)
+	}
+	tr = &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: proxy})}
+	hc.Transport = tr
+	if b := get("/bytes/200000"); len(b) != 200000 {
+		t.Errorf("/bytes/200000 through the HTTP proxy returned %d bytes", len(b))
 	}
 	tr.CloseIdleConnections()
 

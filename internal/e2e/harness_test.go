@@ -49,6 +49,8 @@ type options struct {
 	handler   func(net.Conn)
 	prices    []float64 // per path, USD per GB; the paths also get their link's rate
 	policy    *tier.Policy
+	socksUser string // the proxy's user and password, "" for any
+	socksPass string
 }
 
 func logger(t *testing.T) *slog.Logger {
@@ -111,6 +113,7 @@ func newWorld(t *testing.T, o options) *world {
 	cli, err := client.Start(ctx, client.Config{
 		Pin: pin, Token: tok, SOCKS: "127.0.0.1:0", Paths: paths, Status: o.status,
 		Transport: o.transport, Logger: logger(t), STUNInterval: o.stunEvery,
+		SOCKSUser: o.socksUser, SOCKSPass: o.socksPass,
 	})
 	if err != nil {
 		t.Fatal(err)

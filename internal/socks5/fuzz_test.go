@@ -105,3 +105,52 @@ func FuzzConnect(f *testing.F) {
 		}
 	})
 }
+
+// FuzzUDPHeader: ParseUDPHeader never panics and never reads past its
+// input (the fuzzer's slice is cut to its length, so a read past it
+// panics); what it decodes encodes back to the same bytes, RSV aside, with
+// the payload the datagram's own tail.
+func FuzzUDPHeader(f *testing.F) {
+	for _, b := range [][]byte{
+		cat([]byte{0, 0, 0}, reqIPv4[3:], []byte("payload")),
+		cat([]byte{0, 0, 0}, reqIPv6[3:]),
+		cat([]byte{0, 0, 0}, reqDomain[3:], []byte{0xde, 0xad}),
+		cat([]byte{0, 0, 3}, reqIPv4[3:]),
+		{0xff, 0xff, 0, 0x01, 1, 2, 3, 4, 0, 80},
+		{0, 0, 0, 0x03, 0x00, 0x00, 0x50},
+		{0, 0, 0, 0x03, 0xff, 'a'},
+		{0, 0, 0, 0x05, 1, 2, 3, 4, 0, 80},
+		{0, 0},
+		{},
+	} {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		b = b[:len(b):len(b)]
+		h, payload, err := ParseUDPHeader(b)
+		if err != nil {
+			if payload != nil || h != (UDPHeader{}) {
+				t.Fatalf("ParseUDPHeader(%x) failed (%v) but returned %+v, %x", b, err, h, payload)
+			}
+			if !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, ErrAddressType) && !errors.Is(err, ErrProtocol) {
+				t.Fatalf("ParseUDPHeader(%x): unexpected error %v", b, err)
+			}
+			return
+		}
+		hdrLen := len(b) - len(payload)
+		if hdrLen < 3+1+2 || hdrLen > MaxUDPHeaderLen || (len(payload) > 0 && &payload[0] != &b[hdrLen]) {
+			t.Fatalf("ParseUDPHeader(%x): header of %d bytes, payload %x not the datagram's tail", b, hdrLen, payload)
+		}
+		enc, err := AppendUDPHeader(nil, h)
+		if err != nil {
+			t.Fatalf("AppendUDPHeader(%+v) after ParseUDPHeader(%x): %v", h, b, err)
+		}
+		if want := cat([]byte{0, 0}, b[2:hdrLen]); !bytes.Equal(enc, want) {
+			t.Fatalf("AppendUDPHeader(%+v) = %x, parsed from %x", h, enc, b[:hdrLen])
+		}
+		h2, p2, err := ParseUDPHeader(append(enc, payload...))
+		if err != nil || h2 != h || !bytes.Equal(p2, payload) {
+			t.Fatalf("re-parse of %x = %+v, %x, %v; want %+v, %x", enc, h2, p2, err, h, payload)
+		}
+	})
+}

@@ -1,8 +1,9 @@
 // Package socks5 implements the SOCKS5 protocol (RFC 1928) with
 // username/password authentication (RFC 1929): the server-side handshake
-// of braid's local proxy, a minimal client for tests and tools, and the
-// ATYP|ADDR|PORT address codec that braid's wire protocol reuses to carry
-// a flow's destination.
+// of braid's local proxy, a minimal client for tests and tools, the
+// header of UDP ASSOCIATE datagrams (udp.go), and the ATYP|ADDR|PORT
+// address codec that braid's wire protocol reuses to carry a flow's
+// destination.
 //
 // Domain names are never resolved here; they travel verbatim to the far
 // end.
@@ -15,11 +16,16 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"syscall"
 )
 
-const version = 0x05
+// Version is the first byte of every SOCKS5 client message: a proxy
+// that serves other protocols on the same port tells SOCKS5 by it.
+const Version = 0x05
+
+const version = Version
 
 // Authentication methods (RFC 1928 section 3).
 const (
@@ -92,7 +98,8 @@ const (
 	CmdConnect byte = 0x01
 	// CmdBind asks for a listening socket; braid does not support it.
 	CmdBind byte = 0x02
-	// CmdUDPAssociate asks for UDP relaying; braid does not support it.
+	// CmdUDPAssociate asks for UDP relaying (HandshakeAssociate accepts
+	// it; Handshake refuses it).
 	CmdUDPAssociate byte = 0x03
 )
 
@@ -103,7 +110,8 @@ var (
 	ErrNoAcceptableMethod = errors.New("socks5: no acceptable authentication method")
 	// ErrAuthFailed means the username/password sub-negotiation failed.
 	ErrAuthFailed = errors.New("socks5: authentication failed")
-	// ErrCommandNotSupported means the client asked for something other than CONNECT.
+	// ErrCommandNotSupported means the client asked for a command the
+	// server does not take.
 	ErrCommandNotSupported = errors.New("socks5: command not supported")
 	// ErrAddressType means an unknown ATYP byte.
 	ErrAddressType = errors.New("socks5: address type not supported")
@@ -160,6 +168,21 @@ const handshakeBuf = 2*maxName + 1
 // memory use is bounded whatever the client sends. Deadlines are the
 // caller's business.
 func Handshake(conn io.ReadWriter, creds *Credentials) (Request, error) {
+	return handshake(conn, creds, false)
+}
+
+// HandshakeAssociate is Handshake for a server that relays UDP too: it
+// also returns a UDP ASSOCIATE request (Cmd CmdUDPAssociate), whose Dest
+// is the address the client says it will send its datagrams from
+// (0.0.0.0:0 or [::]:0 when it does not know it yet, RFC 1928 section 7).
+// The caller opens the relay socket and answers with WriteReply, the bound
+// address being the relay's; the association lasts as long as conn. Any
+// other command but CONNECT is refused as Handshake refuses it.
+func HandshakeAssociate(conn io.ReadWriter, creds *Credentials) (Request, error) {
+	return handshake(conn, creds, true)
+}
+
+func handshake(conn io.ReadWriter, creds *Credentials, udp bool) (Request, error) {
 	var buf [handshakeBuf]byte
 
 	// Greeting: VER NMETHODS METHODS...
@@ -232,7 +255,7 @@ func Handshake(conn io.ReadWriter, creds *Credentials) (Request, error) {
 		return Request{}, fmt.Errorf("socks5: reading request address: %w", err)
 	}
 	req.Dest = dest
-	if req.Cmd != CmdConnect {
+	if req.Cmd != CmdConnect && !(udp && req.Cmd == CmdUDPAssociate) {
 		_ = writeReply(conn, buf[:], CommandNotSupported, Addr{})
 		return req, ErrCommandNotSupported
 	}
@@ -334,6 +357,24 @@ func writeReply(w io.Writer, buf []byte, code Reply, bound Addr) error {
 // address from the server's reply; a non-success reply is returned as a
 // *ReplyError.
 func Connect(conn io.ReadWriter, creds *Credentials, dest Addr) (Addr, error) {
+	return request(conn, creds, CmdConnect, dest)
+}
+
+// Associate performs the client side of the negotiation on conn and asks
+// for a UDP ASSOCIATE, from is the address the client will send its
+// datagrams from (the zero Addr: 0.0.0.0:0, not known yet). It returns the
+// relay's address, where datagrams go with a UDPHeader in front; a
+// non-success reply is returned as a *ReplyError. The association ends
+// when conn closes.
+func Associate(conn io.ReadWriter, creds *Credentials, from Addr) (Addr, error) {
+	if from.IsZero() {
+		from = Addr{IP: netip.IPv4Unspecified()}
+	}
+	return request(conn, creds, CmdUDPAssociate, from)
+}
+
+// request is the client side of the negotiation and one request.
+func request(conn io.ReadWriter, creds *Credentials, cmd byte, dest Addr) (Addr, error) {
 	var buf [3 + 2*maxName + 2]byte
 
 	// Validate everything before sending anything.
@@ -368,7 +409,7 @@ func Connect(conn io.ReadWriter, creds *Credentials, dest Addr) (Addr, error) {
 		return Addr{}, fmt.Errorf("%w: server chose unoffered method 0x%02x", ErrProtocol, buf[1])
 	}
 
-	req, _ := AppendAddr(append(buf[:0], version, CmdConnect, 0x00), dest)
+	req, _ := AppendAddr(append(buf[:0], version, cmd, 0x00), dest)
 	if _, err := conn.Write(req); err != nil {
 		return Addr{}, fmt.Errorf("socks5: writing request: %w", err)
 	}
