@@ -343,8 +343,10 @@ type pconn struct {
 	qc   *quic.Conn
 	ctrl *quic.Stream
 
-	up        atomic.Bool   // mirrors mon.sm: not down
-	suspect   atomic.Bool   // mirrors mon.sm: silent for longer than usual, no new shards
+	// seen is the monitor's machine as the prober last published it
+	// (pathmon.State and Suspect in one word, so no reader sees half of
+	// a change; see usable); close publishes it down for good.
+	seen      atomic.Uint32
 	retiring  atomic.Bool   // leaving a shrinking pool: no new shards, closed after a drain
 	drained   chan struct{} // client: closed when the concentrator answers RETIRE
 	writing   atomic.Int32  // shards being written, not yet recorded in their blocks
@@ -397,7 +399,7 @@ func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream, version uint
 		done:     make(chan struct{}),
 	}
 	c.lastHeard.Store(int64(s.now()))
-	c.up.Store(true)
+	c.publish(pathmon.StateUp, false)
 	c.usableChanged.Fire()
 	if coder := pktfec.FromContext(qc.Context()); coder != nil && version >= wire.CodingVersion && coder.Enable(qc.RemoteAddr()) {
 		c.coder, c.coded = coder, qc.RemoteAddr()
@@ -503,7 +505,7 @@ func (c *pconn) close(err error) {
 			}
 			c.coderMu.Unlock()
 		}
-		wasUp := c.up.Swap(false)
+		wasUp := stateOf(c.seen.Swap(seenClosed|packSeen(pathmon.StateDown, false))) != pathmon.StateDown
 		if wasUp {
 			c.p.connStateChanged(c, false)
 		} else if c.p.refresh() {
@@ -531,7 +533,35 @@ func (c *pconn) closed() bool {
 
 // usable reports whether the connection may carry shards: up and not
 // suspected of having died.
-func (c *pconn) usable() bool { return c.up.Load() && !c.suspect.Load() }
+func (c *pconn) usable() bool {
+	v := c.seen.Load()
+	return stateOf(v) != pathmon.StateDown && v&1 == 0
+}
+
+// publish makes the machine's state what readers of seen get, unless the
+// connection has closed (a probe tick that raced close cannot bring it
+// back up).
+func (c *pconn) publish(st pathmon.State, suspect bool) {
+	for {
+		old := c.seen.Load()
+		if old&seenClosed != 0 || c.seen.CompareAndSwap(old, packSeen(st, suspect)) {
+			return
+		}
+	}
+}
+
+// seenClosed marks seen final: the connection has closed.
+const seenClosed = 1 << 31
+
+func packSeen(st pathmon.State, suspect bool) uint32 {
+	v := uint32(st) << 1
+	if suspect {
+		v |= 1
+	}
+	return v
+}
+
+func stateOf(v uint32) pathmon.State { return pathmon.State(v &^ seenClosed >> 1) }
 
 func truncate(s string, n int) string {
 	if len(s) > n {
@@ -714,8 +744,7 @@ func (c *pconn) prober() {
 			return
 		}
 		was := c.usable()
-		c.up.Store(sm.State != pathmon.StateDown)
-		c.suspect.Store(sm.Suspect)
+		c.publish(sm.State, sm.Suspect)
 		if c.usable() != was {
 			c.usableChanged.Fire()
 		}
