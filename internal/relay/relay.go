@@ -6,6 +6,8 @@ package relay
 import (
 	"io"
 	"net"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // Flow is the part of a transport.Flow a relay uses.
@@ -22,8 +24,10 @@ type Flow interface {
 // both, so the application sees a reset rather than a silent truncation.
 // Relay closes conn and f before it returns.
 func Relay(conn net.Conn, f Flow) {
-	done := make(chan struct{}, 2)
-	go func() { // conn -> flow
+	// The two directions end together: one runs here, the other in an
+	// errgroup goroutine (each handles its own error; Wait joins them).
+	var g errgroup.Group
+	g.Go(func() error { // conn -> flow
 		_, err := io.Copy(f, conn)
 		if err != nil {
 			f.Reset()
@@ -31,20 +35,16 @@ func Relay(conn net.Conn, f Flow) {
 		} else {
 			f.CloseWrite()
 		}
-		done <- struct{}{}
-	}()
-	go func() { // flow -> conn
-		_, err := io.Copy(conn, f)
-		if err != nil {
-			f.Reset()
-			abort(conn)
-		} else if cw, ok := conn.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		}
-		done <- struct{}{}
-	}()
-	<-done
-	<-done
+		return nil
+	})
+	// flow -> conn
+	if _, err := io.Copy(conn, f); err != nil {
+		f.Reset()
+		abort(conn)
+	} else if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	g.Wait()
 	conn.Close()
 	f.Close()
 }
