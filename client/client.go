@@ -413,9 +413,13 @@ func (c *Client) handle(conn net.Conn) {
 		io.Reader
 		io.Writer
 	}{io.MultiReader(bytes.NewReader(first[:]), conn), conn}
-	req, err := socks5.Handshake(rw, c.creds)
+	req, err := socks5.HandshakeAssociate(rw, c.creds)
 	if err != nil {
 		c.log.Debug("socks handshake", "remote", conn.RemoteAddr().String(), "err", err)
+		return
+	}
+	if req.Cmd == socks5.CmdUDPAssociate {
+		c.associate(conn, req)
 		return
 	}
 	dest, err := socks5.AppendAddr(nil, req.Dest)
@@ -453,6 +457,8 @@ func replyFor(err error) socks5.Reply {
 		return socks5.Reply(re.Code)
 	case errors.Is(err, errNoSession):
 		return socks5.NetworkUnreachable
+	case errors.Is(err, transport.ErrUDPUnsupported):
+		return socks5.CommandNotSupported
 	case errors.Is(err, context.DeadlineExceeded):
 		return socks5.TTLExpired
 	}

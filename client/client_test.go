@@ -217,7 +217,7 @@ func TestListeners(t *testing.T) {
 
 // TestHTTPOnSOCKSPort: the SOCKS port answers HTTP too. With no session a
 // CONNECT waits for one, then gets 502 (network unreachable, as SOCKS5
-// answers); a UDP ASSOCIATE is still refused as not supported.
+// answers); so does a UDP ASSOCIATE.
 func TestHTTPOnSOCKSPort(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	cfg := testConfig(t)
@@ -249,9 +249,11 @@ func TestHTTPOnSOCKSPort(t *testing.T) {
 	}
 	defer uc.Close()
 	uc.SetDeadline(time.Now().Add(10 * time.Second))
+	// UDP ASSOCIATE waits for a session as CONNECT does, and with none
+	// is answered network unreachable.
 	_, err = socks5.Associate(uc, nil, socks5.Addr{})
 	var re *socks5.ReplyError
-	if !errors.As(err, &re) || re.Code != socks5.CommandNotSupported {
-		t.Fatalf("UDP ASSOCIATE: %v, want reply %v", err, socks5.CommandNotSupported)
+	if !errors.As(err, &re) || re.Code != socks5.NetworkUnreachable {
+		t.Fatalf("UDP ASSOCIATE: %v, want reply %v", err, socks5.NetworkUnreachable)
 	}
 }

@@ -48,6 +48,8 @@ type Server struct {
 
 	own  *destpolicy.Own // the host's addresses, refused as destinations
 	dest *destpolicy.Policy
+	// udpDrops counts the client datagrams and answers UDP relays dropped (udp.go).
+	udpDrops udpStats
 
 	// Handshakes in progress (handshake.go): the count, Retries asked
 	// for and connections refused since Start, and when the last log line
@@ -396,9 +398,12 @@ func (s *Server) join(qc *quic.Conn) {
 	s.log.Debug("path joined", "session", sessionName(sess), "remote", remote, "path", j.Msg.Path.Name)
 }
 
-// run serves a session's flows until it ends, then forgets it.
+// run serves a session's flows (and its UDP associations, udp.go) until
+// it ends, then forgets it.
 func (s *Server) run(sess *transport.Session) {
 	defer s.wg.Done()
+	s.wg.Add(1)
+	go s.assocs(sess)
 	for {
 		f, err := sess.AcceptFlow(s.ctx)
 		if err != nil {
@@ -467,10 +472,7 @@ func (s *Server) dial(ctx context.Context, dest socks5.Addr) (net.Conn, socks5.R
 			return nil, socks5.HostUnreachable
 		}
 	}
-	policy := s.dest
-	if policy == nil { // a Server made without Start, in tests
-		policy = &destpolicy.Policy{AllowPrivate: s.cfg.AllowPrivate, AllowOwn: s.cfg.AllowOwn}
-	}
+	policy := s.destPolicy() // built here for a Server made without Start, in tests
 	allowed := ips[:0:0]
 	var refused error
 	for _, ip := range ips {

@@ -50,6 +50,10 @@ type Config struct {
 	Budget *Budget
 	// MaxFlows bounds concurrent flows in a session (default 1024).
 	MaxFlows int
+	// MaxAssociations bounds a session's UDP associations (default 64);
+	// AssocQueue bounds the datagrams each holds received and not yet
+	// read (default 128), past which they are dropped and counted.
+	MaxAssociations, AssocQueue int
 	// StreamsPerConn is the number of data streams each side opens on each
 	// QUIC connection (default 4), so one lost packet stalls only the shards
 	// behind it on one stream.
@@ -137,6 +141,8 @@ func (c *Config) Fill() {
 	def(&c.FlowWindow, 4<<20)
 	def(&c.SessionWindow, 32<<20)
 	def(&c.MaxFlows, 1024)
+	def(&c.MaxAssociations, 64)
+	def(&c.AssocQueue, 128)
 	def(&c.StreamsPerConn, 4)
 	defDur(&c.ProbeInterval, 50*time.Millisecond)
 	defDur(&c.DownAfter, 200*time.Millisecond)
@@ -173,6 +179,10 @@ func (c *Config) Validate() error {
 		return fielderr.Errorf("session-window", "%d is smaller than the flow window %d", c.SessionWindow, c.FlowWindow)
 	case c.MaxFlows < 1:
 		return fielderr.New("max-flows", "must be at least 1")
+	case c.MaxAssociations < 1 || c.MaxAssociations > 1<<16:
+		return fielderr.Errorf("max-associations", "%d is outside 1..65536", c.MaxAssociations)
+	case c.AssocQueue < 1 || c.AssocQueue > 1<<16:
+		return fielderr.Errorf("assoc-queue", "%d is outside 1..65536", c.AssocQueue)
 	case c.StreamsPerConn < 1 || c.StreamsPerConn > 64:
 		return fielderr.Errorf("streams-per-conn", "%d is outside 1..64", c.StreamsPerConn)
 	case c.ProbeInterval < time.Millisecond:

@@ -227,16 +227,19 @@ func connVersion(qc *quic.Conn, offered uint8) uint8 {
 }
 
 // join dials one connection of a path and joins it to the session. A
-// concentrator that refuses the version is asked again with MinVersion,
-// and the client speaks that from then on.
+// concentrator that refuses the version (one older than the client) is
+// asked again one version lower, down to MinVersion, and the client
+// speaks that from then on.
 func (c *Client) join(ctx context.Context, pd PathDialer, slot int, ok *wire.Msg, first bool) (*quic.Conn, *quic.Stream, error) {
-	qc, ctrl, err := c.joinVersion(ctx, pd, slot, ok, first)
-	var je *JoinError
-	if v := c.version.Load(); errors.As(err, &je) && je.Code == wire.JoinErrVersion && v > wire.MinVersion {
-		c.version.CompareAndSwap(v, wire.MinVersion)
-		qc, ctrl, err = c.joinVersion(ctx, pd, slot, ok, first)
+	for {
+		qc, ctrl, err := c.joinVersion(ctx, pd, slot, ok, first)
+		var je *JoinError
+		v := c.version.Load()
+		if !errors.As(err, &je) || je.Code != wire.JoinErrVersion || v <= wire.MinVersion {
+			return qc, ctrl, err
+		}
+		c.version.CompareAndSwap(v, v-1)
 	}
-	return qc, ctrl, err
 }
 
 func (c *Client) joinVersion(ctx context.Context, pd PathDialer, slot int, ok *wire.Msg, first bool) (*quic.Conn, *quic.Stream, error) {
@@ -383,7 +386,9 @@ func AcceptJoin(ctx context.Context, qc *quic.Conn) (*Join, error) {
 		j.Refuse(wire.JoinErrMalformed, "expected join")
 		return nil, wire.Malformed("%v instead of join", j.Msg.Type)
 	}
-	if j.Msg.Version < wire.MinVersion || j.Msg.Version > wire.Version {
+	// A newer client is answered with our version (connVersion), which
+	// it must then speak; an older one than MinVersion is refused.
+	if j.Msg.Version < wire.MinVersion {
 		j.Refuse(wire.JoinErrVersion, fmt.Sprintf("version %d not supported", j.Msg.Version))
 		return nil, fmt.Errorf("join with version %d", j.Msg.Version)
 	}

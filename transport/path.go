@@ -34,7 +34,8 @@ func QUICConfig() *quic.Config {
 		MaxConnectionReceiveWindow:     24 << 20,
 		MaxIncomingStreams:             4,
 		MaxIncomingUniStreams:          64,
-		KeepAlivePeriod:                0, // braid's probes keep connections busy
+		KeepAlivePeriod:                0,    // braid's probes keep connections busy
+		EnableDatagrams:                true, // UDP associations (udp.go)
 	}
 }
 
@@ -351,6 +352,7 @@ type pconn struct {
 	drained   chan struct{} // client: closed when the concentrator answers RETIRE
 	writing   atomic.Int32  // shards being written, not yet recorded in their blocks
 	holding   atomic.Int32  // shards recorded on c of blocks not yet acknowledged (txBlock.setConn)
+	udp       bool          // the peer carries UDP associations here (version 4, QUIC datagrams)
 	drainSig  chan struct{} // a retiring connection's writing or holding reached 0
 	drainOnce sync.Once
 	lastHeard atomic.Int64 // session clock, ns
@@ -404,6 +406,8 @@ func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream, version uint
 	if coder := pktfec.FromContext(qc.Context()); coder != nil && version >= wire.CodingVersion && coder.Enable(qc.RemoteAddr()) {
 		c.coder, c.coded = coder, qc.RemoteAddr()
 	}
+	dg := qc.ConnectionState().SupportsDatagrams
+	c.udp = version >= wire.UDPVersion && dg.Local && dg.Remote
 	s.wg.Add(1) // before the connection is visible, so Close waits for it
 	if !p.addConn(c) {
 		s.wg.Done()
@@ -411,6 +415,10 @@ func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream, version uint
 		return nil
 	}
 	c.wg.Add(4 + s.cfg.StreamsPerConn)
+	if c.udp {
+		c.wg.Add(1)
+		go c.datagramReader()
+	}
 	go c.controlReader()
 	go c.controlWriter()
 	go c.acceptStreams()

@@ -95,7 +95,8 @@ type Session struct {
 	secret [32]byte
 	epoch  time.Time
 
-	flows flowTable // flows.go: lookups take no lock
+	flows  flowTable  // flows.go: lookups take no lock
+	assocs assocTable // udp.go
 
 	mu        sync.Mutex
 	paths     []*Path
@@ -155,6 +156,10 @@ type SessionStats struct {
 	// BlocksCompressed and BytesSaved count blocks sent compressed and
 	// the bytes compression saved (compress.go).
 	BlocksCompressed, BytesSaved atomic.Uint64
+	// AssocsRefused counts associations refused for the limit;
+	// DatagramsMalformed and DatagramsUnknown the peer's datagrams
+	// dropped as malformed or for an association that is not open.
+	AssocsRefused, DatagramsMalformed, DatagramsUnknown atomic.Uint64
 }
 
 func newSession(cfg Config, client bool) (*Session, error) {
@@ -168,6 +173,7 @@ func newSession(cfg Config, client bool) (*Session, error) {
 		client: client,
 		epoch:  time.Now(),
 		accept: make(chan *Flow, cfg.MaxFlows),
+		assocs: assocTable{m: map[uint32]*Association{}, accept: make(chan *Association, cfg.MaxAssociations)},
 		space:  make(chan struct{}, 1),
 
 		dispatchTurn: make(chan struct{}, 1),
@@ -261,6 +267,7 @@ func (s *Session) closeWith(err error, tellPeer bool) {
 	for _, f := range flows {
 		f.fail(err)
 	}
+	s.closeAssocs(err)
 	for _, p := range paths {
 		p.close(tellPeer)
 	}
@@ -614,6 +621,10 @@ func (s *Session) onControl(m *wire.Msg) error {
 		case wire.MsgReset:
 			f.onReset(m.Value, m.Code)
 		}
+	case wire.MsgUDPOpen:
+		return s.onUDPOpen(m.Flow)
+	case wire.MsgUDPClose:
+		return s.onUDPClose(m.Flow, m.Code)
 	case wire.MsgSessionCredit:
 		// Version 1's session credit: flows' own grants bound the
 		// session now (Flow.grantLocked), so there is nothing to do.

@@ -26,16 +26,21 @@ import (
 const ALPN = "braid/1"
 
 // Version is the protocol version carried in Join: the highest this side
-// speaks. Version 3 adds packet coding beneath QUIC (transport/pktfec)
-// and nothing else, so a concentrator also takes MinVersion, and a client
-// refused for its version joins again with MinVersion.
-const Version = 3
+// speaks. Version 3 adds packet coding beneath QUIC (transport/pktfec);
+// version 4 adds UDP associations (UDP-OPEN, UDP-CLOSE and datagrams in
+// QUIC DATAGRAM frames) and nothing else. A concentrator answers a join
+// with the lower of its version and the client's; a client an older
+// concentrator refuses for its version joins again one version lower.
+const Version = 4
 
 // MinVersion is the oldest protocol version still spoken.
 const MinVersion = 2
 
 // CodingVersion is the first version whose peers decode coded packets.
 const CodingVersion = 3
+
+// UDPVersion is the first version whose peers carry UDP associations.
+const UDPVersion = 4
 
 // Limits of the shard format.
 const (
@@ -184,6 +189,8 @@ const (
 	MsgRetire        MsgType = 0x31
 	MsgGoAway        MsgType = 0x32
 	MsgTier          MsgType = 0x40
+	MsgUDPOpen       MsgType = 0x50
+	MsgUDPClose      MsgType = 0x51
 )
 
 func (t MsgType) String() string {
@@ -214,6 +221,10 @@ func (t MsgType) String() string {
 		return "goaway"
 	case MsgTier:
 		return "tier"
+	case MsgUDPOpen:
+		return "udp-open"
+	case MsgUDPClose:
+		return "udp-close"
 	}
 	return fmt.Sprintf("msg(%#x)", uint8(t))
 }
@@ -301,7 +312,8 @@ type Msg struct {
 	Seq  uint32
 	Time int64 // sender's clock in ns for Ping; echoed in Pong
 
-	// Ack, Credit, SessionCredit, Reset.
+	// Ack, Credit, SessionCredit, Reset; UDPOpen and UDPClose (the
+	// association's id; Code is UDPClose's).
 	Flow  uint32
 	Value uint64 // Ack: next block expected; Credit/SessionCredit: max offset; Reset: final offset sent; Pong: bytes received
 
@@ -347,6 +359,11 @@ func AppendMsg(b []byte, m *Msg) []byte {
 	case MsgAck, MsgCredit:
 		b = binary.BigEndian.AppendUint32(b, m.Flow)
 		b = binary.BigEndian.AppendUint64(b, m.Value)
+	case MsgUDPOpen:
+		b = binary.BigEndian.AppendUint32(b, m.Flow)
+	case MsgUDPClose:
+		b = binary.BigEndian.AppendUint32(b, m.Flow)
+		b = append(b, m.Code)
 	case MsgSessionCredit:
 		b = binary.BigEndian.AppendUint64(b, m.Value)
 	case MsgReset:
@@ -426,6 +443,11 @@ func ParseMsgBody(t MsgType, body []byte, m *Msg) error {
 	case MsgAck, MsgCredit:
 		m.Flow = r.U32()
 		m.Value = r.U64()
+	case MsgUDPOpen:
+		m.Flow = r.U32()
+	case MsgUDPClose:
+		m.Flow = r.U32()
+		m.Code = r.U8()
 	case MsgSessionCredit:
 		m.Value = r.U64()
 	case MsgReset:

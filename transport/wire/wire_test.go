@@ -188,3 +188,40 @@ func FuzzControlMsg(f *testing.F) {
 		}
 	})
 }
+
+// A datagram parses back to what was appended, and garbage never panics
+// or reads past its input.
+func FuzzParseDatagram(f *testing.F) {
+	f.Add(AppendDatagram(nil, 7, []byte{1, 192, 0, 2, 1, 0, 53}, []byte("query")))
+	f.Add(AppendDatagram(nil, 1, []byte{3, 3, 'a', 'b', 'c', 1, 187}, nil))
+	f.Add(AppendDatagram(nil, 1<<31, append([]byte{4}, make([]byte, 18)...), []byte{0}))
+	f.Add([]byte{1, 0, 0, 0, 1, 3, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		b = b[:len(b):len(b)]
+		id, addr, payload, err := ParseDatagram(b)
+		if err != nil {
+			return
+		}
+		if got := AppendDatagram(nil, id, addr, payload); !bytes.Equal(got, b) {
+			t.Fatalf("% x parsed and appended is % x", b, got)
+		}
+	})
+}
+
+func TestParseDatagram(t *testing.T) {
+	for _, b := range [][]byte{nil, {1}, {2, 0, 0, 0, 1, 1, 1, 2, 3, 4, 0, 53}, {1, 0, 0, 0, 1, 9}, {1, 0, 0, 0, 1, 1, 1, 2}, {1, 0, 0, 0, 1, 3, 0, 0, 53}, {1, 0, 0, 0, 1, 3, 5, 'a', 0, 53}} {
+		if _, _, _, err := ParseDatagram(b); !errors.Is(err, ErrMalformed) {
+			t.Errorf("% x: %v, want malformed", b, err)
+		}
+	}
+	id, addr, p, err := ParseDatagram(AppendDatagram(nil, 9, []byte{1, 10, 0, 0, 1, 0, 53}, []byte("hi")))
+	if err != nil || id != 9 || !bytes.Equal(addr, []byte{1, 10, 0, 0, 1, 0, 53}) || string(p) != "hi" {
+		t.Fatalf("%d % x %q %v", id, addr, p, err)
+	}
+	var m Msg
+	for _, want := range []Msg{{Type: MsgUDPOpen, Flow: 3}, {Type: MsgUDPClose, Flow: 4, Code: 2}} {
+		if rest, err := ParseMsg(AppendMsg(nil, &want), &m); err != nil || len(rest) != 0 || !reflect.DeepEqual(m, want) {
+			t.Fatalf("%v: %+v %v", want.Type, m, err)
+		}
+	}
+}

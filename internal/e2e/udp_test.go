@@ -1,0 +1,115 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"braid/internal/socks5"
+)
+
+// udpEcho answers every datagram with "re:" and the datagram.
+func udpEcho(t *testing.T) *net.UDPConn {
+	t.Helper()
+	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { uc.Close() })
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, from, err := uc.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			uc.WriteToUDPAddrPort(append([]byte("re:"), buf[:n]...), from)
+		}
+	}()
+	return uc
+}
+
+// A DNS-like exchange through SOCKS5 UDP ASSOCIATE: requests go out over
+// the paths to a UDP service, answers come back with the service's
+// address in their header; the association ends with its TCP connection.
+func TestUDPAssociate(t *testing.T) {
+	w := newWorld(t, options{links: threeLinks()[:2]})
+	echo := udpEcho(t)
+	svc := echo.LocalAddr().(*net.UDPAddr).AddrPort()
+
+	ctl, err := net.Dial("tcp", w.cli.SOCKSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctl.Close()
+	ctl.SetDeadline(time.Now().Add(20 * time.Second))
+	relay, err := socks5.Associate(ctl, nil, socks5.Addr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !relay.IP.IsLoopback() || relay.Port == 0 {
+		t.Fatalf("relay address %v", relay)
+	}
+	app, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	to := netip.AddrPortFrom(relay.IP, relay.Port)
+	query := func(i int) ([]byte, error) {
+		b, _ := socks5.AppendUDPHeader(nil, socks5.UDPHeader{Addr: socks5.Addr{IP: svc.Addr(), Port: svc.Port()}})
+		b = append(b, fmt.Sprintf("query %d %s", i, bytes.Repeat([]byte{'q'}, i%900))...)
+		_, err := app.WriteToUDPAddrPort(b, to)
+		return b, err
+	}
+	buf := make([]byte, 64<<10)
+	answered := 0
+	for i := range 100 {
+		if _, err := query(i); err != nil {
+			t.Fatal(err)
+		}
+		app.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, from, err := app.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			continue // lost: UDP may lose
+		}
+		if from.Port() != relay.Port {
+			t.Fatalf("answer from %v, not the relay %v", from, to)
+		}
+		h, payload, err := socks5.ParseUDPHeader(buf[:n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Frag != 0 || h.Addr.IP != svc.Addr() || h.Addr.Port != svc.Port() {
+			t.Fatalf("answer header %+v, want from %v", h, svc)
+		}
+		want := fmt.Sprintf("re:query %d %s", i, bytes.Repeat([]byte{'q'}, i%900))
+		if string(payload) != want {
+			t.Fatalf("answer %d: %q", i, payload[:min(len(payload), 40)])
+		}
+		answered++
+	}
+	if answered < 95 {
+		t.Fatalf("%d of 100 queries answered", answered)
+	}
+
+	// A fragment is dropped, not forwarded.
+	frag, _ := socks5.AppendUDPHeader(nil, socks5.UDPHeader{Frag: 1, Addr: socks5.Addr{IP: svc.Addr(), Port: svc.Port()}})
+	app.WriteToUDPAddrPort(append(frag, "x"...), to)
+	app.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if _, _, err := app.ReadFromUDPAddrPort(buf); err == nil {
+		t.Fatal("a fragment was answered")
+	}
+
+	// Closing the TCP connection ends the association: no more answers.
+	ctl.Close()
+	time.Sleep(300 * time.Millisecond)
+	query(1)
+	app.SetReadDeadline(time.Now().Add(time.Second))
+	if n, _, err := app.ReadFromUDPAddrPort(buf); err == nil {
+		t.Fatalf("answered after the association ended: %q", buf[:min(n, 40)])
+	}
+}

@@ -1,0 +1,243 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"testing"
+	"time"
+
+	"braid/bench/emu"
+)
+
+// onlySession is the concentrator's one session.
+func (ts *testServer) onlySession(t *testing.T) *Session {
+	t.Helper()
+	var s *Session
+	if !eventually(5*time.Second, func() bool {
+		l := ts.list()
+		if len(l) == 1 {
+			s = l[0]
+		}
+		return s != nil
+	}) {
+		t.Fatal("no session at the concentrator")
+	}
+	return s
+}
+
+// echoAssocs answers every datagram of every association of s to where
+// it was sent, from there.
+func echoAssocs(ctx context.Context, s *Session) {
+	for {
+		a, err := s.AcceptAssociation(ctx)
+		if err != nil {
+			return
+		}
+		go func() {
+			for {
+				addr, p, err := a.Recv(ctx)
+				if err != nil {
+					return
+				}
+				a.Send(addr, p)
+			}
+		}()
+	}
+}
+
+var udpDest = []byte{1, 192, 0, 2, 7, 0, 53} // 192.0.2.7:53
+
+// udpServer is a concentrator that codes packets (version 4 carries UDP
+// only where packets are coded: see connVersion), with an emulated link in
+// front of it for each path.
+func udpServer(t *testing.T, cfg Config, maxVersion uint8, links ...emu.Link) (*testServer, []PathDialer) {
+	t.Helper()
+	ts, _ := newCodedTestServer(t, cfg, maxVersion)
+	var pds []PathDialer
+	for i, l := range links {
+		r, err := emu.NewRelay("127.0.0.1:0", ts.addr(), l, l, int64(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		pds = append(pds, codedDialerTo(string(rune('a'+i)), r.Addr(), ts.pin, nil))
+	}
+	return ts, pds
+}
+
+// Datagrams go out and come back over two paths, each whole, with the
+// address they were sent to.
+func TestAssociationEcho(t *testing.T) {
+	link := emu.Link{RateBps: 50e6, Delay: 5 * time.Millisecond}
+	ts, pds := udpServer(t, Config{}, 0, link, link)
+	c := dialClient(t, Config{}, pds)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go echoAssocs(ctx, ts.onlySession(t))
+	a, err := c.OpenAssociation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	got := map[uint32]bool{}
+	done := make(chan error, 1)
+	go func() {
+		for len(got) < n {
+			addr, p, err := a.Recv(ctx)
+			if err != nil {
+				done <- err
+				return
+			}
+			if !bytes.Equal(addr, udpDest) {
+				done <- errors.New("answer from the wrong address")
+				return
+			}
+			if len(p) < 4 || !bytes.Equal(p[4:], bytes.Repeat([]byte{p[0] ^ p[3]}, len(p)-4)) {
+				done <- errors.New("answer corrupted")
+				return
+			}
+			got[binary.BigEndian.Uint32(p)] = true
+		}
+		done <- nil
+	}()
+	for i := range n {
+		p := make([]byte, 4+(i*37)%1100)
+		binary.BigEndian.PutUint32(p, uint32(i))
+		for j := 4; j < len(p); j++ {
+			p[j] = p[0] ^ p[3]
+		}
+		if err := a.Send(udpDest, p); err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(3 * time.Second):
+		// Best effort: a loaded machine may drop a few; most must come.
+		if len(got) < n*9/10 {
+			t.Fatalf("%d of %d datagrams answered (sent %d, dropped %d)", len(got), n, a.Sent.Load(), a.Dropped.Load())
+		}
+	}
+	if a.Sent.Load() != n {
+		t.Fatalf("sent %d of %d", a.Sent.Load(), n)
+	}
+	// Too large for one QUIC datagram: an error, not a silent drop.
+	if err := a.Send(udpDest, make([]byte, 4000)); !errors.Is(err, ErrDatagramTooLarge) {
+		t.Fatalf("4000-byte datagram: %v", err)
+	}
+	if err := a.Send([]byte{9, 1}, []byte("x")); err == nil {
+		t.Fatal("a malformed address was sent")
+	}
+}
+
+// The concentrator's limit refuses an association past it; closing one on
+// either end ends it on the other.
+func TestAssociationLimitAndClose(t *testing.T) {
+	ts, pds := udpServer(t, Config{MaxAssociations: 2}, 0, emu.Link{RateBps: 50e6, Delay: 2 * time.Millisecond})
+	c := dialClient(t, Config{}, pds)
+	ss := ts.onlySession(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a1, err := c.OpenAssociation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, err := c.OpenAssociation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.OpenAssociation(ctx)
+	var re *AssocRefusedError
+	if !errors.As(err, &re) || re.Code != udpCloseLimit {
+		t.Fatalf("third association: %v, want refused for the limit", err)
+	}
+	if ss.stats.AssocsRefused.Load() != 1 {
+		t.Fatalf("refused %d", ss.stats.AssocsRefused.Load())
+	}
+	s1, err := ss.AcceptAssociation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := ss.AcceptAssociation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s1.id == s2.id {
+		t.Fatal("one association accepted twice")
+	}
+	byID := map[uint32]*Association{s1.id: s1, s2.id: s2}
+	a1.Close()
+	select {
+	case <-byID[a1.id].Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the client's close did not reach the concentrator")
+	}
+	byID[a2.id].Close()
+	select {
+	case <-a2.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the concentrator's close did not reach the client")
+	}
+	if err := a2.Send(udpDest, []byte("x")); !errors.Is(err, ErrAssociationClosed) {
+		t.Fatalf("send on a closed association: %v", err)
+	}
+	// With both closed there is room again.
+	if _, err := c.OpenAssociation(ctx); err != nil {
+		t.Fatalf("after closing: %v", err)
+	}
+}
+
+// A concentrator of version 3 carries no UDP: the client says so at once.
+func TestAssociationOldConcentrator(t *testing.T) {
+	ts, pds := udpServer(t, Config{}, 3, emu.Link{RateBps: 50e6, Delay: 2 * time.Millisecond})
+	c := dialClient(t, Config{}, pds)
+	if _, err := c.OpenAssociation(context.Background()); !errors.Is(err, ErrUDPUnsupported) {
+		t.Fatalf("open against version 3: %v", err)
+	}
+	if ts.refusedVersion.Load() == 0 {
+		t.Fatal("the version-3 concentrator refused nothing")
+	}
+}
+
+// Garbage and datagrams of no association are dropped and counted; the
+// session goes on.
+func TestDatagramGarbage(t *testing.T) {
+	ts, pds := udpServer(t, Config{}, 0, emu.Link{RateBps: 50e6, Delay: 2 * time.Millisecond})
+	c := dialClient(t, Config{}, pds)
+	ss := ts.onlySession(t)
+	var qc *pconnHandle
+	for _, p := range c.Paths() {
+		p.mu.Lock()
+		if len(p.conns) > 0 {
+			qc = &pconnHandle{p.conns[0]}
+		}
+		p.mu.Unlock()
+	}
+	if qc == nil {
+		t.Fatal("no connection")
+	}
+	for _, b := range [][]byte{{}, {0x01}, {0x07, 0, 0, 0, 1, 1, 1, 2, 3, 4, 0, 53}, {0x01, 0, 0, 0, 1, 9}} {
+		if err := qc.c.qc.SendDatagram(b); err != nil && len(b) > 0 {
+			t.Fatal(err)
+		}
+	}
+	qc.c.qc.SendDatagram(append([]byte{0x01, 0, 0, 0, 99}, udpDest...))
+	if !eventually(5*time.Second, func() bool {
+		return ss.stats.DatagramsMalformed.Load() >= 3 && ss.stats.DatagramsUnknown.Load() == 1
+	}) {
+		t.Fatalf("malformed %d, unknown %d", ss.stats.DatagramsMalformed.Load(), ss.stats.DatagramsUnknown.Load())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.OpenAssociation(ctx); err != nil {
+		t.Fatalf("after garbage: %v", err)
+	}
+}
+
+type pconnHandle struct{ c *pconn }
