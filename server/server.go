@@ -170,9 +170,11 @@ func (s *Server) StatusAddr() net.Addr {
 // by the first 8 bytes of their id.
 func (s *Server) Status() status.Server {
 	doc := status.Server{Sessions: []status.Session{}}
+	now := time.Now()
 	for _, ss := range s.Sessions() {
-		doc.Sessions = append(doc.Sessions, status.Session{ID: ss.Name(),
-			Paths: status.SessionPaths(ss, nil), Flows: ss.NumFlows(), Plans: status.SessionPlans(ss)})
+		doc.Sessions = append(doc.Sessions, status.Session{ID: ss.Name(), Flows: ss.NumFlows()})
+		d := &doc.Sessions[len(doc.Sessions)-1]
+		d.Paths, d.Plans, d.Summary = status.Describe(ss, nil, now)
 	}
 	sort.Slice(doc.Sessions, func(i, j int) bool { return doc.Sessions[i].ID < doc.Sessions[j].ID })
 	return doc
