@@ -201,8 +201,9 @@ func (s *Session) logPlans(terms *Terms, d *scheduler.Decision, logged map[strin
 }
 
 // planKey is what makes two plans different for the log: the coding,
-// the shards per path, the shard size, compression, what binds and
-// whether the SLA holds (not the predictions, which move every second).
+// the shards per path, the shard size, compression and whether the SLA
+// holds, and which terms it gave up (not the predictions or the term
+// that binds, which move with every measurement).
 func planKey(p *scheduler.Plan) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "k=%d m=%d", p.K, p.M)
@@ -211,7 +212,7 @@ func planKey(p *scheduler.Plan) string {
 			fmt.Fprintf(&b, " %s:%d", p.Names[i], n)
 		}
 	}
-	fmt.Fprintf(&b, " %d %v %s %v %v", p.ShardSize, p.Compress, p.Binding, p.Feasible, p.Relaxed)
+	fmt.Fprintf(&b, " %d %v %v %v", p.ShardSize, p.Compress, p.Feasible, p.Relaxed)
 	return b.String()
 }
 

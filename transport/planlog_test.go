@@ -29,7 +29,9 @@ func TestPlanLogOnePerChange(t *testing.T) {
 	lines := func() []string { return strings.Split(strings.TrimSpace(logs.String()), "\n") }
 
 	s.logPlans(basic, plan([]int{2, 0}, true), logged)
-	s.logPlans(basic, plan([]int{2, 0}, true), logged) // the same plan, made again
+	again := plan([]int{2, 0}, true) // the same plan, made again, binding another term
+	again.Classes[0].Plan.Binding = "capacity"
+	s.logPlans(basic, again, logged)
 	if l := lines(); len(l) != 1 || !strings.Contains(l[0], `msg="plan changed"`) || !strings.Contains(l[0], "level=INFO") ||
 		!strings.Contains(l[0], "tier=basic") {
 		t.Fatalf("one plan made twice logged:\n%s", logs.String())

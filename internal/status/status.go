@@ -510,8 +510,10 @@ func bits(bps float64) string {
 		return fmt.Sprintf("%.2f Gbit/s", bps/1e9)
 	case bps >= 1e6:
 		return fmt.Sprintf("%.1f Mbit/s", bps/1e6)
+	case bps >= 1e3:
+		return fmt.Sprintf("%.0f kbit/s", bps/1e3)
 	}
-	return fmt.Sprintf("%.0f kbit/s", bps/1e3)
+	return fmt.Sprintf("%.0f bit/s", bps)
 }
 
 func size(b uint64) string {
