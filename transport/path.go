@@ -130,7 +130,7 @@ func (p *Path) live() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range p.conns {
-		if c.up.Load() {
+		if c.mon.State() != pathmon.StateDown {
 			return true
 		}
 	}

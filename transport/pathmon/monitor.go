@@ -232,6 +232,14 @@ func (m *Monitor) Step(o Observation) (usableChanged, wentDown bool, sm Machine)
 	return usableChanged, wentDown, m.sm
 }
 
+// State returns the state the connection's machine is in (suspect
+// shows as up or degraded, by its loss: Snapshot says degraded).
+func (m *Monitor) State() State {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.sm.State
+}
+
 // ConnStats is a snapshot of one connection's monitor.
 type ConnStats struct {
 	State                     State
