@@ -282,9 +282,9 @@ func (c *Client) Status() status.Client {
 		}
 	case cur != nil:
 		doc.Session = "up"
-		doc.Paths = status.SessionPaths(cur.Session, c.cfg.stun.mapped)
+		doc.ID = cur.Name()
+		doc.Paths, doc.Plans, doc.Summary = status.Describe(cur.Session, c.cfg.stun.mapped, time.Now())
 		doc.Flows = cur.NumFlows()
-		doc.Plans = status.SessionPlans(cur.Session)
 	}
 	return doc
 }

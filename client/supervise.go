@@ -118,9 +118,9 @@ func (c *Client) supervise() {
 		joined := time.Now()
 		c.install(sess, has)
 		if ended.IsZero() {
-			c.log.Info("session up", "paths", len(pds), "attempts", failures+1)
+			c.log.Info("session up", "session", sess.Name(), "paths", len(pds), "attempts", failures+1)
 		} else {
-			c.log.Info("new session up", "paths", len(pds), "attempts", failures+1,
+			c.log.Info("new session up", "session", sess.Name(), "paths", len(pds), "attempts", failures+1,
 				"down", time.Since(ended).Round(time.Millisecond))
 		}
 		failures = 0
@@ -135,7 +135,7 @@ func (c *Client) supervise() {
 			c.moveOn("draining")
 			ended = time.Now()
 			c.log.Warn("concentrator draining; opening a new session (live flows stay on the old one)",
-				"lasted", ended.Sub(joined).Round(time.Millisecond))
+				"session", sess.Name(), "lasted", ended.Sub(joined).Round(time.Millisecond))
 			bo.reset()
 			continue
 		case <-c.ctx.Done():
@@ -151,7 +151,7 @@ func (c *Client) supervise() {
 		}
 		ended = time.Now()
 		lasted := ended.Sub(joined)
-		c.log.Warn("session ended; opening a new one", "err", err, "lasted", lasted.Round(time.Millisecond))
+		c.log.Warn("session ended; opening a new one", "session", sess.Name(), "err", err, "lasted", lasted.Round(time.Millisecond))
 		if lasted >= stableAfter {
 			bo.reset()
 			continue
@@ -178,7 +178,7 @@ func (c *Client) retire(sess *transport.Client) {
 	defer c.wg.Done()
 	select {
 	case <-sess.Done():
-		c.log.Debug("drained session ended", "err", sess.Err())
+		c.log.Debug("drained session ended", "session", sess.Name(), "err", sess.Err())
 	case <-c.ctx.Done():
 	}
 	sess.Close()

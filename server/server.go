@@ -3,7 +3,7 @@ package server
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -58,6 +58,11 @@ type Server struct {
 	retries           atomic.Int64
 	refusedHandshakes atomic.Int64
 	floodLogged       atomic.Int64
+
+	// Destinations refused by the policy: how many since Start, and when
+	// the last line about one was written (Unix ns; refusedLine).
+	destRefused atomic.Int64
+	destLogged  atomic.Int64
 
 	mu       sync.Mutex
 	sessions map[[16]byte]*transport.Session
@@ -167,10 +172,11 @@ func (s *Server) StatusAddr() net.Addr {
 // by the first 8 bytes of their id.
 func (s *Server) Status() status.Server {
 	doc := status.Server{Sessions: []status.Session{}}
+	now := time.Now()
 	for _, ss := range s.Sessions() {
-		id := ss.ID()
-		doc.Sessions = append(doc.Sessions, status.Session{ID: hex.EncodeToString(id[:8]),
-			Paths: status.SessionPaths(ss, nil), Flows: ss.NumFlows(), Plans: status.SessionPlans(ss)})
+		doc.Sessions = append(doc.Sessions, status.Session{ID: ss.Name(), Flows: ss.NumFlows()})
+		d := &doc.Sessions[len(doc.Sessions)-1]
+		d.Paths, d.Plans, d.Summary = status.Describe(ss, nil, now)
 	}
 	sort.Slice(doc.Sessions, func(i, j int) bool { return doc.Sessions[i].ID < doc.Sessions[j].ID })
 	return doc
@@ -328,7 +334,7 @@ func (s *Server) SetPolicy(p *tier.Policy) {
 			s.log.Warn("tier not applied", "tier", t.Name, "err", err)
 			continue
 		}
-		s.log.Info("session tier set", "session", fmt.Sprintf("%x", id[:8]), "tier", t.String()) // as sessionName
+		s.log.Info("session tier set", "session", sess.Name(), "tier", t.String())
 	}
 }
 
@@ -378,9 +384,9 @@ func (s *Server) join(qc *quic.Conn) {
 		s.tokens[sess.ID()] = j.Msg.Token
 		s.perToken[j.Msg.Token]++
 		if cfg.Tier != nil {
-			s.log.Info("session tier", "session", sessionName(sess), "tier", cfg.Tier.String())
+			s.log.Info("session tier", "session", sess.Name(), "tier", cfg.Tier.String())
 		}
-		s.log.Info("session opened", "session", sessionName(sess), "remote", remote, "path", j.Msg.Path.Name)
+		s.log.Info("session opened", "session", sess.Name(), "remote", remote, "path", j.Msg.Path.Name)
 		s.wg.Add(1)
 		go s.run(sess)
 		return
@@ -395,7 +401,7 @@ func (s *Server) join(qc *quic.Conn) {
 		s.log.Warn("path join failed", "remote", remote, "path", j.Msg.Path.Name, "err", err)
 		return
 	}
-	s.log.Debug("path joined", "session", sessionName(sess), "remote", remote, "path", j.Msg.Path.Name)
+	s.log.Debug("path joined", "session", sess.Name(), "remote", remote, "path", j.Msg.Path.Name)
 }
 
 // run serves a session's flows (and its UDP associations, udp.go) until
@@ -412,7 +418,7 @@ func (s *Server) run(sess *transport.Session) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.flow(f)
+			s.flow(f, sess.Name())
 		}()
 	}
 	sess.Close()
@@ -424,11 +430,12 @@ func (s *Server) run(sess *transport.Session) {
 	delete(s.sessions, sess.ID())
 	delete(s.tokens, sess.ID())
 	s.mu.Unlock()
-	s.log.Info("session closed", "session", sessionName(sess), "err", sess.Err())
+	s.log.Info("session closed", "session", sess.Name(), "err", sess.Err())
 }
 
-// flow dials a flow's destination and relays it.
-func (s *Server) flow(f *transport.Flow) {
+// flow dials a flow's destination and relays it; session names its
+// session in log lines.
+func (s *Server) flow(f *transport.Flow, session string) {
 	dest, rest, err := socks5.ParseAddr(f.Dest())
 	if err != nil || len(rest) != 0 {
 		// The refusal carries FIN; the flow ends when the client's FIN
@@ -437,10 +444,10 @@ func (s *Server) flow(f *transport.Flow) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.DialTimeout)
-	conn, code := s.dial(ctx, dest)
+	conn, code := s.dialAs(ctx, dest, s.log.With("session", session))
 	cancel()
 	if conn == nil {
-		s.log.Debug("flow refused", "dest", dest.String(), "code", code.String())
+		s.log.Debug("flow refused", "session", session, "dest", dest.String(), "code", code.String())
 		f.Refuse(byte(code))
 		return
 	}
@@ -455,6 +462,45 @@ func (s *Server) flow(f *transport.Flow) {
 // dial resolves dest at the concentrator (never at the client), applies
 // the destination policy and dials the allowed addresses in turn.
 func (s *Server) dial(ctx context.Context, dest socks5.Addr) (net.Conn, socks5.Reply) {
+	return s.dialAs(ctx, dest, s.log)
+}
+
+// refusedLogEvery is the least time between two lines about refused
+// destinations: a client can make refusals at will.
+const refusedLogEvery = 10 * time.Second
+
+// noteRefused logs a destination the policy refused, naming the flag
+// that would allow it: the first one, then at most one every
+// refusedLogEvery, with the count since the last line.
+func (s *Server) noteRefused(log *slog.Logger, dest socks5.Addr, err error) {
+	n := s.destRefused.Add(1)
+	now := time.Now().UnixNano()
+	last := s.destLogged.Load()
+	if (last != 0 && now-last < int64(refusedLogEvery)) || !s.destLogged.CompareAndSwap(last, now) {
+		log.Debug("destination refused", "dest", dest.String(), "err", err)
+		return
+	}
+	log.Info("destination refused: "+allowHint(err), "dest", dest.String(), "err", err, "refused_total", n)
+}
+
+// allowHint says which flag would let the concentrator dial an address
+// the policy refused with err.
+func allowHint(err error) string {
+	var re *destpolicy.RefusedError
+	if !errors.As(err, &re) {
+		return "refused by the destination policy"
+	}
+	switch {
+	case re.IsOwn():
+		return "the concentrator's own address (--allow-own allows it)"
+	case re.IsLoopback():
+		return "loopback, the concentrator's own (--allow-private and --allow-own allow it)"
+	}
+	return "special-purpose address (--allow-private allows it)"
+}
+
+// dialAs is dial, logging to log.
+func (s *Server) dialAs(ctx context.Context, dest socks5.Addr, log *slog.Logger) (net.Conn, socks5.Reply) {
 	var ips []netip.Addr
 	if dest.IP.IsValid() {
 		ips = []netip.Addr{dest.IP}
@@ -483,8 +529,7 @@ func (s *Server) dial(ctx context.Context, dest socks5.Addr) (net.Conn, socks5.R
 		allowed = append(allowed, ip)
 	}
 	if len(allowed) == 0 {
-		// Debug: a client can make this line at will.
-		s.log.Debug("destination refused (--allow-private and --allow-own widen the policy)", "dest", dest.String(), "err", refused)
+		s.noteRefused(log, dest, refused)
 		return nil, socks5.NotAllowed
 	}
 	var last error
@@ -507,10 +552,3 @@ var _ relay.Flow = (*transport.Flow)(nil)
 // AllowPrivate (destpolicy.Public): not special-purpose, and not an IPv6
 // form that embeds a special-purpose IPv4 address.
 func Public(ip netip.Addr) bool { return destpolicy.Public(ip) == nil }
-
-// sessionName is how logs and the status page name a session: the first 8
-// bytes of its id, in hex.
-func sessionName(sess *transport.Session) string {
-	id := sess.ID()
-	return hex.EncodeToString(id[:8])
-}

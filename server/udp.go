@@ -74,12 +74,12 @@ type udpName struct {
 func (s *Server) assoc(sess *transport.Session, a *transport.Association) {
 	conn, err := net.ListenUDP("udp", nil)
 	if err != nil {
-		s.log.Warn("udp association: no socket", "session", sessionName(sess), "err", err)
+		s.log.Warn("udp association: no socket", "session", sess.Name(), "err", err)
 		a.Close()
 		return
 	}
 	r := &udpRelay{s: s, sess: sess, a: a, conn: conn, dests: map[netip.AddrPort]bool{}, names: map[string]udpName{}}
-	s.log.Debug("udp association", "session", sessionName(sess))
+	s.log.Debug("udp association", "session", sess.Name())
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
@@ -129,7 +129,7 @@ func (r *udpRelay) send(addr, payload []byte) {
 		ip = dest.IP.Unmap()
 		if err := r.s.destPolicy().Check(ip); err != nil {
 			r.s.udpDrops.refused.Add(1)
-			r.s.log.Debug("udp destination refused (--allow-private and --allow-own widen the policy)", "session", sessionName(r.sess), "dest", dest.String(), "err", err)
+			r.s.log.Debug("udp destination refused (--allow-private and --allow-own widen the policy)", "session", r.sess.Name(), "dest", dest.String(), "err", err)
 			return
 		}
 	} else {
@@ -179,7 +179,7 @@ func (r *udpRelay) resolve(name string) []netip.Addr {
 	}
 	if len(ips) == 0 {
 		r.s.udpDrops.refused.Add(1)
-		r.s.log.Debug("udp destination refused (--allow-private and --allow-own widen the policy)", "session", sessionName(r.sess), "dest", name)
+		r.s.log.Debug("udp destination refused (--allow-private and --allow-own widen the policy)", "session", r.sess.Name(), "dest", name)
 	}
 	if len(r.names) >= udpMaxNames {
 		clear(r.names)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -90,6 +91,11 @@ func Dial(ctx context.Context, cfg Config, token string, paths []PathDialer) (*C
 			}
 		}
 	}
+	// Every line the session logs names it, once it has its id.
+	name := new(atomic.Pointer[string])
+	if cfg.Logger != nil {
+		cfg.Logger = slog.New(sessionLog{h: cfg.Logger.Handler(), name: name})
+	}
 	s, err := newSession(cfg, true)
 	if err != nil {
 		return nil, err
@@ -124,6 +130,8 @@ func Dial(ctx context.Context, cfg Config, token string, paths []PathDialer) (*C
 	s.id, s.secret = ok.SessionID, ok.Secret
 	s.peerFlow = min(uint64(ok.FlowWindow), uint64(s.cfg.FlowWindow))
 	s.mu.Unlock()
+	n := sessionName(ok.SessionID)
+	name.Store(&n)
 	for i, pd := range paths {
 		p, err := s.path(pd.Info)
 		if err != nil {
@@ -416,11 +424,15 @@ func NewServerSession(cfg Config, j *Join) (*Session, error) {
 	if cfg.Policy == "" && (j.Msg.Path.PriceGB > 0 || cfg.Prices[j.Msg.Path.Medium] > 0) {
 		cfg.Policy = PricedPolicy
 	}
+	id, secret := newSecret()
+	if cfg.Logger != nil {
+		cfg.Logger = cfg.Logger.With("session", sessionName(id))
+	}
 	s, err := newSession(cfg, false)
 	if err != nil {
 		return nil, err
 	}
-	s.id, s.secret = newSecret()
+	s.id, s.secret = id, secret
 	s.peerFlow = min(uint64(j.Msg.FlowWindow), uint64(s.cfg.FlowWindow))
 	if err := s.Attach(j); err != nil {
 		s.Close()

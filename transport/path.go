@@ -79,7 +79,21 @@ type Path struct {
 
 	// BytesSent and BytesReceived count shard bytes (headers included).
 	BytesSent, BytesReceived atomic.Uint64
+	// ProbeBytesSent and ProbeBytesReceived count what the path's
+	// connections carry while the path carries no shards: probes, their
+	// acknowledgements and control messages, as QUIC bytes plus UDP and
+	// IP headers (prober). They cost what shard bytes cost.
+	ProbeBytesSent, ProbeBytesReceived atomic.Uint64
+	// meter measures the current rates of BytesSent and BytesReceived.
+	meter pathmon.Meter
 }
+
+// costly reports whether the path's bytes cost money: it has a price, or
+// the device is metered. Such a path is probed slowly while idle.
+func (p *Path) costly() bool { return p.info.PriceGB > 0 || p.s.cfg.Device.Metered }
+
+// shardBytes is what the path has carried in shards, both ways.
+func (p *Path) shardBytes() uint64 { return p.BytesSent.Load() + p.BytesReceived.Load() }
 
 type shardJob struct {
 	b   *txBlock
@@ -108,6 +122,21 @@ func (p *Path) Name() string { return p.info.Name }
 
 // Up reports whether the path has a live connection.
 func (p *Path) Up() bool { return p.up.Load() }
+
+// live reports whether some connection of the path is not down: usable,
+// or suspect (silent for a moment, taking no new shards until it
+// answers). The planner plans on live paths, so a moment's silence does
+// not make a plan without the path and another with it again.
+func (p *Path) live() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		if c.mon.State() != pathmon.StateDown {
+			return true
+		}
+	}
+	return false
+}
 
 // SRTT returns the smoothed RTT of the path's best live connection.
 func (p *Path) SRTT() time.Duration { return time.Duration(p.srtt.Load()) }
@@ -166,6 +195,7 @@ func (p *Path) refresh() (changed bool) {
 	p.mu.Unlock()
 	// The coders' and monitors' locks are taken outside p.mu, as Stats
 	// does.
+	p.meter.Sample(p.s.now(), p.BytesSent.Load(), p.BytesReceived.Load())
 	var bw pathmon.Sample
 	full := up && p.pace.SampleFull(p.s.now(), p.queued.Load() > 0)
 	for _, c := range live {
@@ -382,6 +412,20 @@ type pconn struct {
 	// (up and not suspect) or not any more: stream writers wait on it
 	// instead of polling.
 	usableChanged notify.Broadcast
+
+	// slowProbe is set while the prober probes slowly (an idle path that
+	// costs, pathmon.Prober); a shard written or read then signals
+	// probeWake, so probing is fast again at once.
+	slowProbe atomic.Bool
+	probeWake chan struct{}
+}
+
+// wakeProber makes a slowly probing connection probe at once, at its
+// full rate: it carries shards again.
+func (c *pconn) wakeProber() {
+	if c.slowProbe.Load() {
+		notify.Signal(c.probeWake)
+	}
 }
 
 // attach starts a joined connection on path p, joined with protocol
@@ -389,16 +433,17 @@ type pconn struct {
 // ended meanwhile.
 func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream, version uint8) *pconn {
 	c := &pconn{
-		id:       s.nextConnID.Add(1),
-		p:        p,
-		s:        s,
-		qc:       qc,
-		ctrl:     ctrl,
-		wsig:     make(chan struct{}, 1),
-		flushed:  make(chan struct{}, 1),
-		drained:  make(chan struct{}),
-		drainSig: make(chan struct{}, 1),
-		done:     make(chan struct{}),
+		id:        s.nextConnID.Add(1),
+		p:         p,
+		s:         s,
+		qc:        qc,
+		ctrl:      ctrl,
+		wsig:      make(chan struct{}, 1),
+		flushed:   make(chan struct{}, 1),
+		drained:   make(chan struct{}),
+		drainSig:  make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		probeWake: make(chan struct{}, 1),
 	}
 	c.lastHeard.Store(int64(s.now()))
 	c.publish(pathmon.StateUp, false)
@@ -711,19 +756,29 @@ func (c *pconn) onControl(m *wire.Msg) error {
 	return c.s.onControl(m)
 }
 
-// prober pings the peer every probe interval, feeds the monitor and steps
-// the connection's state machine (pathmon.Machine).
+// prober pings the peer every probe interval (every
+// pathmon.SlowProbeInterval while the path costs and carries nothing),
+// feeds the monitor, counts the bytes of an idle path's probing and
+// steps the connection's state machine (pathmon.Machine).
 func (c *pconn) prober() {
 	defer c.wg.Done()
 	cfg := &c.s.cfg
-	t := time.NewTicker(cfg.ProbeInterval)
+	t := time.NewTimer(cfg.ProbeInterval)
 	defer t.Stop()
 	var seq uint32
+	var probe pathmon.Prober
+	var last quic.ConnectionStats
+	// UDP and IP headers, which quic-go's byte counts leave out.
+	hdr := uint64(28)
+	if a, ok := c.qc.RemoteAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
+		hdr = 48
+	}
 	for {
 		select {
 		case <-c.done:
 			return
 		case <-t.C:
+		case <-c.probeWake:
 		}
 		seq++
 		now := c.s.now()
@@ -731,6 +786,20 @@ func (c *pconn) prober() {
 		st := c.qc.ConnectionStats()
 		c.mon.OnTick(now, st.PacketsSent, st.PacketsLost, st.BytesSent, st.BytesLost, st.CongestionWindow)
 		c.followCoded(st.SmoothedRTT, st.MinRTT)
+		ps := probe.Step(pathmon.ProbeTick{Now: now, PathBytes: c.p.shardBytes(), Queued: c.p.queued.Load() > 0,
+			Costly: c.p.costly(), Usable: c.usable(), LastHeard: time.Duration(c.lastHeard.Load())},
+			cfg.ProbeInterval, cfg.DownAfter)
+		c.slowProbe.Store(ps.Slow)
+		t.Reset(ps.Next)
+		// What the connection carried since the last tick, when the path
+		// has carried no shard for a while (past the acknowledgements of
+		// its last ones), is the cost of probing it.
+		if ps.IdleFor >= max(4*cfg.ProbeInterval, 2*st.SmoothedRTT) && st.BytesSent >= last.BytesSent &&
+			st.BytesReceived >= last.BytesReceived {
+			c.p.ProbeBytesSent.Add(st.BytesSent - last.BytesSent + (st.PacketsSent-last.PacketsSent)*hdr)
+			c.p.ProbeBytesReceived.Add(st.BytesReceived - last.BytesReceived + (st.PacketsReceived-last.PacketsReceived)*hdr)
+		}
+		last = st
 		// The hold-down keeps a flapping path from whipsawing traffic
 		// while another path carries it; with none usable, a path that
 		// answers a few probes in a row is better than none (paths that
@@ -741,7 +810,7 @@ func (c *pconn) prober() {
 		}
 		obs := pathmon.Observation{
 			Now: now, Silence: now - time.Duration(c.lastHeard.Load()), SRTT: st.SmoothedRTT,
-			Interval: cfg.ProbeInterval, DownAfter: cfg.DownAfter, UpAfter: upAfter}
+			Interval: ps.Interval, DownAfter: ps.DownAfter, UpAfter: upAfter}
 		usableChanged, wentDown, sm := c.mon.Step(obs)
 		after := cfg.RedialAfter
 		if !c.s.client {
@@ -863,6 +932,7 @@ func (c *pconn) streamWriter() {
 			j.b.setConn(int(j.idx), c)
 			p.BytesSent.Add(uint64(size + wire.ShardHeaderLen))
 			c.s.stats.ShardsSent.Add(1)
+			c.wakeProber()
 		}
 		c.wrote()
 		j.b.release()
@@ -905,6 +975,7 @@ func (c *pconn) streamReader(st *quic.ReceiveStream) {
 		}
 		c.heard()
 		c.p.BytesReceived.Add(uint64(h.ShardLen) + wire.ShardHeaderLen)
+		c.wakeProber()
 		if err := c.s.onShard(&h, buf); err != nil {
 			c.close(fmt.Errorf("data stream: %w", err))
 			return

@@ -1,6 +1,11 @@
 package transport
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
 	"braid/internal/notify"
 	"braid/internal/tier"
 	"braid/transport/wire"
@@ -118,6 +123,7 @@ func (s *Session) plan(pl scheduler.Planning) {
 	loop := scheduler.NewPlanLoop(time.Now())
 	var forTerms *Terms
 	states := map[string]bool{}
+	logged := map[string]string{} // by class, what the last "plan changed" line said
 	for {
 		changed := s.changedCh()
 		select {
@@ -131,7 +137,14 @@ func (s *Session) plan(pl scheduler.Planning) {
 		case <-s.replan:
 		}
 		terms := s.terms.Load()
-		o := scheduler.Observation{Now: time.Now(), NewTerms: terms != forTerms, Problem: s.problem(terms)}
+		pr := s.problem(terms)
+		if s.plans.Load() == nil && !anyUp(pr) {
+			// Nothing to plan on yet (a new session's paths are named
+			// before their connections join): no plan, rather than one
+			// that says no path is up.
+			continue
+		}
+		o := scheduler.Observation{Now: time.Now(), NewTerms: terms != forTerms, Problem: pr}
 		forTerms = terms
 		for i, c := range terms.classes() {
 			o.Classes = append(o.Classes, scheduler.ClassSLA{Name: c.Name, SLA: c.SLA})
@@ -140,7 +153,67 @@ func (s *Session) plan(pl scheduler.Planning) {
 		}
 		d := loop.Step(o)
 		s.applyPlans(pl, terms, o.Problem, &d)
+		s.logPlans(terms, &d, logged)
 	}
+}
+
+func anyUp(pr *scheduler.Problem) bool {
+	for i := range pr.Paths {
+		if pr.Paths[i].Up {
+			return true
+		}
+	}
+	return false
+}
+
+// noTierYet is how long a client session plans without a tier before it
+// logs such a plan: the concentrator sends the tier right after the
+// first join, and a plan made before it (no revenue: a loss) says
+// nothing.
+const noTierYet = 2 * scheduler.PlanEvery
+
+// logPlans logs each class's plan in force when it differs from the last
+// line for the class: one line per change (a re-plan that yields the same
+// plan, as when a path comes up for the first time, logs none). A plan
+// that does not meet the SLA is a warning.
+func (s *Session) logPlans(terms *Terms, d *scheduler.Decision, logged map[string]string) {
+	tierName := terms.Tier
+	if tierName == "" {
+		if s.client && s.now() < noTierYet {
+			return
+		}
+		tierName = "none"
+	}
+	for i := range d.Classes {
+		cd := &d.Classes[i]
+		key := tierName + " " + planKey(&cd.Plan)
+		if logged[cd.Name] == key {
+			continue
+		}
+		logged[cd.Name] = key
+		level, msg := slog.LevelInfo, "plan changed"
+		if !cd.Plan.Feasible {
+			level, msg = slog.LevelWarn, "plan changed: SLA not met"
+		}
+		s.log.Log(context.Background(), level, msg, "tier", tierName, "class", cd.Name,
+			"demand_mbps", math.Round(cd.Demand*8/1e4)/100, "plan", cd.Plan.String())
+	}
+}
+
+// planKey is what makes two plans different for the log: the coding,
+// the shards per path, the shard size, compression and whether the SLA
+// holds, and which terms it gave up (not the predictions or the term
+// that binds, which move with every measurement).
+func planKey(p *scheduler.Plan) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "k=%d m=%d", p.K, p.M)
+	for i, n := range p.Shards {
+		if n > 0 && i < len(p.Names) {
+			fmt.Fprintf(&b, " %s:%d", p.Names[i], n)
+		}
+	}
+	fmt.Fprintf(&b, " %d %v %v %v", p.ShardSize, p.Compress, p.Feasible, p.Relaxed)
+	return b.String()
 }
 
 // applyPlans hands a planning step's decision to the policy and, at the
@@ -161,8 +234,6 @@ func (s *Session) applyPlans(pl scheduler.Planning, terms *Terms, pr *scheduler.
 		if cd.New {
 			p := cd.Plan
 			pl.SetPlan(i, &p)
-			s.log.Info("plan changed", "tier", terms.Tier, "class", cd.Name,
-				"demand_mbps", math.Round(cd.Demand*8/1e4)/100, "plan", cd.Plan.String())
 		}
 		out[i] = PlanInfo{Class: cd.Name, Plan: cd.Plan, Changes: cd.Changes, Violations: cd.Violations}
 	}
@@ -229,7 +300,7 @@ func (s *Session) upDownChanged(states map[string]bool) bool {
 	changed := false
 	seen := map[string]bool{}
 	for _, p := range s.pathList() {
-		name, up := p.info.Name, p.Up()
+		name, up := p.info.Name, p.live()
 		seen[name] = true
 		if old, ok := states[name]; !ok || old != up {
 			changed = true
@@ -252,7 +323,7 @@ func (s *Session) problem(t *Terms) *scheduler.Problem {
 		Limits: scheduler.Limits{MaxShards: wire.MaxShards, BlockSize: s.cfg.BlockSize}}
 	for _, p := range s.pathList() {
 		st := p.Stats()
-		ps := scheduler.PathState{Name: p.info.Name, Up: p.Up(), SRTT: st.RTT, MinRTT: st.MinRTT, RTTP99: st.RTTP99,
+		ps := scheduler.PathState{Name: p.info.Name, Up: p.live(), SRTT: st.RTT, MinRTT: st.MinRTT, RTTP99: st.RTTP99,
 			Rate: p.Rate(), Queued: p.queued.Load(), QueueLimit: p.queueLimit(),
 			Price: p.info.PriceGB, Own: p.info.Operator == wire.OperatorOwn, Loss: st.Loss}
 		// Capacity: the nominal rate when the path has one (an idle path

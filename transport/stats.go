@@ -1,8 +1,10 @@
 package transport
 
 import (
-	"braid/transport/pathmon"
+	"fmt"
 	"time"
+
+	"braid/transport/pathmon"
 )
 
 // PathStats is what braid knows about a path now.
@@ -54,22 +56,62 @@ type PathStats struct {
 	CwndBytes, InFlightBytes uint64
 	// BytesSent and BytesReceived count shard bytes, headers included.
 	BytesSent, BytesReceived uint64
+	// ProbeBytesSent and ProbeBytesReceived count what the connections
+	// carried while the path carried no shards (probes, their
+	// acknowledgements, control messages), with UDP and IP headers.
+	ProbeBytesSent, ProbeBytesReceived uint64
+	// SendBps and ReceiveBps are the shard bytes sent and received over
+	// about the last second (pathmon.MeterWindow), in bits/s.
+	SendBps, ReceiveBps float64
+	// SlowProbing counts the connections probed every
+	// pathmon.SlowProbeInterval: the path costs and carries nothing.
+	SlowProbing int
+	// Why says what makes the path's State, "" when it is up: "no
+	// connection", "silent for 1.2s", "answering again for 300ms of the
+	// 1s hold-down", "silent for 180ms: takes no new shards",
+	// "losing 7.0% of packets".
+	Why string
+}
+
+// Started returns when the session began.
+func (s *Session) Started() time.Time { return s.epoch }
+
+// IsClient reports whether this is the client's end of the session.
+func (s *Session) IsClient() bool { return s.client }
+
+// PolicyName returns the name of the scheduling policy the session
+// follows (Config.Policy; "weighted" when none was named).
+func (s *Session) PolicyName() string {
+	if s.cfg.Policy == "" {
+		return "weighted"
+	}
+	return s.cfg.Policy
 }
 
 // Stats returns a snapshot of the path: the best of its connections for
 // state and delay, sums for rates.
 func (p *Path) Stats() PathStats {
+	now := p.s.now()
 	st := PathStats{Name: p.info.Name, Medium: p.info.Medium, Operator: p.info.Operator, PriceGB: p.info.PriceGB,
-		State: pathmon.StateDown, BytesSent: p.BytesSent.Load(), BytesReceived: p.BytesReceived.Load()}
+		State: pathmon.StateDown, BytesSent: p.BytesSent.Load(), BytesReceived: p.BytesReceived.Load(),
+		ProbeBytesSent: p.ProbeBytesSent.Load(), ProbeBytesReceived: p.ProbeBytesReceived.Load()}
+	send, recv := p.meter.Rates(now, st.BytesSent, st.BytesReceived)
+	st.SendBps, st.ReceiveBps = send*8, recv*8
 	p.mu.Lock()
 	conns := append([]*pconn(nil), p.conns...)
 	p.mu.Unlock()
 	var lossW, weight, linkW, linkN float64
 	var current float64
-	for _, c := range conns {
+	var best pathmon.ConnStats
+	var bestSilence time.Duration
+	for i, c := range conns {
 		cs := c.mon.Snapshot()
-		if cs.State < st.State || (cs.State == st.State && (st.RTT == 0 || cs.SRTT < st.RTT)) {
+		if i == 0 || cs.State < st.State || (cs.State == st.State && (st.RTT == 0 || cs.SRTT < st.RTT)) {
 			st.State, st.RTT, st.MinRTT, st.RTTP99, st.Jitter = cs.State, cs.SRTT, cs.MinRTT, cs.P99, cs.Jitter
+			best, bestSilence = cs, now-time.Duration(c.lastHeard.Load())
+		}
+		if c.slowProbe.Load() {
+			st.SlowProbing++
 		}
 		if cs.State != pathmon.StateDown {
 			st.Conns++
@@ -112,5 +154,24 @@ func (p *Path) Stats() PathStats {
 	}
 	st.SpareBps = max(st.DeliveryBps-current, 0)
 	st.PaceBps = p.pace.Current() * 8
+	st.Why = why(len(conns), st.State, best, bestSilence, now, p.s.cfg.UpAfter)
 	return st
+}
+
+// why says what makes a path's state, from its best connection.
+func why(conns int, state pathmon.State, best pathmon.ConnStats, silence, now, upAfter time.Duration) string {
+	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	switch {
+	case conns == 0:
+		return "no connection"
+	case state == pathmon.StateDown && best.GoodSince > 0:
+		return fmt.Sprintf("answering again for %v of the %v hold-down", ms(now-best.GoodSince), upAfter)
+	case state == pathmon.StateDown:
+		return fmt.Sprintf("silent for %v", ms(silence))
+	case best.Suspect:
+		return fmt.Sprintf("silent for %v: takes no new shards", ms(silence))
+	case best.Lossy:
+		return fmt.Sprintf("losing %.1f%% of packets", best.Loss*100)
+	}
+	return ""
 }

@@ -31,7 +31,7 @@ Usage:
                [--socks-user USER --socks-pass PASS] [--path NAME=SPEC ...]
                [--fec K,M] [--grace DURATION] [--config FILE] [--log-level LEVEL]
   braid demo   [--socks HOST:PORT] [--duration D] [--log-level LEVEL]
-  braid status [--client HOST:PORT] [--json]
+  braid status [--client HOST:PORT | --server HOST:PORT] [--json] [--watch [--interval D]]
   braid version
   braid help
 
@@ -40,7 +40,7 @@ Commands:
   server  run the concentrator
   client  run the local SOCKS5 proxy
   demo    run a concentrator, three emulated paths and a client on loopback
-  status  show a running client's paths: state, RTT, loss, rate, bytes, cost
+  status  show a running client's (or concentrator's) session: paths, rates, shares, state and why, cost, plan
   version print braid's version, commit and platform
   help    print this text
 
@@ -77,7 +77,7 @@ func run(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
 	case "demo":
 		return runDemo(rest, stdout, stderr, sig)
 	case "status":
-		return runStatus(rest, stdout, stderr)
+		return runStatus(rest, stdout, stderr, sig)
 	case "version", "-version", "--version":
 		return runVersion(rest, stdout, stderr)
 	case "bench":
@@ -163,10 +163,14 @@ The client waits for an unreachable concentrator and opens a new session
 when one ends (a restarted concentrator, every path down past --grace);
 only a refused token, pin or protocol version ends it (exit 1).
 `,
-	"status": `Usage: braid status [--client HOST:PORT] [--json]
+	"status": `Usage: braid status [--client HOST:PORT | --server HOST:PORT] [--json] [--watch [--interval D]]
 
-Shows what a running client knows about each path, from its status page
-(braid client --status, 127.0.0.1:1081 by default).
+Shows what a running client knows about its session, from its status page
+(braid client --status, 127.0.0.1:1081 by default), or with --server what a
+concentrator knows about each of its sessions (braid server --status): the
+scheduler, tier and flows; rates and totals each way; per path its state and
+why, its share of the traffic, RTT, loss, bytes and cost; the plan in force.
+--watch redraws it in place until Ctrl-C. The fields: docs/STATUS.md.
 `,
 	"demo": `Usage: braid demo [--socks HOST:PORT] [--duration D] [--log-level LEVEL]
 

@@ -76,6 +76,17 @@ type RefusedError struct {
 	Reason string
 }
 
+// IsOwn reports whether the address was refused as one of the
+// concentrator host's own (Policy.AllowOwn allows it).
+func (e *RefusedError) IsOwn() bool { return e.Reason == reasonOwn }
+
+// IsLoopback reports whether the address was refused as loopback or
+// unspecified: allowed as special-purpose (Policy.AllowPrivate), it is
+// still the host's own.
+func (e *RefusedError) IsLoopback() bool {
+	return e.Reason == reasonLoopback || e.Reason == reasonUnspecified
+}
+
 // Error reads "destination ADDR is REASON", or "destination ADDR:
 // embedded IPv4 V4 is REASON" when an embedded address was refused.
 func (e *RefusedError) Error() string {

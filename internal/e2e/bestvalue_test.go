@@ -68,6 +68,23 @@ func TestBestValue(t *testing.T) {
 	if len(st.Plans) != 1 || st.Plans[0].Tier != "basic" || st.Plans[0].Shards["p1"] != 0 || st.Plans[0].Shards["p0"] == 0 {
 		t.Fatalf("status plans: %+v", st.Plans)
 	}
+	// The status tells the story: scheduler, tier, what went up, and
+	// the dear path idle by the plan's choice, once its last re-sends
+	// are more than a second old.
+	if st.Scheduler != "bestvalue" || st.Tier != "basic" || st.Totals == nil || st.Totals.BytesUp < 8<<20 || st.UptimeS <= 0 {
+		t.Fatalf("status summary: %+v", st.Summary)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		st = w.cli.Status()
+		if p := st.Paths[1]; p.Name == "p1" && p.Idle && strings.Contains(p.Why, "the plan leaves it idle") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dear path is not shown idle by the plan: %+v", st.Paths[1])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 
 	// A tier promised 80 Mbit/s needs the dear path too (the cheap ones
 	// plan 27 Mbit/s each), and gets it at once.

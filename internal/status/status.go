@@ -7,7 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"math"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -43,7 +46,64 @@ type Path struct {
 	MappedAddr    *string  `json:"mapped_addr"`
 	BytesSent     uint64   `json:"bytes_sent"`
 	BytesReceived uint64   `json:"bytes_received"`
-	CostUSD       float64  `json:"cost_usd"`
+	// CostUSD counts shard and probe bytes, both ways, at the path's
+	// price.
+	CostUSD float64 `json:"cost_usd"`
+
+	// UploadBps and DownloadBps are the shard bytes the path carried
+	// from the client to the concentrator and back over about the last
+	// second, in bits/s (the same on both ends); UploadShare and
+	// DownloadShare its part of the session's, 0 to 1 (0 when nothing
+	// moves that way).
+	UploadBps     float64 `json:"upload_bps"`
+	DownloadBps   float64 `json:"download_bps"`
+	UploadShare   float64 `json:"upload_share"`
+	DownloadShare float64 `json:"download_share"`
+	// ProbeBytesSent and ProbeBytesReceived are what the path's
+	// connections carried while it carried no shards (probes, their
+	// acknowledgements, control), with UDP and IP headers; SlowProbing
+	// says its probes go every second, not every 50 ms: the path costs
+	// and is idle.
+	ProbeBytesSent     uint64 `json:"probe_bytes_sent"`
+	ProbeBytesReceived uint64 `json:"probe_bytes_received"`
+	SlowProbing        bool   `json:"slow_probing"`
+	// Idle is true for an up path that carries nothing now because the
+	// scheduler leaves it so (the plan gives it no shard); Why says why
+	// the path is in its state, or why it is idle ("" when it is up and
+	// used).
+	Idle bool   `json:"idle"`
+	Why  string `json:"why"`
+}
+
+// Summary is what a status document says of a session as a whole. Its
+// fields are absent while the client has no session.
+type Summary struct {
+	// Scheduler is the policy that spreads what this side sends
+	// (--scheduler, or the default it took); Tier the user's tier, ""
+	// without one.
+	Scheduler string `json:"scheduler,omitempty"`
+	Tier      string `json:"tier,omitempty"`
+	// Started is when the session began, UptimeS its age in seconds.
+	Started *time.Time `json:"started,omitempty"`
+	UptimeS float64    `json:"uptime_s,omitempty"`
+	Totals  *Totals    `json:"totals,omitempty"`
+	// FlowsByClass counts the open flows by traffic class (absent when
+	// there are none).
+	FlowsByClass map[string]int `json:"flows_by_class,omitempty"`
+}
+
+// Totals add up a session's paths.
+type Totals struct {
+	// BytesUp and BytesDown are the shard bytes from the client to the
+	// concentrator and back; ProbeBytes what probing idle paths cost
+	// (both ways); CostUSD the cost of it all.
+	BytesUp    uint64  `json:"bytes_up"`
+	BytesDown  uint64  `json:"bytes_down"`
+	ProbeBytes uint64  `json:"probe_bytes"`
+	CostUSD    float64 `json:"cost_usd"`
+	// UploadBps and DownloadBps are the session's current rates.
+	UploadBps   float64 `json:"upload_bps"`
+	DownloadBps float64 `json:"download_bps"`
 }
 
 // Client is the client's status document.
@@ -62,6 +122,9 @@ type Client struct {
 	// Plans are the bestvalue plans for uploads, one per traffic class,
 	// the default class first; absent under other policies.
 	Plans []Plan `json:"plans,omitempty"`
+	// ID names the session (Session.Name), absent while there is none.
+	ID string `json:"id,omitempty"`
+	Summary
 }
 
 // Session is one session's status at the concentrator.
@@ -72,6 +135,7 @@ type Session struct {
 	// Plans are the bestvalue plans for downloads, one per traffic
 	// class; absent under other policies.
 	Plans []Plan `json:"plans,omitempty"`
+	Summary
 }
 
 // Plan is the bestvalue plan in force and its explanation.
@@ -127,9 +191,14 @@ type Server struct {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// FromStats converts a path's monitor snapshot. mapped is the path's
-// public address as STUN saw it, or "" when unknown.
-func FromStats(s transport.PathStats, mapped string) Path {
+// FromStats converts a path's monitor snapshot, as the client sees it.
+// mapped is the path's public address as STUN saw it, or "" when
+// unknown.
+func FromStats(s transport.PathStats, mapped string) Path { return fromStats(s, mapped, true) }
+
+// fromStats converts a snapshot taken at the client, or at the
+// concentrator (client false: what it sends goes down).
+func fromStats(s transport.PathStats, mapped string, client bool) Path {
 	op := "own"
 	if s.Operator == wire.OperatorPartner {
 		op = "partner"
@@ -137,7 +206,12 @@ func FromStats(s transport.PathStats, mapped string) Path {
 	p := Path{Name: s.Name, State: s.State.String(), Medium: wire.MediumName(s.Medium), Operator: op, Conns: s.Conns,
 		RTTMs: ms(s.RTT), RTTP99Ms: ms(s.RTTP99), JitterMs: ms(s.Jitter), Loss: s.Loss, DeliveryBps: s.DeliveryBps,
 		BytesSent: s.BytesSent, BytesReceived: s.BytesReceived,
-		CostUSD: float64(s.BytesSent+s.BytesReceived) / 1e9 * s.PriceGB}
+		ProbeBytesSent: s.ProbeBytesSent, ProbeBytesReceived: s.ProbeBytesReceived, SlowProbing: s.SlowProbing > 0,
+		UploadBps: s.SendBps, DownloadBps: s.ReceiveBps, Why: s.Why,
+		CostUSD: float64(s.BytesSent+s.BytesReceived+s.ProbeBytesSent+s.ProbeBytesReceived) / 1e9 * s.PriceGB}
+	if !client {
+		p.UploadBps, p.DownloadBps = s.ReceiveBps, s.SendBps
+	}
 	if mapped != "" {
 		p.MappedAddr = &mapped
 	}
@@ -157,18 +231,148 @@ func FromStats(s transport.PathStats, mapped string) Path {
 	return p
 }
 
-// SessionPaths returns the status of every path of a session, by name.
+// SessionPaths returns the status of every path of a session, by name,
+// with each one's share of the session's traffic.
 func SessionPaths(s *transport.Session, mapped func(name string) string) []Path {
-	var out []Path
+	out := []Path{}
 	for _, p := range s.Paths() {
 		m := ""
 		if mapped != nil {
 			m = mapped(p.Name())
 		}
-		out = append(out, FromStats(p.Stats(), m))
+		out = append(out, fromStats(p.Stats(), m, s.IsClient()))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	Shares(out)
 	return out
+}
+
+// Shares sets each path's share of the paths' current rates.
+func Shares(paths []Path) {
+	var up, down float64
+	for i := range paths {
+		up += paths[i].UploadBps
+		down += paths[i].DownloadBps
+	}
+	for i := range paths {
+		paths[i].UploadShare, paths[i].DownloadShare = 0, 0
+		if up > 0 {
+			paths[i].UploadShare = paths[i].UploadBps / up
+		}
+		if down > 0 {
+			paths[i].DownloadShare = paths[i].DownloadBps / down
+		}
+	}
+}
+
+// Explain marks the up paths that carry nothing now because the
+// scheduler leaves them idle, and says why: a plan (plans, the default
+// class first) that gives a path no shard, or the scheduler's rule
+// (cheapest, single:PATH). A path that is down or degraded keeps its own
+// why.
+func Explain(paths []Path, plans []Plan, scheduler string) {
+	for i := range paths {
+		p := &paths[i]
+		p.Idle = false
+		if p.State != "up" {
+			continue
+		}
+		why := ""
+		switch {
+		case p.UploadBps+p.DownloadBps > 0:
+			// It carries traffic (the last plan's, or re-sends): not idle.
+		case len(plans) > 0:
+			used := false
+			for _, pl := range plans {
+				used = used || pl.Shards[p.Name] > 0
+			}
+			if !used {
+				why = "the plan leaves it idle"
+				if b := plans[0].Binding; b != "" {
+					why += " (binds: " + b + ")"
+				}
+			}
+		case strings.HasPrefix(scheduler, "single:") && scheduler != "single:"+p.Name:
+			why = "the scheduler sends only on " + strings.TrimPrefix(scheduler, "single:")
+		case scheduler == "cheapest" && cheaperBusy(paths, p):
+			why = "cheaper paths carry the traffic while they have room (cheapest)"
+		}
+		if why != "" {
+			p.Idle = true
+			if p.SlowProbing {
+				why += "; probed every second"
+			}
+		} else if p.SlowProbing {
+			why = "no traffic: probed every second"
+		}
+		p.Why = why
+	}
+}
+
+// cheaperBusy reports whether a path cheaper than p carries traffic now.
+func cheaperBusy(paths []Path, p *Path) bool {
+	for i := range paths {
+		q := &paths[i]
+		if q.Name != p.Name && q.price() < p.price() && q.UploadBps+q.DownloadBps > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// price is the path's price per GB, from its cost and bytes (the
+// document carries no price of its own); 0 before it carried any.
+func (p *Path) price() float64 {
+	b := p.BytesSent + p.BytesReceived + p.ProbeBytesSent + p.ProbeBytesReceived
+	if b == 0 {
+		return 0
+	}
+	return p.CostUSD / float64(b) * 1e9
+}
+
+// Describe returns a live session's paths, plans and summary, with the
+// paths' shares and why each is idle.
+func Describe(s *transport.Session, mapped func(name string) string, now time.Time) ([]Path, []Plan, Summary) {
+	paths := SessionPaths(s, mapped)
+	plans := SessionPlans(s)
+	scheduler := s.PolicyName()
+	Explain(paths, plans, scheduler)
+	started := s.Started()
+	sum := Summary{Scheduler: scheduler, Tier: s.Terms().Tier, Started: &started,
+		UptimeS: math.Round(now.Sub(started).Seconds()*10) / 10, Totals: Total(paths, s.IsClient())}
+	terms := s.Terms()
+	for class, n := range s.FlowsByClass() {
+		name := "default"
+		if class > 0 && class < len(terms.Classes) {
+			name = terms.Classes[class].Name
+		} else if class > 0 {
+			name = fmt.Sprint(class)
+		}
+		if sum.FlowsByClass == nil {
+			sum.FlowsByClass = map[string]int{}
+		}
+		sum.FlowsByClass[name] += n
+	}
+	return paths, plans, sum
+}
+
+// Total adds up the paths of a session; client says which end's
+// document they are from.
+func Total(paths []Path, client bool) *Totals {
+	t := &Totals{}
+	for _, p := range paths {
+		up, down := p.BytesSent, p.BytesReceived
+		if !client {
+			up, down = down, up
+		}
+		t.BytesUp += up
+		t.BytesDown += down
+		t.ProbeBytes += p.ProbeBytesSent + p.ProbeBytesReceived
+		t.CostUSD += p.CostUSD
+		t.UploadBps += p.UploadBps
+		t.DownloadBps += p.DownloadBps
+	}
+	return t
 }
 
 // Handler serves GET /status with the document doc returns.
@@ -183,10 +387,83 @@ func Handler(doc func() any) http.Handler {
 	return mux
 }
 
-// WriteTable prints paths as an aligned table.
+// WriteClient prints the client's document: the session, its totals,
+// a table of its paths and the plans in force.
+func WriteClient(w io.Writer, doc *Client) {
+	switch {
+	case doc.Session != "up":
+		fmt.Fprintf(w, "session %s (%d opened since the client started)", doc.Session, doc.Sessions)
+		if doc.SessionError != "" {
+			fmt.Fprintf(w, ": %s", doc.SessionError)
+		}
+		fmt.Fprintln(w)
+		return
+	case doc.ID != "":
+		fmt.Fprintf(w, "session %s up", doc.ID)
+	default:
+		fmt.Fprint(w, "session up")
+	}
+	writeSession(w, doc.Paths, doc.Flows, doc.Plans, &doc.Summary)
+}
+
+// WriteServer prints the concentrator's document, session by session.
+func WriteServer(w io.Writer, doc *Server) {
+	if len(doc.Sessions) == 0 {
+		fmt.Fprintln(w, "no sessions")
+		return
+	}
+	for i := range doc.Sessions {
+		ss := &doc.Sessions[i]
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "session %s", ss.ID)
+		writeSession(w, ss.Paths, ss.Flows, ss.Plans, &ss.Summary)
+	}
+}
+
+func writeSession(w io.Writer, paths []Path, flows int, plans []Plan, sum *Summary) {
+	if sum.UptimeS > 0 {
+		fmt.Fprintf(w, " for %v", (time.Duration(sum.UptimeS*10) * time.Second / 10).Round(time.Second))
+	}
+	if sum.Scheduler != "" {
+		fmt.Fprintf(w, ", scheduler %s", sum.Scheduler)
+	}
+	tier := sum.Tier
+	if tier == "" {
+		tier = "none"
+	}
+	fmt.Fprintf(w, ", tier %s, %d flow(s)", tier, flows)
+	if len(sum.FlowsByClass) > 0 {
+		var cl []string
+		for _, name := range slices.Sorted(maps.Keys(sum.FlowsByClass)) {
+			cl = append(cl, fmt.Sprintf("%s %d", name, sum.FlowsByClass[name]))
+		}
+		fmt.Fprintf(w, " (%s)", strings.Join(cl, ", "))
+	}
+	fmt.Fprintln(w)
+	if t := sum.Totals; t != nil {
+		fmt.Fprintf(w, "now: up %s, down %s; total: up %s, down %s, probing %s, cost $%.4f\n",
+			bits(t.UploadBps), bits(t.DownloadBps), size(t.BytesUp), size(t.BytesDown), size(t.ProbeBytes), t.CostUSD)
+	}
+	fmt.Fprintln(w)
+	WriteTable(w, paths, flows)
+	for _, p := range plans {
+		tier := p.Tier
+		if tier == "" {
+			tier = "none"
+		}
+		fmt.Fprintf(w, "plan for class %s (tier %s), since %s, %d change(s):\n  %s\n", p.Class, tier,
+			p.Since.UTC().Format(time.TimeOnly), p.Changes, p.Text)
+	}
+}
+
+// WriteTable prints paths as an aligned table. UP and DOWN are the
+// current rates from the client to the concentrator and back, with each
+// path's share.
 func WriteTable(w io.Writer, paths []Path, flows int) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PATH\tSTATE\tMEDIUM\tOPERATOR\tRTT\tP99\tJITTER\tLOSS\tLINK LOSS\tPARITY\tDELIVERY\tPACE\tSENT\tRECEIVED\tCOST\tMAPPED")
+	fmt.Fprintln(tw, "PATH\tSTATE\tUP\tDOWN\tMEDIUM\tOPERATOR\tRTT\tP99\tJITTER\tLOSS\tLINK LOSS\tPARITY\tDELIVERY\tPACE\tSENT\tRECEIVED\tCOST\tMAPPED\tWHY")
 	for _, p := range paths {
 		mapped := "-"
 		if p.MappedAddr != nil {
@@ -203,12 +480,28 @@ func WriteTable(w io.Writer, paths []Path, flows int) {
 		if p.PaceBps != nil {
 			pace = bits(*p.PaceBps)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f ms\t%.1f ms\t%.1f ms\t%.2f%%\t%s\t%s\t%s\t%s\t%s\t%s\t$%.4f\t%s\n",
-			p.Name, p.State, p.Medium, p.Operator, p.RTTMs, p.RTTP99Ms, p.JitterMs, p.Loss*100, link, parity,
-			bits(p.DeliveryBps), pace, size(p.BytesSent), size(p.BytesReceived), p.CostUSD, mapped)
+		state := p.State
+		if p.Idle {
+			state = "idle"
+		}
+		why := p.Why
+		if why == "" {
+			why = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.1f ms\t%.1f ms\t%.1f ms\t%.2f%%\t%s\t%s\t%s\t%s\t%s\t%s\t$%.4f\t%s\t%s\n",
+			p.Name, state, rateShare(p.UploadBps, p.UploadShare), rateShare(p.DownloadBps, p.DownloadShare),
+			p.Medium, p.Operator, p.RTTMs, p.RTTP99Ms, p.JitterMs, p.Loss*100, link, parity,
+			bits(p.DeliveryBps), pace, size(p.BytesSent), size(p.BytesReceived), p.CostUSD, mapped, why)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "%d flow(s)\n", flows)
+}
+
+// rateShare prints a rate and its share, "-" when nothing moves.
+func rateShare(bps, share float64) string {
+	if bps == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%s %.0f%%", bits(bps), share*100)
 }
 
 func bits(bps float64) string {
@@ -217,8 +510,10 @@ func bits(bps float64) string {
 		return fmt.Sprintf("%.2f Gbit/s", bps/1e9)
 	case bps >= 1e6:
 		return fmt.Sprintf("%.1f Mbit/s", bps/1e6)
+	case bps >= 1e3:
+		return fmt.Sprintf("%.0f kbit/s", bps/1e3)
 	}
-	return fmt.Sprintf("%.0f kbit/s", bps/1e3)
+	return fmt.Sprintf("%.0f bit/s", bps)
 }
 
 func size(b uint64) string {

@@ -43,6 +43,19 @@ func TestFromStats(t *testing.T) {
 	if q := FromStats(s, ""); q.ParityHeld != "full" {
 		t.Fatalf("parity held: %q", q.ParityHeld)
 	}
+	// Probing costs what shards cost.
+	s.ProbeBytesSent, s.ProbeBytesReceived = 0.5e9, 0.5e9
+	if q := FromStats(s, ""); q.CostUSD != 9 {
+		t.Fatalf("cost with 1 GB of probing %v, want 9", q.CostUSD)
+	}
+	// The client sends up, the concentrator down.
+	s.SendBps, s.ReceiveBps = 1e6, 9e6
+	if q := fromStats(s, "", true); q.UploadBps != 1e6 || q.DownloadBps != 9e6 {
+		t.Fatalf("client's rates %v up %v down", q.UploadBps, q.DownloadBps)
+	}
+	if q := fromStats(s, "", false); q.UploadBps != 9e6 || q.DownloadBps != 1e6 {
+		t.Fatalf("concentrator's rates %v up %v down", q.UploadBps, q.DownloadBps)
+	}
 }
 
 func TestWriteTable(t *testing.T) {
@@ -51,7 +64,7 @@ func TestWriteTable(t *testing.T) {
 		FromStats(transport.PathStats{Name: "lte", Coded: 1, LinkLoss: 0.012, DataPackets: 200, ParityPackets: 9}, ""),
 		FromStats(transport.PathStats{Name: "wifi", Coded: 1, LinkLoss: 0.01, DataPackets: 200, ParityHeld: "full"}, "")}, 3)
 	out := b.String()
-	for _, want := range []string{"PATH", "fiber", "up", "2.50 Gbit/s", "1.5 KB", "3 flow(s)", "LINK LOSS", "1.20%", "4.5%",
+	for _, want := range []string{"PATH", "fiber", "up", "2.50 Gbit/s", "1.5 KB", "LINK LOSS", "1.20%", "4.5%",
 		"0.0% (held: full)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)

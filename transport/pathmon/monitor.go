@@ -232,19 +232,34 @@ func (m *Monitor) Step(o Observation) (usableChanged, wentDown bool, sm Machine)
 	return usableChanged, wentDown, m.sm
 }
 
+// State returns the state the connection's machine is in (suspect
+// shows as up or degraded, by its loss: Snapshot says degraded).
+func (m *Monitor) State() State {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.sm.State
+}
+
 // ConnStats is a snapshot of one connection's monitor.
 type ConnStats struct {
 	State                     State
 	SRTT, MinRTT, P99, Jitter time.Duration
 	Loss, Delivery, Current   float64
 	Cwnd, InFlight            uint64
+	// Why the state: Suspect (silent for longer than usual) and Lossy
+	// (losing more than 5%) make an up connection degraded; GoodSince is
+	// when a down one began answering again (0: it does not), for its
+	// hold-down.
+	Suspect, Lossy bool
+	GoodSince      time.Duration
 }
 
 func (m *Monitor) Snapshot() ConnStats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := ConnStats{State: m.sm.State, SRTT: m.srtt, MinRTT: m.minRTT, Jitter: m.jitter,
-		Loss: m.loss, Delivery: m.deliver, Current: m.current, Cwnd: m.cwnd}
+		Loss: m.loss, Delivery: m.deliver, Current: m.current, Cwnd: m.cwnd,
+		Suspect: m.sm.Suspect, Lossy: m.sm.lossy && m.sm.State != StateDown, GoodSince: m.sm.goodSince}
 	if m.peerRecv > 0 && m.sentBytes > m.peerRecv+m.lostBytes {
 		s.InFlight = m.sentBytes - m.peerRecv - m.lostBytes
 	}
