@@ -61,6 +61,15 @@ func measure(system string, n int64, run func() error) (Result, error) {
 // sink is a TCP destination that reads and discards everything, then
 // reports how much it read when the sender half-closes.
 func sink() (net.Listener, error) {
+	return listen(func(c net.Conn) {
+		n, _ := io.Copy(io.Discard, c)
+		fmt.Fprintf(c, "%d", n)
+	})
+}
+
+// listen serves each connection to a new loopback listener with handle,
+// which the connection is closed after.
+func listen(handle func(net.Conn)) (net.Listener, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -73,8 +82,7 @@ func sink() (net.Listener, error) {
 			}
 			go func() {
 				defer c.Close()
-				n, _ := io.Copy(io.Discard, c)
-				fmt.Fprintf(c, "%d", n)
+				handle(c)
 			}()
 		}
 	}()
@@ -159,35 +167,25 @@ func TCPLegs(ctx context.Context, n int64) (Result, error) {
 		return Result{}, err
 	}
 	defer dst.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := listen(func(c net.Conn) {
+		var d net.Dialer
+		up, err := d.DialContext(ctx, "tcp", dst.Addr().String())
+		if err != nil {
+			return
+		}
+		defer up.Close()
+		done := make(chan struct{})
+		// Plain reads and writes, as braid's relay makes: a TCP-to-TCP
+		// io.Copy would splice in the kernel.
+		go func() { io.Copy(struct{ io.Writer }{c}, struct{ io.Reader }{up}); close(done) }()
+		io.Copy(struct{ io.Writer }{up}, struct{ io.Reader }{c})
+		up.(*net.TCPConn).CloseWrite()
+		<-done
+	})
 	if err != nil {
 		return Result{}, err
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				var d net.Dialer
-				up, err := d.DialContext(ctx, "tcp", dst.Addr().String())
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				done := make(chan struct{})
-				// Plain reads and writes, as braid's relay makes: a
-				// TCP-to-TCP io.Copy would splice in the kernel.
-				go func() { io.Copy(struct{ io.Writer }{c}, struct{ io.Reader }{up}); close(done) }()
-				io.Copy(struct{ io.Writer }{up}, struct{ io.Reader }{c})
-				up.(*net.TCPConn).CloseWrite()
-				<-done
-			}()
-		}
-	}()
 	return measure("tcp legs", n, func() error {
 		conn, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {

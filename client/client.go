@@ -490,30 +490,38 @@ func (o httpOpener) Open(ctx context.Context, dest socks5.Addr, user string) (ht
 	return f, nil
 }
 
-// openFlow opens a flow on the session that is up. While none is, it
-// waits for one, up to the grace period (ctx, the connect timeout, may end
-// it sooner); a session that ends or goes away while the flow opens is not
-// the destination's answer, so the next session is tried.
+// openFlow opens a flow on the session that is up (onSession).
 func (c *Client) openFlow(ctx context.Context, dest []byte, port uint16, user string) (*transport.Flow, error) {
+	return onSession(c, ctx, func(sess *transport.Client) (*transport.Flow, error) {
+		return sess.OpenFlowClass(ctx, dest, sess.Classify(port, user))
+	})
+}
+
+// onSession runs open on the session that is up. While none is, it waits
+// for one, up to the grace period (ctx, the connect timeout, may end it
+// sooner); a session that ends or goes away while open runs is not the
+// destination's answer, so open runs again on the next session.
+func onSession[T any](c *Client, ctx context.Context, open func(*transport.Client) (T, error)) (T, error) {
+	var zero T
 	for {
 		wctx, cancel := context.WithTimeout(ctx, c.cfg.Transport.Grace)
 		sess, err := c.waitSession(wctx)
 		cancel()
 		if err != nil {
-			return nil, err
+			return zero, err
 		}
-		f, err := sess.OpenFlowClass(ctx, dest, sess.Classify(port, user))
+		v, err := open(sess)
 		if err == nil {
-			return f, nil
+			return v, nil
 		}
 		select {
 		case <-sess.Done():
 		case <-sess.GoingAway():
 		default:
-			return nil, err
+			return zero, err
 		}
 		if ctx.Err() != nil {
-			return nil, err
+			return zero, err
 		}
 	}
 }

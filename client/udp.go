@@ -77,30 +77,12 @@ func (c *Client) associate(conn net.Conn, req socks5.Request) {
 	wg.Wait()
 }
 
-// openAssociation opens an association on the session, waiting for one
-// as openFlow does.
+// openAssociation opens an association on the session that is up
+// (onSession).
 func (c *Client) openAssociation(ctx context.Context) (*transport.Association, error) {
-	for {
-		wctx, cancel := context.WithTimeout(ctx, c.cfg.Transport.Grace)
-		sess, err := c.waitSession(wctx)
-		cancel()
-		if err != nil {
-			return nil, err
-		}
-		a, err := sess.OpenAssociation(ctx)
-		if err == nil {
-			return a, nil
-		}
-		select {
-		case <-sess.Done():
-		case <-sess.GoingAway():
-		default:
-			return nil, err
-		}
-		if ctx.Err() != nil {
-			return nil, err
-		}
-	}
+	return onSession(c, ctx, func(sess *transport.Client) (*transport.Association, error) {
+		return sess.OpenAssociation(ctx)
+	})
 }
 
 type udpAssoc struct {
@@ -142,7 +124,10 @@ func (r *udpAssoc) fromApp() {
 			r.malformed.Add(1)
 			continue
 		}
-		r.app.Store(&from)
+		if cur := r.app.Load(); cur == nil || *cur != from {
+			at := from
+			r.app.Store(&at) // answers go where the application sends from
+		}
 		if err := r.a.Send(addr, payload); err == transport.ErrAssociationClosed {
 			return
 		}

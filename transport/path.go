@@ -77,7 +77,9 @@ type Path struct {
 	done      chan struct{} // closed when the path is closed
 	closeOnce sync.Once
 
-	// BytesSent and BytesReceived count shard bytes (headers included).
+	// BytesSent and BytesReceived count shard bytes (headers included)
+	// and UDP associations' datagram frames: what the path carries for
+	// the user, its cost and its rate.
 	BytesSent, BytesReceived atomic.Uint64
 	// ProbeBytesSent and ProbeBytesReceived count what the path's
 	// connections carry while the path carries no shards: probes, their

@@ -9,6 +9,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"braid/internal/bufpool"
 	"braid/transport/wire"
 )
 
@@ -247,6 +248,9 @@ func (c *pconn) datagramReader() {
 		if err != nil {
 			return
 		}
+		c.heard()
+		c.p.BytesReceived.Add(uint64(len(b)))
+		c.wakeProber()
 		c.s.onDatagram(b)
 	}
 }
@@ -265,13 +269,17 @@ func (a *Association) Send(addr, payload []byte) error {
 		return err
 	}
 	a.last.Store(int64(a.s.now()))
-	b := wire.AppendDatagram(make([]byte, 0, 5+len(addr)+len(payload)), a.id, addr, payload)
 	c := a.s.datagramConn()
 	if c == nil {
 		a.Dropped.Add(1)
 		return nil
 	}
+	// quic-go copies what it is given: the frame's buffer goes back to
+	// the pool at once.
+	b := wire.AppendDatagram(bufpool.Get(5 + len(addr) + len(payload))[:0], a.id, addr, payload)
+	n := len(b)
 	err := c.qc.SendDatagram(b)
+	bufpool.Put(b)
 	var tl *quic.DatagramTooLargeError
 	switch {
 	case errors.As(err, &tl):
@@ -282,6 +290,8 @@ func (a *Association) Send(addr, payload []byte) error {
 		return nil
 	}
 	a.Sent.Add(1)
+	c.p.BytesSent.Add(uint64(n))
+	c.wakeProber()
 	return nil
 }
 

@@ -81,6 +81,11 @@ func TestAssociationEcho(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 200
+	var before uint64
+	for _, p := range c.Paths() {
+		before += p.BytesSent.Load()
+	}
+	var payloadBytes uint64
 	got := map[uint32]bool{}
 	done := make(chan error, 1)
 	go func() {
@@ -111,6 +116,7 @@ func TestAssociationEcho(t *testing.T) {
 		if err := a.Send(udpDest, p); err != nil {
 			t.Fatalf("datagram %d: %v", i, err)
 		}
+		payloadBytes += uint64(len(p))
 		time.Sleep(time.Millisecond)
 	}
 	select {
@@ -126,6 +132,14 @@ func TestAssociationEcho(t *testing.T) {
 	}
 	if a.Sent.Load() != n {
 		t.Fatalf("sent %d of %d", a.Sent.Load(), n)
+	}
+	// The paths count what they carried: their cost and rate include it.
+	var after uint64
+	for _, p := range c.Paths() {
+		after += p.BytesSent.Load()
+	}
+	if after-before < payloadBytes {
+		t.Fatalf("paths counted %d bytes sent for %d bytes of datagrams", after-before, payloadBytes)
 	}
 	// Too large for one QUIC datagram: an error, not a silent drop.
 	if err := a.Send(udpDest, make([]byte, 4000)); !errors.Is(err, ErrDatagramTooLarge) {

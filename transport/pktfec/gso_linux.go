@@ -16,6 +16,15 @@ import (
 // (UDP_SEGMENT, Linux 4.18 and later). QUIC_GO_DISABLE_GSO=1 turns it off
 // here as it does in quic-go.
 func gsoSupported(udp *net.UDPConn) bool {
+	return onSocket(udp, func(fd int) error {
+		_, err := unix.GetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_SEGMENT)
+		return err
+	})
+}
+
+// onSocket runs fn on udp's descriptor and says whether it succeeded;
+// false without running it when QUIC_GO_DISABLE_GSO=1.
+func onSocket(udp *net.UDPConn, fn func(fd int) error) bool {
 	if off, err := strconv.ParseBool(os.Getenv("QUIC_GO_DISABLE_GSO")); err == nil && off {
 		return false
 	}
@@ -23,13 +32,11 @@ func gsoSupported(udp *net.UDPConn) bool {
 	if err != nil {
 		return false
 	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		_, serr = unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
-	}); err != nil {
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
 		return false
 	}
-	return serr == nil
+	return ferr == nil
 }
 
 // writeSegments sends b to to as packets of size bytes (the last may be
@@ -59,20 +66,9 @@ func isGSOError(err error) bool { return err != nil && errors.Is(err, unix.EIO) 
 // arrive together in one read (UDP_GRO, Linux 5.0 and later).
 // QUIC_GO_DISABLE_GSO=1 turns it off too.
 func enableGRO(udp *net.UDPConn) bool {
-	if off, err := strconv.ParseBool(os.Getenv("QUIC_GO_DISABLE_GSO")); err == nil && off {
-		return false
-	}
-	rc, err := udp.SyscallConn()
-	if err != nil {
-		return false
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1)
-	}); err != nil {
-		return false
-	}
-	return serr == nil
+	return onSocket(udp, func(fd int) error {
+		return unix.SetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_GRO, 1)
+	})
 }
 
 // groSize returns the segment size a UDP_GRO control message in oob
