@@ -52,7 +52,7 @@ func (c *Client) associate(conn net.Conn, req socks5.Request) {
 		return
 	}
 	conn.SetDeadline(time.Time{})
-	r := &udpAssoc{c: c, a: a, uc: uc, host: remote.AddrPort().Addr().Unmap()}
+	r := &udpAssoc{c: c, a: a, uc: uc, host: remote.AddrPort().Addr().Unmap(), user: req.User}
 	if req.Dest.Port != 0 {
 		r.port = req.Dest.Port
 	}
@@ -91,6 +91,7 @@ type udpAssoc struct {
 	uc   *net.UDPConn
 	host netip.Addr // the application's host
 	port uint16     // its port, if the request named it
+	user string     // the SOCKS username, for the datagrams' class
 	app  atomic.Pointer[netip.AddrPort]
 
 	// Dropped: from another host or port, fragments, malformed.
@@ -128,7 +129,9 @@ func (r *udpAssoc) fromApp() {
 			at := from
 			r.app.Store(&at) // answers go where the application sends from
 		}
-		if err := r.a.Send(addr, payload); err == transport.ErrAssociationClosed {
+		// Each datagram is classed by its destination port and the user,
+		// as a flow is (the tier's classes), and coded with its class's.
+		if err := r.a.SendClass(addr, payload, r.a.Classify(h.Addr.Port, r.user)); err == transport.ErrAssociationClosed {
 			return
 		}
 	}

@@ -46,6 +46,14 @@ type SLA struct {
 	Survive int
 	// MaxCostGB bounds the cost per delivered GB, in USD.
 	MaxCostGB float64
+	// Deadline makes the class real-time for UDP: a datagram whose
+	// one-way delay passes it is dropped at the receiver rather than
+	// delivered late, and the datagram planner (PlanDatagrams) repairs
+	// losses only within it. Flows of the class ignore it.
+	Deadline time.Duration
+	// MaxJitter bounds the spread of one-way delay among the paths that
+	// carry a real-time class's datagrams (PlanDatagrams).
+	MaxJitter time.Duration
 }
 
 // CPUClass is how much CPU a device can spend on formatting its traffic.

@@ -471,7 +471,7 @@ func (s *Session) Attach(j *Join) error {
 		return ErrSessionClosed
 	}
 	if t := s.tierMsg.Load(); t != nil {
-		c.sendControl(&wire.Msg{Type: wire.MsgTier, Body: *t})
+		c.sendControl(&wire.Msg{Type: wire.MsgTier, Body: t.forVersion(c.version)})
 	}
 	select {
 	case <-s.goAway:

@@ -385,6 +385,9 @@ type pconn struct {
 	writing   atomic.Int32  // shards being written, not yet recorded in their blocks
 	holding   atomic.Int32  // shards recorded on c of blocks not yet acknowledged (txBlock.setConn)
 	udp       bool          // the peer carries UDP associations here (version 4, QUIC datagrams)
+	version   uint8         // the protocol version the connection speaks
+	dgq       chan []byte   // datagrams for datagramWriter (udp only)
+	dgMax     atomic.Int64  // the largest datagram quic-go takes now, as last asked
 	drainSig  chan struct{} // a retiring connection's writing or holding reached 0
 	drainOnce sync.Once
 	lastHeard atomic.Int64 // session clock, ns
@@ -453,6 +456,7 @@ func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream, version uint
 	if coder := pktfec.FromContext(qc.Context()); coder != nil && version >= wire.CodingVersion && coder.Enable(qc.RemoteAddr()) {
 		c.coder, c.coded = coder, qc.RemoteAddr()
 	}
+	c.version = version
 	dg := qc.ConnectionState().SupportsDatagrams
 	c.udp = version >= wire.UDPVersion && dg.Local && dg.Remote
 	s.wg.Add(1) // before the connection is visible, so Close waits for it
@@ -463,8 +467,11 @@ func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream, version uint
 	}
 	c.wg.Add(4 + s.cfg.StreamsPerConn)
 	if c.udp {
-		c.wg.Add(1)
+		c.dgq = make(chan []byte, dgQueue)
+		c.probeDatagramMax()
+		c.wg.Add(2)
 		go c.datagramReader()
+		go c.datagramWriter()
 	}
 	go c.controlReader()
 	go c.controlWriter()

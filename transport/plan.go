@@ -38,15 +38,43 @@ func (s *Session) SetTerms(t Terms) {
 // are re-planned at once and the tier is pushed to the client, now and on
 // every connection that joins later.
 func (s *Session) SetTier(t *tier.Tier) error {
-	b, err := t.AppendBinary(nil)
+	m, err := encodeTier(t)
 	if err != nil {
 		return err
 	}
-	s.tierMsg.Store(&b)
+	s.tierMsg.Store(m)
 	s.tier.Store(t)
 	s.SetTerms(TermsOf(t, s.Terms().Profile))
-	s.sendEverywhere(&wire.Msg{Type: wire.MsgTier, Body: b})
+	for _, p := range s.pathList() {
+		if c := p.liveConn(); c != nil {
+			c.sendControl(&wire.Msg{Type: wire.MsgTier, Body: m.forVersion(c.version)})
+		}
+	}
 	return nil
+}
+
+// tierMsg is a tier's two wire forms: the whole (version 2 when it has
+// real-time terms) and version 1 for a peer of protocol version 4 or
+// older, which reads no other.
+type tierMsg struct{ whole, v1 []byte }
+
+func encodeTier(t *tier.Tier) (*tierMsg, error) {
+	whole, err := t.AppendBinary(nil)
+	if err != nil {
+		return nil, err
+	}
+	v1, err := t.AppendBinaryV1(nil)
+	if err != nil {
+		return nil, err
+	}
+	return &tierMsg{whole: whole, v1: v1}, nil
+}
+
+func (m *tierMsg) forVersion(v uint8) []byte {
+	if v < wire.DatagramCodingVersion {
+		return m.v1
+	}
+	return m.whole
 }
 
 // TermsOf returns the terms of a tier for a device.

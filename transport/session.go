@@ -82,7 +82,14 @@ type Session struct {
 
 	// The bestvalue planner (plan.go).
 	terms   atomic.Pointer[Terms]
-	tierMsg atomic.Pointer[[]byte]              // the tier pushed to the client
+	tierMsg atomic.Pointer[tierMsg] // the tier pushed to the client
+
+	// Coded datagrams (dgram.go): each class's sending state, the
+	// receiving state, the last group id and the counters.
+	dgtx    [scheduler.MaxClasses]dgTx
+	dgrx    dgRx
+	dgGroup atomic.Uint32
+	dstats  DatagramStats
 	tier    atomic.Pointer[tier.Tier]           // the tier, for Classify
 	replan  chan struct{}                       // SetTerms asks for a plan at once
 	plans   atomic.Pointer[[]PlanInfo]          // per class, the default first
@@ -189,11 +196,11 @@ func newSession(cfg Config, client bool) (*Session, error) {
 	}
 	s.terms.Store(&cfg.Terms)
 	if cfg.Tier != nil {
-		b, err := cfg.Tier.AppendBinary(nil)
+		m, err := encodeTier(cfg.Tier)
 		if err != nil {
 			return nil, fmt.Errorf("tier %s: %w", cfg.Tier.Name, err)
 		}
-		s.tierMsg.Store(&b)
+		s.tierMsg.Store(m)
 		s.tier.Store(cfg.Tier)
 		t := TermsOf(cfg.Tier, cfg.Terms.Profile)
 		s.terms.Store(&t)

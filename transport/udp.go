@@ -7,9 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/quic-go/quic-go"
-
 	"braid/internal/bufpool"
+	"braid/scheduler"
 	"braid/transport/wire"
 )
 
@@ -34,6 +33,10 @@ type Association struct {
 	once     sync.Once
 	err      error // why it ended, set before done closes
 	last     atomic.Int64
+
+	// peerClass is the traffic class of the peer's last datagram: what
+	// the concentrator's answers are sent as.
+	peerClass atomic.Uint32
 
 	// Counters.
 	Sent, Received, Dropped, TooLarge atomic.Uint64
@@ -218,17 +221,38 @@ func (s *Session) onUDPClose(id uint32, code uint8) error {
 	return nil
 }
 
-// onDatagram takes one QUIC datagram from the peer.
+// onDatagram takes one QUIC datagram from the peer. b is the peer's
+// alone (quic-go hands each datagram in a buffer of its own): the
+// payload delivered and the units kept for repair are slices of it.
 func (s *Session) onDatagram(b []byte) {
+	if len(b) > 0 {
+		switch b[0] {
+		case wire.DatagramData:
+			s.onCodedData(b)
+			return
+		case wire.DatagramParity:
+			s.onParity(b)
+			return
+		}
+	}
 	id, addr, payload, err := wire.ParseDatagram(b)
 	if err != nil {
 		s.stats.DatagramsMalformed.Add(1)
 		return
 	}
+	s.toAssoc(id, addr, payload, -1)
+}
+
+// toAssoc queues a datagram for its association; class is the traffic
+// class it came in, -1 for an uncoded one.
+func (s *Session) toAssoc(id uint32, addr, payload []byte, class int) {
 	a := s.assocs.get(id)
 	if a == nil {
 		s.stats.DatagramsUnknown.Add(1)
 		return
+	}
+	if class >= 0 && class < scheduler.MaxClasses {
+		a.peerClass.Store(uint32(class))
 	}
 	a.last.Store(int64(s.now()))
 	select {
@@ -257,9 +281,19 @@ func (c *pconn) datagramReader() {
 
 // Send sends payload to addr (client: the destination; concentrator: the
 // source of an answer), a SOCKS5-form address (ATYP ADDR PORT) as flows'
-// destinations are. It does not wait for the datagram to arrive and may
-// drop it, as UDP may: with no path up it is dropped and counted.
+// destinations are, in the traffic class of the peer's last datagram
+// (SendClass names one). It does not wait for the datagram to arrive and
+// may drop it, as UDP may: with no path up it is dropped and counted.
 func (a *Association) Send(addr, payload []byte) error {
+	return a.SendClass(addr, payload, int(a.peerClass.Load()))
+}
+
+// SendClass is Send in traffic class class (an index into the tier's
+// classes, Session.Classify): with a peer of protocol version 5 the
+// datagram is coded with the class's others on the class's datagram plan
+// (copies, parity or one path; scheduler.PlanDatagrams), else it rides
+// the path with the lowest RTT alone.
+func (a *Association) SendClass(addr, payload []byte, class int) error {
 	select {
 	case <-a.done:
 		return a.err
@@ -268,8 +302,14 @@ func (a *Association) Send(addr, payload []byte) error {
 	if _, err := wire.DatagramAddrLen(addr); err != nil {
 		return err
 	}
+	if class < 0 || class >= scheduler.MaxClasses {
+		class = 0
+	}
 	a.last.Store(int64(a.s.now()))
-	c := a.s.datagramConn()
+	if a.s.codesDatagrams() {
+		return a.s.sendCoded(a, class, addr, payload)
+	}
+	c := a.s.datagramConn(false)
 	if c == nil {
 		a.Dropped.Add(1)
 		return nil
@@ -277,27 +317,23 @@ func (a *Association) Send(addr, payload []byte) error {
 	// quic-go copies what it is given: the frame's buffer goes back to
 	// the pool at once.
 	b := wire.AppendDatagram(bufpool.Get(5 + len(addr) + len(payload))[:0], a.id, addr, payload)
-	n := len(b)
-	err := c.qc.SendDatagram(b)
-	bufpool.Put(b)
-	var tl *quic.DatagramTooLargeError
+	err := c.sendDatagram(b) // b is the writer's now
 	switch {
-	case errors.As(err, &tl):
+	case err == ErrDatagramTooLarge:
 		a.TooLarge.Add(1)
-		return ErrDatagramTooLarge
+		return err
 	case err != nil:
-		a.Dropped.Add(1) // the connection ended meanwhile
+		a.Dropped.Add(1) // its connection's queue is full
 		return nil
 	}
 	a.Sent.Add(1)
-	c.p.BytesSent.Add(uint64(n))
-	c.wakeProber()
 	return nil
 }
 
 // datagramConn is the usable connection that carries datagrams on the
-// path with the lowest smoothed RTT.
-func (s *Session) datagramConn() *pconn {
+// path with the lowest smoothed RTT; with coded, one that reads coded
+// datagrams.
+func (s *Session) datagramConn(coded bool) *pconn {
 	var best *pconn
 	var bestRTT time.Duration
 	for _, p := range s.pathList() {
@@ -310,7 +346,7 @@ func (s *Session) datagramConn() *pconn {
 		}
 		p.mu.Lock()
 		for _, c := range p.conns {
-			if c.udp && c.usable() && !c.retiring.Load() {
+			if c.udp && c.usable() && !c.retiring.Load() && (!coded || c.version >= wire.DatagramCodingVersion) {
 				best, bestRTT = c, r
 				break
 			}
@@ -337,6 +373,10 @@ func (a *Association) Recv(ctx context.Context) (addr, payload []byte, err error
 		return nil, nil, ctx.Err()
 	}
 }
+
+// Classify is the session's Classify: the traffic class of a datagram
+// to port sent by the SOCKS user user.
+func (a *Association) Classify(port uint16, user string) int { return a.s.Classify(port, user) }
 
 // Idle is how long the association has gone without a datagram either
 // way.
@@ -382,8 +422,18 @@ func (a *Association) endCode(err error, tell bool, code uint8) {
 	})
 }
 
-// closeAssocs ends every association with the session.
+// closeAssocs ends every association with the session, and stops the
+// datagram groups' timers.
 func (s *Session) closeAssocs(err error) {
+	for i := range s.dgtx {
+		tx := &s.dgtx[i]
+		tx.mu.Lock()
+		if tx.timer != nil {
+			tx.timer.Stop()
+		}
+		tx.gen++
+		tx.mu.Unlock()
+	}
 	s.assocs.mu.Lock()
 	all := make([]*Association, 0, len(s.assocs.m))
 	for _, a := range s.assocs.m {

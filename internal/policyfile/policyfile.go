@@ -106,6 +106,8 @@ type fileSLA struct {
 	ResidualLoss   float64 `toml:"residual_loss" yaml:"residual_loss"`
 	SurvivePaths   int     `toml:"survive_paths" yaml:"survive_paths"`
 	MaxCostGB      float64 `toml:"max_cost_usd_per_gb" yaml:"max_cost_usd_per_gb"`
+	DeadlineMs     float64 `toml:"deadline_ms" yaml:"deadline_ms"`
+	MaxJitterMs    float64 `toml:"max_jitter_ms" yaml:"max_jitter_ms"`
 }
 
 // portSpec is a port or port range as written: "443", "8000-8100", or a
@@ -360,6 +362,20 @@ func (fs *fileSLA) sla(at string) (scheduler.SLA, error) {
 		return s, fielderr.New(at+"max_cost_usd_per_gb", r)
 	}
 	s.MaxCostGB = positive(fs.MaxCostGB)
+	for _, f := range []struct {
+		key string
+		ms  float64
+		to  *time.Duration
+	}{{"deadline_ms", fs.DeadlineMs, &s.Deadline}, {"max_jitter_ms", fs.MaxJitterMs, &s.MaxJitter}} {
+		if r := tier.CheckFigure(positive(f.ms)); r != "" {
+			return s, fielderr.New(at+f.key, r)
+		}
+		d, ok := durationMs(f.ms)
+		if !ok {
+			return s, fielderr.New(at+f.key, "is too large")
+		}
+		*f.to = d
+	}
 	return s, nil
 }
 

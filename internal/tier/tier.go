@@ -177,6 +177,12 @@ func writeSLA(b *strings.Builder, s scheduler.SLA) {
 	if s.MaxCostGB > 0 {
 		fmt.Fprintf(b, " cost<=$%s/GB", num(s.MaxCostGB))
 	}
+	if s.Deadline > 0 {
+		fmt.Fprintf(b, " deadline=%v", s.Deadline)
+	}
+	if s.MaxJitter > 0 {
+		fmt.Fprintf(b, " jitter<=%v", s.MaxJitter)
+	}
 }
 
 // num formats v in at most 6 significant digits, without exponent for
@@ -288,6 +294,12 @@ func checkSLA(s scheduler.SLA, at string) error {
 	}
 	if r := CheckFigure(s.MaxCostGB); r != "" {
 		return fielderr.New(at+"MaxCostGB", r)
+	}
+	if s.Deadline < 0 {
+		return fielderr.New(at+"Deadline", "must be >= 0")
+	}
+	if s.MaxJitter < 0 {
+		return fielderr.New(at+"MaxJitter", "must be >= 0")
 	}
 	return nil
 }

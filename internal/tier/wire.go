@@ -32,11 +32,22 @@ import (
 //	  users         uint8    0 to 32 (0 in class 0), then per user:
 //	    user          string   1 to 255 bytes
 //
-// Class 1 and later lists at least one port range or user. The whole
+// Class 1 and later lists at least one port range or user.
+//
+// Version 2 is version 1 with the real-time terms of every class after
+// the last class, in class order:
+//
+//	deadline      int64    nanoseconds, >= 0; 0: none
+//	max_jitter    int64    nanoseconds, >= 0; 0: none
+//
+// AppendBinary writes version 1 when no class has a real-time term, so a
+// client of protocol version 4, which reads only version 1, is sent what
+// it reads; AppendBinaryV1 drops the terms for such a client. The whole
 // encoding is at most MaxEncoded (1000) bytes, and nothing follows it.
 
-// wireVersion is the first byte of the wire form.
-const wireVersion = 1
+// wireVersion is the first byte of the wire form, as written when a
+// class has a real-time term.
+const wireVersion = 2
 
 // ErrMalformed is wrapped by every error ParseBinary returns.
 var ErrMalformed = errors.New("malformed tier")
@@ -54,7 +65,32 @@ func (t *Tier) encodedLen() int {
 			n += 1 + len(u)
 		}
 	}
+	if t.realtime() {
+		n += 16 * len(t.Classes)
+	}
 	return n
+}
+
+// realtime says whether some class has a real-time term (version 2).
+func (t *Tier) realtime() bool {
+	for i := range t.Classes {
+		if s := &t.Classes[i].SLA; s.Deadline != 0 || s.MaxJitter != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// AppendBinaryV1 is AppendBinary in version 1, the real-time terms left
+// out: for a peer that reads no other.
+func (t *Tier) AppendBinaryV1(b []byte) ([]byte, error) {
+	c := *t
+	c.Classes = make([]Class, len(t.Classes))
+	copy(c.Classes, t.Classes)
+	for i := range c.Classes {
+		c.Classes[i].SLA.Deadline, c.Classes[i].SLA.MaxJitter = 0, 0
+	}
+	return c.AppendBinary(b)
 }
 
 // AppendBinary appends t's wire form to b. It fails, returning b
@@ -69,7 +105,12 @@ func (t *Tier) AppendBinary(b []byte) ([]byte, error) {
 	if n := t.encodedLen(); n > MaxEncoded {
 		return b, fmt.Errorf("%w (%d)", errTooBig, n)
 	}
-	b = append(b, wireVersion)
+	rt := t.realtime()
+	if rt {
+		b = append(b, wireVersion)
+	} else {
+		b = append(b, 1)
+	}
 	b = appendString(b, t.Name)
 	b = binary.BigEndian.AppendUint64(b, math.Float64bits(t.RevenueGB))
 	b = append(b, byte(len(t.Classes)))
@@ -91,6 +132,12 @@ func (t *Tier) AppendBinary(b []byte) ([]byte, error) {
 			b = appendString(b, u)
 		}
 	}
+	if rt {
+		for i := range t.Classes {
+			b = binary.BigEndian.AppendUint64(b, uint64(t.Classes[i].SLA.Deadline))
+			b = binary.BigEndian.AppendUint64(b, uint64(t.Classes[i].SLA.MaxJitter))
+		}
+	}
 	return b, nil
 }
 
@@ -107,8 +154,9 @@ func ParseBinary(b []byte) (*Tier, error) {
 		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrMalformed, len(b), MaxEncoded)
 	}
 	r := wirebuf.NewReader(b)
-	if v := r.U8(); !r.Short() && v != wireVersion {
-		return nil, fmt.Errorf("%w: version %d, want %d", ErrMalformed, v, wireVersion)
+	v := r.U8()
+	if !r.Short() && v != 1 && v != wireVersion {
+		return nil, fmt.Errorf("%w: version %d, want 1 or %d", ErrMalformed, v, wireVersion)
 	}
 	t := &Tier{Name: r.Str(), RevenueGB: r.F64()}
 	n := int(r.U8())
@@ -139,6 +187,19 @@ func ParseBinary(b []byte) (*Tier, error) {
 			c.Users = append(c.Users, r.Str())
 		}
 		t.Classes = append(t.Classes, c)
+	}
+	if v == wireVersion {
+		for i := range t.Classes {
+			if r.Short() {
+				break
+			}
+			t.Classes[i].SLA.Deadline = time.Duration(r.U64())
+			t.Classes[i].SLA.MaxJitter = time.Duration(r.U64())
+		}
+		if !r.Short() && !t.realtime() {
+			// Version 1 says this; one tier has one encoding.
+			return nil, fmt.Errorf("%w: version %d without real-time terms", ErrMalformed, v)
+		}
 	}
 	if r.Short() {
 		return nil, fmt.Errorf("%w: truncated (%d bytes)", ErrMalformed, len(b))

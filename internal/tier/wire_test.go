@@ -39,7 +39,7 @@ func maxTier() *Tier {
 
 func TestBinaryRoundTrip(t *testing.T) {
 	tiers := []*Tier{example().Tiers["basic"], example().Tiers["premium"], maxTier(),
-		{Name: "x", Classes: []Class{{Name: "default"}}}}
+		{Name: "x", Classes: []Class{{Name: "default"}}}, realtimeTier()}
 	for _, tr := range tiers {
 		t.Run(tr.Name[:1], func(t *testing.T) {
 			prefix := []byte("hdr")
@@ -65,6 +65,54 @@ func TestBinaryRoundTrip(t *testing.T) {
 				t.Error("encoding is not deterministic")
 			}
 		})
+	}
+}
+
+func realtimeTier() *Tier {
+	return &Tier{Name: "rt", RevenueGB: 3, Classes: []Class{{Name: "default"},
+		{Name: "voice", Users: []string{"voip"}, SLA: scheduler.SLA{ResidualLoss: 0.001, Survive: 1,
+			Deadline: 150 * time.Millisecond, MaxJitter: 30 * time.Millisecond}}}}
+}
+
+// Version 2 carries the real-time terms after the classes; version 1,
+// for an older peer, leaves them out and is otherwise the same.
+func TestBinaryRealtime(t *testing.T) {
+	tr := realtimeTier()
+	b, err := tr.AppendBinary(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1, err := tr.AppendBinaryV1(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[0] != 2 || v1[0] != 1 || len(b) != len(v1)+32 {
+		t.Fatalf("versions %d and %d, %d and %d bytes", b[0], v1[0], len(b), len(v1))
+	}
+	tail := b[len(v1):]
+	for i, want := range []uint64{0, 0, uint64(150 * time.Millisecond), uint64(30 * time.Millisecond)} {
+		if got := binary.BigEndian.Uint64(tail[8*i:]); got != want {
+			t.Errorf("term %d: %d, want %d", i, got, want)
+		}
+	}
+	old, err := ParseBinary(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := old.Classes[1].SLA; s.Deadline != 0 || s.ResidualLoss != 0.001 {
+		t.Errorf("version 1 read back as %+v", s)
+	}
+	if tr.Classes[1].SLA.Deadline == 0 {
+		t.Error("AppendBinaryV1 changed its tier")
+	}
+	// Version 2 without a real-time term has a version 1 form: refused.
+	z := append([]byte{2}, v1[1:]...)
+	z = append(z, make([]byte, 32)...)
+	if _, err := ParseBinary(z); err == nil || !strings.Contains(err.Error(), "without real-time") {
+		t.Errorf("version 2 of zeros: %v", err)
+	}
+	if !strings.Contains(tr.String(), "deadline=150ms jitter<=30ms") {
+		t.Errorf("String: %s", tr.String())
 	}
 }
 
@@ -155,7 +203,7 @@ func TestParseBinaryRejects(t *testing.T) {
 	}{
 		{"empty", func([]byte) []byte { return nil }, "truncated"},
 		{"version 0", set(0, 0), "version 0"},
-		{"version 2", set(0, 2), "version 2"},
+		{"version 3", set(0, 3), "version 3"},
 		{"empty name", func(b []byte) []byte { return append([]byte{1, 0}, b[3:]...) }, "Name"},
 		{"name with space", set(2, ' '), "Name"},
 		{"name not ascii", set(2, 0xff), "Name"},

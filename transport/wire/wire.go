@@ -28,10 +28,12 @@ const ALPN = "braid/1"
 // Version is the protocol version carried in Join: the highest this side
 // speaks. Version 3 adds packet coding beneath QUIC (transport/pktfec);
 // version 4 adds UDP associations (UDP-OPEN, UDP-CLOSE and datagrams in
-// QUIC DATAGRAM frames) and nothing else. A concentrator answers a join
+// QUIC DATAGRAM frames); version 5 codes datagrams across paths (the
+// datagram kinds 0x02 and 0x03) and carries the tier's real-time terms
+// (the tier's wire form version 2). A concentrator answers a join
 // with the lower of its version and the client's; a client an older
 // concentrator refuses for its version joins again one version lower.
-const Version = 4
+const Version = 5
 
 // MinVersion is the oldest protocol version still spoken.
 const MinVersion = 2
@@ -41,6 +43,10 @@ const CodingVersion = 3
 
 // UDPVersion is the first version whose peers carry UDP associations.
 const UDPVersion = 4
+
+// DatagramCodingVersion is the first version whose peers read coded
+// datagrams and the tier's real-time terms.
+const DatagramCodingVersion = 5
 
 // Limits of the shard format.
 const (
