@@ -12,6 +12,12 @@ import (
 // for latency, the cheapest paths first for cost.
 func limitResult(sc *Scenario) SystemResult {
 	res := SystemResult{Name: "limit"}
+	for i := range sc.Workloads {
+		if sc.Workloads[i].Kind == "udp" {
+			res.UDP = udpLimit(sc, &sc.Workloads[i])
+			break
+		}
+	}
 	capBps := sc.capacity(sc.Warmup, sc.Duration)
 	if math.IsNaN(capBps) {
 		return res

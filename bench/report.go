@@ -182,6 +182,7 @@ func WriteReport(w io.Writer, res *Results, plots []string) {
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w)
+	writeUDP(w, res)
 
 	var notes []string
 	for _, s := range res.Systems {
@@ -426,4 +427,44 @@ func writeOverTime(w io.Writer, res *Results) {
 	if header {
 		fmt.Fprintln(w)
 	}
+}
+
+// writeUDP is the UDP workload's table, one row per system and
+// direction, when the scenario has one.
+func writeUDP(w io.Writer, res *Results) {
+	any := false
+	for _, s := range res.Systems {
+		any = any || s.UDP != nil
+	}
+	if !any {
+		return
+	}
+	f := func(v *float64, format string) string {
+		if v == nil {
+			return "-"
+		}
+		return fmt.Sprintf(format, *v)
+	}
+	fmt.Fprintln(w, "UDP datagrams (one-way, after the warmup; down counts the echoes of those that came up):")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| system | direction | sent | delivered | p50 ms | p99 ms | jitter ms | longest gap ms | wire bytes per stream byte |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	for _, s := range res.Systems {
+		if s.UDP == nil {
+			continue
+		}
+		for _, d := range []struct {
+			name string
+			r    *UDPDirResult
+		}{{"up", &s.UDP.Up}, {"down", &s.UDP.Down}} {
+			over := "-"
+			if d.name == "up" {
+				over = f(s.UDP.BytesPerStreamByte, "%.2f")
+			}
+			fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %s | %s | %s |\n", s.Name, d.name, d.r.Sent,
+				f(d.r.DeliveredFraction, "%.4f"), f(d.r.LatencyP50Ms, "%.1f"), f(d.r.LatencyP99Ms, "%.1f"),
+				f(d.r.JitterMs, "%.2f"), f(d.r.LongestGapMs, "%.0f"), over)
+		}
+	}
+	fmt.Fprintln(w)
 }

@@ -91,6 +91,9 @@ type SystemResult struct {
 	// Error says why the system could not be measured; its metrics are
 	// then all null. It starts with "skipped: " for a system this host
 	// cannot run (the kernel systems without root).
+	// UDP is the first UDP workload's figures (bench/udp.go).
+	UDP *UDPResult `json:"udp,omitempty"`
+
 	Error string `json:"error,omitempty"`
 	// Notes are problems seen during the run (a flow that failed).
 	Notes []string `json:"notes,omitempty"`
@@ -262,6 +265,13 @@ func runSystem(ctx context.Context, sc *Scenario, sys System, id identity, drain
 		return res, nil
 	}
 	defer dest.close()
+	udest, err := startUDPDest(rec.clk)
+	if err != nil {
+		res.Error = err.Error()
+		return res, nil
+	}
+	defer udest.close()
+	var udps []*udpRec
 	// Traces, outages and schedules start with the workloads.
 	for _, p := range e.paths {
 		if p.link != nil {
@@ -362,6 +372,31 @@ func runSystem(ctx context.Context, sc *Scenario, sys System, id identity, drain
 		}
 		if w.Start >= sc.Duration {
 			continue // a shortened run ends before this workload begins
+		}
+		if w.Kind == "udp" {
+			ur := newUDPRec(w, sc)
+			idx := udest.add(ur)
+			udps = append(udps, ur)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if e.dialUDP == nil {
+					rec.failf("udp workload: %s carries no UDP", sys.Name)
+					return
+				}
+				if !sleepUntil(runCtx, t0.Add(w.Start)) {
+					return
+				}
+				dctx, cancel := context.WithTimeout(runCtx, 20*time.Second)
+				peer, err := e.dialUDP(dctx, udest.addr(), w.Class)
+				cancel()
+				if err != nil {
+					rec.failf("udp workload: dial: %v", err)
+					return
+				}
+				runUDP(runCtx, rec.clk, peer, ur, idx, w.Start, stop)
+			}()
+			continue
 		}
 		var flows []*flowRec
 		for range w.Flows {
@@ -485,6 +520,18 @@ drainLoop:
 	dest.close()
 
 	r, tl := metrics(sc, e, rec, res, final, samples, cpu, rss, end)
+	if len(udps) > 0 {
+		r.UDP = udpMetrics(udps[0], sc.Warmup, sc.Duration)
+		if !slices.ContainsFunc(sc.Workloads, func(w Workload) bool { return w.Kind != "udp" }) {
+			var wire uint64
+			for _, f := range final {
+				wire += f[0] + f[1]
+			}
+			if b := udps[0].bytes.Load(); b > 0 {
+				r.UDP.BytesPerStreamByte = num(float64(wire) / float64(b))
+			}
+		}
+	}
 	r.RSSOverTime, r.GoroutinesOverTime = rssOver, gorOver
 	return r, tl
 }

@@ -96,7 +96,7 @@ type Path struct {
 
 // Workload is one stream of traffic through the proxy.
 type Workload struct {
-	// Kind is "bulk" or "rr".
+	// Kind is "bulk", "rr" or "udp".
 	Kind string
 	// Bulk: Flows parallel TCP connections, Download or upload, each Size
 	// bytes (0: until the end), all together paced at RateBps (0: as fast
@@ -117,6 +117,9 @@ type Workload struct {
 	Class string
 	// Text: bulk bytes from a compressible pattern (words), not random.
 	Text bool
+	// UDP: DatagramBytes every 1/RatePerS seconds through a UDP
+	// association, each echoed by the destination (bench/udp.go).
+	DatagramBytes int
 }
 
 // Event kills or restores a path (the emulator's kill switch) at At.
@@ -161,6 +164,8 @@ type fileClass struct {
 	Survive        *int     `toml:"survive_paths"`
 	ResidualLoss   *float64 `toml:"residual_loss"`
 	MaxCostGB      *float64 `toml:"max_cost_usd_per_gb"`
+	DeadlineMs     *float64 `toml:"deadline_ms"`
+	MaxJitterMs    *float64 `toml:"max_jitter_ms"`
 }
 
 type filePath struct {
@@ -221,6 +226,7 @@ type fileWorkload struct {
 	Weights       []float64 `toml:"weights"`
 	Class         string    `toml:"class"`
 	Compressible  bool      `toml:"compressible"`
+	DatagramBytes *int      `toml:"datagram_bytes"`
 }
 
 type fileEvent struct {
@@ -419,6 +425,8 @@ func parse(source string, data []byte, opt LoadOptions, isFile bool) (*Scenario,
 				{fc.P99LatencyMs, "p99_latency_ms", func(x float64) { c.SLA.P99Latency = millis(x) }},
 				{fc.ResidualLoss, "residual_loss", func(x float64) { c.SLA.ResidualLoss = x }},
 				{fc.MaxCostGB, "max_cost_usd_per_gb", func(x float64) { c.SLA.MaxCostGB = x }},
+				{fc.DeadlineMs, "deadline_ms", func(x float64) { c.SLA.Deadline = millis(x) }},
+				{fc.MaxJitterMs, "max_jitter_ms", func(x float64) { c.SLA.MaxJitter = millis(x) }},
 			} {
 				if v.p != nil {
 					if !(*v.p >= 0) || math.IsInf(*v.p, 0) || v.name == "residual_loss" && *v.p >= 1 {
@@ -853,10 +861,33 @@ func parseWorkload(at string, fw fileWorkload) (Workload, error) {
 			}
 			w.Weights = fw.Weights
 		}
+	case "udp":
+		for _, c := range []struct {
+			set bool
+			key string
+		}{{fw.Direction != "", "direction"}, {fw.Flows != nil, "flows"}, {fw.SizeMB != nil, "size_mb"},
+			{fw.RateMbps != nil, "rate_mbps"}, {fw.RequestBytes != nil, "request_bytes"},
+			{fw.ResponseBytes != nil, "response_bytes"}, {fw.Weights != nil, "weights"}} {
+			if c.set {
+				return w, errAt(at+"."+c.key, "does not apply to udp workloads")
+			}
+		}
+		w.Flows = 1
+		if fw.RatePerS == nil || *fw.RatePerS <= 0 || *fw.RatePerS > 20000 {
+			return w, errAt(at+".rate_per_s", "is required: datagrams per second, in (0, 20000]")
+		}
+		w.RatePerS = *fw.RatePerS
+		w.DatagramBytes = 160
+		if fw.DatagramBytes != nil {
+			if *fw.DatagramBytes < udpHeader || *fw.DatagramBytes > 1200 {
+				return w, errAt(at+".datagram_bytes", "%d is outside %d..1200", *fw.DatagramBytes, udpHeader)
+			}
+			w.DatagramBytes = *fw.DatagramBytes
+		}
 	case "":
-		return w, errAt(at+".type", "is required: bulk or rr")
+		return w, errAt(at+".type", "is required: bulk, rr or udp")
 	default:
-		return w, errAt(at+".type", "%q is not bulk or rr", fw.Type)
+		return w, errAt(at+".type", "%q is not bulk, rr or udp", fw.Type)
 	}
 	return w, nil
 }

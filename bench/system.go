@@ -35,6 +35,8 @@ import (
 // env is one system set up over its paths, ready to carry workloads.
 type env struct {
 	dial  dialFunc
+	// dialUDP opens a UDP association; nil for a system without UDP.
+	dialUDP udpDialFunc
 	paths []envPath
 	// ready waits until every path carries traffic.
 	ready func(ctx context.Context) error
@@ -248,6 +250,9 @@ func startBraid(ctx context.Context, sc *Scenario, sys System, id identity, log 
 		c.SetDeadline(time.Time{})
 		return c.(*net.TCPConn), nil
 	}
+	e.dialUDP = func(ctx context.Context, dest netip.AddrPort, class string) (udpPeer, error) {
+		return dialSOCKSUDP(ctx, socksAddr, dest, class)
+	}
 	want := len(pcs)
 	e.ready = func(ctx context.Context) error {
 		return waitFor(ctx, func() bool {
@@ -374,6 +379,7 @@ func startDirect(ctx context.Context, sc *Scenario, sys System, id identity) (_ 
 		}
 		return c.(*net.TCPConn), nil
 	}
+	e.dialUDP = func(_ context.Context, dest netip.AddrPort, _ string) (udpPeer, error) { return newDirectUDP(qc, dest) }
 	e.ready = func(context.Context) error { return nil }
 	return e, nil
 }
@@ -510,7 +516,11 @@ func (d *directServer) serve() {
 		d.mu.Lock()
 		d.qcs = append(d.qcs, qc)
 		d.mu.Unlock()
-		d.wg.Add(1)
+		d.wg.Add(2)
+		go func() {
+			defer d.wg.Done()
+			relayDatagrams(qc)
+		}()
 		go func() {
 			defer d.wg.Done()
 			for {

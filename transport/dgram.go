@@ -2,6 +2,7 @@ package transport
 
 import (
 	"errors"
+
 	"sync"
 	"sync/atomic"
 	"time"

@@ -374,6 +374,13 @@ func (a *Association) Recv(ctx context.Context) (addr, payload []byte, err error
 	}
 }
 
+// NumAssociations is how many UDP associations the session holds.
+func (s *Session) NumAssociations() int {
+	s.assocs.mu.Lock()
+	defer s.assocs.mu.Unlock()
+	return len(s.assocs.m)
+}
+
 // Classify is the session's Classify: the traffic class of a datagram
 // to port sent by the SOCKS user user.
 func (a *Association) Classify(port uint16, user string) int { return a.s.Classify(port, user) }

@@ -385,3 +385,49 @@ func TestCodedDatagramsPathDeath(t *testing.T) {
 		t.Fatal("no copy arrived: the datagrams were not copied")
 	}
 }
+
+// A client flooding an association that its concentrator does not read
+// costs the concentrator at most its bounds: AssocQueue datagrams queued
+// and dgHeldMax bytes kept for repair; the rest is dropped and counted.
+func TestAssociationFloodBounded(t *testing.T) {
+	link := emu.Link{RateBps: 200e6, Delay: time.Millisecond}
+	terms := Terms{SLA: scheduler.SLA{ResidualLoss: 0.0001, Deadline: 300 * time.Millisecond}}
+	ts, pds := udpServer(t, Config{Terms: terms}, 0, link, link)
+	c := dialClient(t, Config{Terms: terms}, pds)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	srv := ts.onlySession(t)
+	accepted := make(chan *Association, 1)
+	go func() {
+		a, err := srv.AcceptAssociation(ctx)
+		if err == nil {
+			accepted <- a
+		}
+	}()
+	a, err := c.OpenAssociation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa := <-accepted // never read
+	p := make([]byte, 1000)
+	for i := range 20000 {
+		binary.BigEndian.PutUint32(p, uint32(i))
+		if err := a.SendClass(udpDest, p, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !eventually(5*time.Second, func() bool { return sa.Dropped.Load() > 0 }) {
+		t.Fatalf("nothing dropped at the concentrator: received %d", sa.Received.Load())
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := len(sa.in); n > srv.cfg.AssocQueue {
+		t.Fatalf("%d datagrams queued, bound %d", n, srv.cfg.AssocQueue)
+	}
+	srv.dgrx.mu.Lock()
+	held := srv.dgrx.held
+	srv.dgrx.mu.Unlock()
+	if held > dgHeldMax || held < 0 {
+		t.Fatalf("%d bytes held for repair, bound %d", held, dgHeldMax)
+	}
+	t.Logf("concentrator: received %d dropped %d, held %d bytes; client queue full %d", sa.Received.Load(), sa.Dropped.Load(), held, c.DatagramStats().QueueFull.Load())
+}

@@ -90,6 +90,82 @@ type Summary struct {
 	// FlowsByClass counts the open flows by traffic class (absent when
 	// there are none).
 	FlowsByClass map[string]int `json:"flows_by_class,omitempty"`
+	// UDP is the session's UDP associations and what its datagrams did;
+	// absent when it has carried none.
+	UDP *UDP `json:"udp,omitempty"`
+}
+
+// UDP is a session's datagram counters (this end's: what it sent and
+// what it received) and each class's datagram plan.
+type UDP struct {
+	Associations int `json:"associations"`
+	// Sent counts coded data datagrams sent, Parity the parity and
+	// copies sent beside them; Delivered those received and handed on
+	// as they came, Repaired those rebuilt from parity or taken from a
+	// copy before their own arrived; Duplicate the second arrivals;
+	// Late those past their class's deadline or the receiver's window;
+	// QueueFull those dropped at a full connection queue; Unrepaired
+	// the data of groups that closed short with too little parity.
+	Sent       uint64 `json:"sent"`
+	Parity     uint64 `json:"parity"`
+	Delivered  uint64 `json:"delivered"`
+	Repaired   uint64 `json:"repaired"`
+	Duplicate  uint64 `json:"duplicate"`
+	Late       uint64 `json:"late"`
+	QueueFull  uint64 `json:"queue_full"`
+	Unrepaired uint64 `json:"unrepaired"`
+	// Plans are the datagram plans in force, one per class that sent.
+	Plans []UDPPlan `json:"plans,omitempty"`
+}
+
+// UDPPlan is one class's datagram plan (scheduler.DatagramPlan).
+type UDPPlan struct {
+	Class        string         `json:"class"`
+	Kind         string         `json:"kind"`
+	K            int            `json:"k"`
+	M            int            `json:"m"`
+	Shards       map[string]int `json:"shards"`
+	DelayMs      float64        `json:"delay_ms"`
+	RepairMs     float64        `json:"repair_ms"`
+	ResidualLoss float64        `json:"residual_loss"`
+	Survives     int            `json:"survives"`
+	CostUSDPerGB float64        `json:"cost_usd_per_gb"`
+	Binding      string         `json:"binding"`
+	SLAMet       bool           `json:"sla_met"`
+	Relaxed      []string       `json:"relaxed"`
+	Text         string         `json:"text"`
+}
+
+// SessionUDP describes s's datagrams; nil when it has carried none.
+func SessionUDP(s *transport.Session) *UDP {
+	ds := s.DatagramStats()
+	u := &UDP{Associations: s.NumAssociations(), Sent: ds.Sent.Load(), Parity: ds.Parity.Load(),
+		Delivered: ds.Delivered.Load(), Repaired: ds.Repaired.Load(), Duplicate: ds.Duplicate.Load(),
+		Late: ds.Late.Load(), QueueFull: ds.QueueFull.Load(), Unrepaired: ds.Unrepaired.Load()}
+	if u.Associations == 0 && u.Sent == 0 && u.Delivered == 0 && u.Repaired == 0 {
+		return nil
+	}
+	terms := s.Terms()
+	plans := s.DatagramPlans()
+	for _, class := range slices.Sorted(maps.Keys(plans)) {
+		p := plans[class]
+		name := "default"
+		if class > 0 && class < len(terms.Classes) {
+			name = terms.Classes[class].Name
+		} else if class > 0 {
+			name = fmt.Sprint(class)
+		}
+		up := UDPPlan{Class: name, Kind: p.Kind(), K: p.K, M: p.M, Shards: map[string]int{}, DelayMs: ms(p.Delay),
+			RepairMs: ms(p.RepairDelay), ResidualLoss: p.ResidualLoss, Survives: p.Survives, CostUSDPerGB: p.CostGB,
+			Binding: p.Binding, SLAMet: p.Feasible, Relaxed: append([]string{}, p.Relaxed...), Text: p.String()}
+		for i, n := range p.Shards {
+			if n > 0 && i < len(p.Names) {
+				up.Shards[p.Names[i]] = n
+			}
+		}
+		u.Plans = append(u.Plans, up)
+	}
+	return u
 }
 
 // Totals add up a session's paths.
@@ -339,7 +415,7 @@ func Describe(s *transport.Session, mapped func(name string) string, now time.Ti
 	Explain(paths, plans, scheduler)
 	started := s.Started()
 	sum := Summary{Scheduler: scheduler, Tier: s.Terms().Tier, Started: &started,
-		UptimeS: math.Round(now.Sub(started).Seconds()*10) / 10, Totals: Total(paths, s.IsClient())}
+		UptimeS: math.Round(now.Sub(started).Seconds()*10) / 10, Totals: Total(paths, s.IsClient()), UDP: SessionUDP(s)}
 	terms := s.Terms()
 	for class, n := range s.FlowsByClass() {
 		name := "default"
@@ -455,6 +531,13 @@ func writeSession(w io.Writer, paths []Path, flows int, plans []Plan, sum *Summa
 		}
 		fmt.Fprintf(w, "plan for class %s (tier %s), since %s, %d change(s):\n  %s\n", p.Class, tier,
 			p.Since.UTC().Format(time.TimeOnly), p.Changes, p.Text)
+	}
+	if u := sum.UDP; u != nil {
+		fmt.Fprintf(w, "udp: %d association(s); sent %d (+%d parity), delivered %d, repaired %d, duplicate %d, late %d, queue full %d, unrepaired %d\n",
+			u.Associations, u.Sent, u.Parity, u.Delivered, u.Repaired, u.Duplicate, u.Late, u.QueueFull, u.Unrepaired)
+		for _, p := range u.Plans {
+			fmt.Fprintf(w, "datagram plan for class %s:\n  %s\n", p.Class, p.Text)
+		}
 	}
 }
 
