@@ -447,8 +447,8 @@ func writeUDP(w io.Writer, res *Results) {
 	}
 	fmt.Fprintln(w, "UDP datagrams (one-way, after the warmup; down counts the echoes of those that came up):")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| system | direction | sent | delivered | p50 ms | p99 ms | jitter ms | longest gap ms | wire bytes per stream byte |")
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintln(w, "| system | direction | sent | delivered | p50 ms | p99 ms | jitter ms | longest gap ms | wire bytes per stream byte | datagrams sent per datagram |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, s := range res.Systems {
 		if s.UDP == nil {
 			continue
@@ -457,13 +457,13 @@ func writeUDP(w io.Writer, res *Results) {
 			name string
 			r    *UDPDirResult
 		}{{"up", &s.UDP.Up}, {"down", &s.UDP.Down}} {
-			over := "-"
+			over, coded := "-", "-"
 			if d.name == "up" {
-				over = f(s.UDP.BytesPerStreamByte, "%.2f")
+				over, coded = f(s.UDP.BytesPerStreamByte, "%.2f"), f(s.UDP.CodedPerDatagram, "%.2f")
 			}
-			fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %s | %s | %s |\n", s.Name, d.name, d.r.Sent,
+			fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", s.Name, d.name, d.r.Sent,
 				f(d.r.DeliveredFraction, "%.4f"), f(d.r.LatencyP50Ms, "%.1f"), f(d.r.LatencyP99Ms, "%.1f"),
-				f(d.r.JitterMs, "%.2f"), f(d.r.LongestGapMs, "%.0f"), over)
+				f(d.r.JitterMs, "%.2f"), f(d.r.LongestGapMs, "%.0f"), over, coded)
 		}
 	}
 	fmt.Fprintln(w)

@@ -513,6 +513,12 @@ drainLoop:
 		u, d := p.bytes()
 		final[k] = [2]uint64{u - base[k][0], d - base[k][1]}
 	}
+	var udpCoding []uint64
+	var udpPlans string
+	if e.udpCoding != nil {
+		d, p, plans := e.udpCoding()
+		udpCoding, udpPlans = []uint64{d, p}, plans
+	}
 	stopRun()
 	bg.Wait()
 	// Give the destination's handlers their last word (counters) before
@@ -522,6 +528,15 @@ drainLoop:
 	r, tl := metrics(sc, e, rec, res, final, samples, cpu, rss, end)
 	if len(udps) > 0 {
 		r.UDP = udpMetrics(udps[0], sc.Warmup, sc.Duration)
+		if udpCoding != nil {
+			data, parity, plans := udpCoding[0], udpCoding[1], udpPlans
+			if data > 0 {
+				r.UDP.CodedPerDatagram = num(float64(data+parity) / float64(data))
+			}
+			if plans != "" {
+				r.Notes = append(r.Notes, "datagram plans at the end: "+plans)
+			}
+		}
 		if !slices.ContainsFunc(sc.Workloads, func(w Workload) bool { return w.Kind != "udp" }) {
 			var wire uint64
 			for _, f := range final {

@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,10 +35,13 @@ import (
 
 // env is one system set up over its paths, ready to carry workloads.
 type env struct {
-	dial  dialFunc
+	dial dialFunc
 	// dialUDP opens a UDP association; nil for a system without UDP.
 	dialUDP udpDialFunc
-	paths []envPath
+	// udpCoding, for braid, counts the coded datagrams both ends sent
+	// (data and parity) and describes their plans.
+	udpCoding func() (data, parity uint64, plans string)
+	paths     []envPath
 	// ready waits until every path carries traffic.
 	ready func(ctx context.Context) error
 	close func()
@@ -252,6 +256,32 @@ func startBraid(ctx context.Context, sc *Scenario, sys System, id identity, log 
 	}
 	e.dialUDP = func(ctx context.Context, dest netip.AddrPort, class string) (udpPeer, error) {
 		return dialSOCKSUDP(ctx, socksAddr, dest, class)
+	}
+	e.udpCoding = func() (data, parity uint64, plans string) {
+		sessions := append([]*transport.Session{}, srv.Sessions()...)
+		if s := cli.Session(); s != nil {
+			sessions = append(sessions, s)
+		}
+		var desc []string
+		for _, s := range sessions {
+			ds := s.DatagramStats()
+			data += ds.Sent.Load()
+			parity += ds.Parity.Load()
+			end := "concentrator"
+			if s.IsClient() {
+				end = "client"
+			}
+			for class, p := range s.DatagramPlans() {
+				desc = append(desc, fmt.Sprintf("%s class %d: %s", end, class, p.String()))
+			}
+			for _, p := range s.Paths() {
+				st := p.Stats()
+				desc = append(desc, fmt.Sprintf("%s path %s: %d data packets, %d parity packets (%d B) beneath QUIC, %d B of probes sent",
+					end, p.Name(), st.DataPackets, st.ParityPackets, st.ParityBytes, st.ProbeBytesSent))
+			}
+		}
+		slices.Sort(desc)
+		return data, parity, strings.Join(desc, "; ")
 	}
 	want := len(pcs)
 	e.ready = func(ctx context.Context) error {

@@ -210,9 +210,12 @@ type UDPResult struct {
 	Up   UDPDirResult `json:"up"`
 	Down UDPDirResult `json:"down"`
 	// BytesPerStreamByte is what the paths carried (both ways, on the
-	// wire) per byte of datagrams sent; only when the scenario carries
-	// nothing else.
+	// wire: QUIC and packet coding's headers and parity, probes) per byte
+	// of datagrams sent; only when the scenario carries nothing else.
 	BytesPerStreamByte *float64 `json:"bytes_per_stream_byte,omitempty"`
+	// CodedPerDatagram is braid's datagrams sent (data and parity, both
+	// ends) per application datagram: the datagram plan's overhead.
+	CodedPerDatagram *float64 `json:"coded_per_datagram,omitempty"`
 }
 
 // UDPDirResult is one direction of a UDP workload.
