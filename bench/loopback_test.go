@@ -25,6 +25,13 @@ func TestLoopbackSmoke(t *testing.T) {
 	if _, err := RawQUIC(ctx, 4<<20); err != nil {
 		t.Fatal(err)
 	}
+	// UDP: datagrams cross the whole chain, and the raw baseline runs.
+	if r, err := BraidUDP(ctx, 1, 300*time.Millisecond); err != nil || r.Bytes == 0 {
+		t.Fatalf("braid udp: %+v %v", r, err)
+	}
+	if r, err := RawQUICDatagrams(ctx, 300*time.Millisecond); err != nil || r.Bytes == 0 {
+		t.Fatalf("raw datagrams: %+v %v", r, err)
+	}
 }
 
 // BenchmarkLoopback runs braid over 1 and 2 loopback paths, over 1 path
@@ -34,7 +41,7 @@ func TestLoopbackSmoke(t *testing.T) {
 // floor (raw plus tcplegs: what the SOCKS chain costs with nothing of
 // braid's in it).
 //
-//	go test -run x -bench Loopback -benchtime 5x ./bench/
+//	go test -run x -bench 'Loopback$' -benchtime 5x ./bench/
 func BenchmarkLoopback(b *testing.B) {
 	const n = 512 << 20
 	ctx := context.Background()
@@ -98,5 +105,43 @@ func BenchmarkLoopback(b *testing.B) {
 	b.ReportMetric(med(two, cpu)/floor, "braid2/floor-CPU")
 	for i := range raw {
 		b.Logf("run %d: %v | %v | %v | %v | %v", i, raw[i], one[i], two[i], plain[i], legs[i])
+	}
+}
+
+// BenchmarkLoopbackUDP: braid's UDP chain against raw quic-go datagrams,
+// interleaved, medians of b.N runs of 3 s each: go test -run x -bench
+// LoopbackUDP -benchtime 3x ./bench/
+func BenchmarkLoopbackUDP(b *testing.B) {
+	ctx := context.Background()
+	var raw, one []Result
+	for i := 0; i < b.N; i++ {
+		r, err := RawQUICDatagrams(ctx, 3*time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		raw = append(raw, r)
+		r, err = BraidUDP(ctx, 1, 3*time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		one = append(one, r)
+	}
+	med := func(rs []Result, f func(Result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		sort.Float64s(v)
+		return v[len(v)/2]
+	}
+	gp := func(r Result) float64 { return r.Goodput }
+	cpu := func(r Result) float64 { return r.CPUPerGB }
+	b.ReportMetric(med(raw, gp)/1e6, "raw-Mbit/s")
+	b.ReportMetric(med(one, gp)/1e6, "braid1-Mbit/s")
+	b.ReportMetric(med(raw, cpu), "raw-CPU-s/GB")
+	b.ReportMetric(med(one, cpu), "braid1-CPU-s/GB")
+	b.ReportMetric(med(one, gp)/med(raw, gp), "braid1/raw-goodput")
+	for i := range raw {
+		b.Logf("run %d: %v | %v", i, raw[i], one[i])
 	}
 }

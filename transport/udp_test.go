@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"braid/bench/emu"
+	"braid/internal/tier"
 	"braid/scheduler"
 	"braid/transport/wire"
 )
@@ -430,4 +431,29 @@ func TestAssociationFloodBounded(t *testing.T) {
 		t.Fatalf("%d bytes held for repair, bound %d", held, dgHeldMax)
 	}
 	t.Logf("concentrator: received %d dropped %d, held %d bytes; client queue full %d", sa.Received.Load(), sa.Dropped.Load(), held, c.DatagramStats().QueueFull.Load())
+}
+
+// The tier's real-time terms reach a client of version 5; one of version
+// 4 is sent the tier without them, in the form it reads.
+func TestTierRealtimeByVersion(t *testing.T) {
+	tr := &tier.Tier{Name: "rt", RevenueGB: 3, Classes: []tier.Class{{Name: "default"},
+		{Name: "voice", Users: []string{"voip"}, SLA: scheduler.SLA{ResidualLoss: 0.001, Deadline: 150 * time.Millisecond}}}}
+	for _, c := range []struct {
+		version  uint8
+		deadline time.Duration
+	}{{0, 150 * time.Millisecond}, {wire.UDPVersion, 0}} {
+		t.Run(fmt.Sprint("version", c.version), func(t *testing.T) {
+			link := emu.Link{RateBps: 50e6, Delay: time.Millisecond}
+			ts, pds := udpServer(t, Config{Tier: tr}, c.version, link)
+			cl := dialClient(t, Config{}, pds)
+			_ = ts
+			if !eventually(5*time.Second, func() bool { return cl.tier.Load() != nil }) {
+				t.Fatal("no tier reached the client")
+			}
+			got := cl.tier.Load().Classes[1].SLA
+			if got.Deadline != c.deadline || got.ResidualLoss != 0.001 {
+				t.Fatalf("client's voice class: %+v", got)
+			}
+		})
+	}
 }

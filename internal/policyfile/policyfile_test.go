@@ -26,7 +26,7 @@ func example() *tier.Policy {
 	premium := &tier.Tier{Name: "premium", RevenueGB: 6.5, Classes: []tier.Class{
 		{Name: "default", SLA: scheduler.SLA{MinGoodput: 20e6 / 8, P99Latency: 250 * time.Millisecond, Survive: 1}},
 		{Name: "voice", Ports: []tier.PortRange{{Lo: 5060, Hi: 5061}, {Lo: 10000, Hi: 20000}},
-			SLA: scheduler.SLA{P99Latency: 100 * time.Millisecond, ResidualLoss: 0.0001, Survive: 1}},
+			SLA: scheduler.SLA{P99Latency: 100 * time.Millisecond, ResidualLoss: 0.0001, Survive: 1, Deadline: 150 * time.Millisecond, MaxJitter: 30 * time.Millisecond}},
 		{Name: "backup", Users: []string{"nightly", "rsync"}, SLA: scheduler.SLA{MaxCostGB: 0.5}},
 	}}
 	return &tier.Policy{
@@ -185,6 +185,9 @@ func TestParseErrors(t *testing.T) {
 		{"negative survive", base + "survive_paths = -1\n", "tiers.basic.survive_paths"},
 		{"survive eight", base + "survive_paths = 8\n", "tiers.basic.survive_paths"},
 		{"negative cost", base + "max_cost_usd_per_gb = -1\n", "tiers.basic.max_cost_usd_per_gb"},
+		{"negative deadline", base + "deadline_ms = -1\n", "tiers.basic.deadline_ms"},
+		{"huge deadline", base + "deadline_ms = 1e13\n", "tiers.basic.deadline_ms"},
+		{"nan jitter", base + "max_jitter_ms = nan\n", "tiers.basic.max_jitter_ms"},
 		{"zero sessions", base + "max_sessions = 0\n", "tiers.basic.max_sessions"},
 		{"negative sessions", base + "max_sessions = -3\n", "tiers.basic.max_sessions"},
 		{"too many sessions", base + "max_sessions = 1048577\n", "tiers.basic.max_sessions"},
@@ -352,4 +355,16 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A class's real-time terms reach its SLA.
+func TestRealtimeTerms(t *testing.T) {
+	p, err := Parse([]byte("[tiers.rt]\nrevenue_usd_per_gb = 3\n[[tiers.rt.classes]]\nname = 'voice'\nusers = ['voip']\ndeadline_ms = 150\nmax_jitter_ms = 30.5\nresidual_loss = 0.001\nsurvive_paths = 1\n"), "toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := p.Tiers["rt"].Classes[1].SLA
+	if s.Deadline != 150*time.Millisecond || s.MaxJitter != 30500*time.Microsecond || s.Survive != 1 {
+		t.Fatalf("%+v", s)
+	}
 }

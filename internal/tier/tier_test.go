@@ -21,7 +21,7 @@ func example() *Policy {
 	premium := &Tier{Name: "premium", RevenueGB: 6.5, Classes: []Class{
 		{Name: "default", SLA: scheduler.SLA{MinGoodput: 20e6 / 8, P99Latency: 250 * time.Millisecond, Survive: 1}},
 		{Name: "voice", Ports: []PortRange{{5060, 5061}, {10000, 20000}},
-			SLA: scheduler.SLA{P99Latency: 100 * time.Millisecond, ResidualLoss: 0.0001, Survive: 1}},
+			SLA: scheduler.SLA{P99Latency: 100 * time.Millisecond, ResidualLoss: 0.0001, Survive: 1, Deadline: 150 * time.Millisecond, MaxJitter: 30 * time.Millisecond}},
 		{Name: "backup", Users: []string{"nightly", "rsync"}, SLA: scheduler.SLA{MaxCostGB: 0.5}},
 	}}
 	return &Policy{
@@ -115,7 +115,7 @@ func TestString(t *testing.T) {
 		{example().Tiers["basic"], `basic $2/GB: default goodput>=5Mbit/s p99<=500ms loss<=0.001 cost<=$1.5/GB; ` +
 			`interactive ports=22,443,8000-8100 users="voip" goodput>=1Mbit/s p99<=150ms`},
 		{example().Tiers["premium"], `premium $6.5/GB: default goodput>=20Mbit/s p99<=250ms survive=1; ` +
-			`voice ports=5060-5061,10000-20000 p99<=100ms loss<=0.0001 survive=1; backup users="nightly","rsync" cost<=$0.5/GB`},
+			`voice ports=5060-5061,10000-20000 p99<=100ms loss<=0.0001 survive=1 deadline=150ms jitter<=30ms; backup users="nightly","rsync" cost<=$0.5/GB`},
 		{&Tier{Name: "free", Classes: []Class{{Name: "default"}}}, `free $0/GB: default best-effort`},
 	} {
 		if got := tc.t.String(); got != tc.want {
