@@ -59,7 +59,7 @@ func TestUDPMetrics(t *testing.T) {
 
 func TestUDPWorkloadFile(t *testing.T) {
 	base := "name = 'u'\nsystems = ['limit']\n[[paths]]\nname = 'a'\nrate_mbps = 10\nrtt_ms = 20\n[[workloads]]\ntype = 'udp'\n"
-	sc, err := Parse("u.toml", []byte(base + "rate_per_s = 50\ndatagram_bytes = 200\n"), LoadOptions{}, false)
+	sc, err := Parse("u.toml", []byte(base+"rate_per_s = 50\ndatagram_bytes = 200\n"), LoadOptions{}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestUDPWorkloadFile(t *testing.T) {
 		{"rate_per_s = 50\ndatagram_bytes = 9000\n", "datagram_bytes"},
 		{"rate_per_s = 50\nflows = 2\n", "flows"},
 	} {
-		if _, err := Parse("u.toml", []byte(base + c.extra), LoadOptions{}, false); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := Parse("u.toml", []byte(base+c.extra), LoadOptions{}, false); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: %v, want an error naming %s", c.extra, err, c.want)
 		}
 	}
