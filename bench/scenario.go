@@ -946,6 +946,10 @@ type System struct {
 	// not paced by measurement (a /unpaced suffix):
 	// transport.Config.NoMeasuredPacing on both ends.
 	Unpaced bool
+	// HTTP is a braid system whose workloads open their TCP connections
+	// with HTTP CONNECT on the proxy port instead of SOCKS5 (an /http
+	// suffix); UDP workloads still use SOCKS5.
+	HTTP bool
 }
 
 // ParseSystem parses a system name.
@@ -959,8 +963,10 @@ func ParseSystem(s string) (System, error) {
 				sys.Uncoded = true
 			case mod == "unpaced" && !sys.Unpaced:
 				sys.Unpaced = true
+			case mod == "http" && !sys.HTTP:
+				sys.HTTP = true
 			default:
-				return sys, fmt.Errorf("%q: /%s is not /uncoded or /unpaced (each at most once)", s, mod)
+				return sys, fmt.Errorf("%q: /%s is not /uncoded, /unpaced or /http (each at most once)", s, mod)
 			}
 		}
 	}
@@ -999,8 +1005,8 @@ func ParseSystem(s string) (System, error) {
 		return sys, fmt.Errorf("%q is not a system: %s, single:PATH (a policy, optionally @PATH+PATH... and /uncoded or /unpaced), quic-direct, mptcp, tcp or limit",
 			s, strings.Join(Policies, ", "))
 	}
-	if (sys.Uncoded || sys.Unpaced) && sys.Kind != "braid" {
-		return sys, fmt.Errorf("%q: only braid's policies take /uncoded and /unpaced", s)
+	if (sys.Uncoded || sys.Unpaced || sys.HTTP) && sys.Kind != "braid" {
+		return sys, fmt.Errorf("%q: only braid's policies take /uncoded, /unpaced and /http", s)
 	}
 	return sys, nil
 }

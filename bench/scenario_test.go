@@ -361,7 +361,7 @@ func TestSystems(t *testing.T) {
 	paths := []Path{{Name: "a"}, {Name: "b"}}
 	for _, ok := range []string{"weighted", "minrtt", "roundrobin", "duplicate", "single:a", "weighted@a",
 		"minrtt@a+b", "single:b@a+b", "quic-direct", "quic-direct@b", "limit", "weighted/uncoded", "single:a@a/uncoded",
-		"weighted/unpaced", "weighted/uncoded/unpaced", "mptcp", "mptcp@a+b", "tcp", "tcp@b"} {
+		"weighted/unpaced", "weighted/uncoded/unpaced", "weighted/http", "mptcp", "mptcp@a+b", "tcp", "tcp@b"} {
 		if err := CheckSystems([]string{ok}, paths); err != nil {
 			t.Errorf("%s: %v", ok, err)
 		}
@@ -372,6 +372,9 @@ func TestSystems(t *testing.T) {
 	if sys, _ := ParseSystem("weighted/unpaced/uncoded"); !sys.Uncoded || !sys.Unpaced {
 		t.Errorf("weighted/unpaced/uncoded = %+v", sys)
 	}
+	if sys, _ := ParseSystem("weighted/http"); !sys.HTTP || sys.Uncoded || sys.Kind != "braid" {
+		t.Errorf("weighted/http = %+v", sys)
+	}
 	if sys, _ := ParseSystem("tcp"); sys.Kind != "tcp" {
 		t.Errorf("tcp = %+v", sys)
 	}
@@ -380,7 +383,7 @@ func TestSystems(t *testing.T) {
 	}
 	for _, bad := range []string{"", "fast", "single:", "single:c", "weighted@", "weighted@a+", "weighted@c",
 		"quic-direct@a+b", "limit@a", "single:a@b", "weighted/", "weighted/plain", "quic-direct/uncoded", "limit/uncoded",
-		"weighted/uncoded/uncoded", "mptcp/unpaced", "tcp@a+b", "tcp/uncoded", "mptcp@c"} {
+		"weighted/uncoded/uncoded", "mptcp/unpaced", "quic-direct/http", "weighted/http/http", "tcp@a+b", "tcp/uncoded", "mptcp@c"} {
 		if err := CheckSystems([]string{bad}, paths); err == nil {
 			t.Errorf("%q: no error", bad)
 		}

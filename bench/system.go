@@ -8,14 +8,19 @@ package bench
 import (
 	"braid/internal/tier"
 	"braid/scheduler"
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -242,6 +247,14 @@ func startBraid(ctx context.Context, sc *Scenario, sys System, id identity, log 
 		}
 		if dl, ok := ctx.Deadline(); ok {
 			c.SetDeadline(dl)
+		}
+		if sys.HTTP {
+			if err := httpConnect(c, dest, class); err != nil {
+				c.Close()
+				return nil, fmt.Errorf("http connect: %w", err)
+			}
+			c.SetDeadline(time.Time{})
+			return c.(*net.TCPConn), nil
 		}
 		var creds *socks5.Credentials
 		if class != "" {
@@ -593,4 +606,37 @@ func (d *directServer) close() {
 	d.mu.Unlock()
 	d.conns.closeAll()
 	d.wg.Wait()
+}
+
+// httpConnect asks the proxy on c for a tunnel to dest with HTTP
+// CONNECT, class as the username of Proxy-Authorization as SOCKS5's
+// would be. It reads the answer's header byte by byte so that no byte of
+// the tunnel is read ahead.
+func httpConnect(c net.Conn, dest netip.AddrPort, class string) error {
+	req := "CONNECT " + dest.String() + " HTTP/1.1\r\nHost: " + dest.String() + "\r\n"
+	if class != "" {
+		req += "Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(class+":-")) + "\r\n"
+	}
+	if _, err := io.WriteString(c, req+"\r\n"); err != nil {
+		return err
+	}
+	var hdr []byte
+	b := make([]byte, 1)
+	for !bytes.HasSuffix(hdr, []byte("\r\n\r\n")) {
+		if len(hdr) > 16<<10 {
+			return errors.New("answer header too long")
+		}
+		if _, err := io.ReadFull(c, b); err != nil {
+			return err
+		}
+		hdr = append(hdr, b[0])
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(hdr)), nil)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("proxy answered %s", resp.Status)
+	}
+	return nil
 }
