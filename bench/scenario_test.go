@@ -161,7 +161,7 @@ trace_offset_s = 3
 		{"workload type", goodPaths + `
 [[workloads]]
 type = "stream"
-`, `workloads[0].type: "stream" is not bulk or rr`},
+`, `workloads[0].type: "stream" is not bulk, rr or udp`},
 		{"bulk with an rr key", goodPaths + `
 [[workloads]]
 type = "bulk"
