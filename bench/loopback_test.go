@@ -73,36 +73,26 @@ func BenchmarkLoopback(b *testing.B) {
 		}
 		legs = append(legs, r)
 	}
-	med := func(rs []Result, f func(Result) float64) float64 {
-		v := make([]float64, len(rs))
-		for i, r := range rs {
-			v[i] = f(r)
-		}
-		sort.Float64s(v)
-		return v[len(v)/2]
-	}
-	gp := func(r Result) float64 { return r.Goodput }
-	cpu := func(r Result) float64 { return r.CPUPerGB }
-	b.ReportMetric(med(raw, gp)/1e6, "raw-Mbit/s")
-	b.ReportMetric(med(one, gp)/1e6, "braid1-Mbit/s")
-	b.ReportMetric(med(two, gp)/1e6, "braid2-Mbit/s")
-	b.ReportMetric(med(plain, gp)/1e6, "plain1-Mbit/s")
-	b.ReportMetric(med(legs, gp)/1e6, "tcplegs-Mbit/s")
-	b.ReportMetric(med(raw, cpu), "raw-CPU-s/GB")
-	b.ReportMetric(med(legs, cpu), "tcplegs-CPU-s/GB")
-	b.ReportMetric(med(one, cpu), "braid1-CPU-s/GB")
-	b.ReportMetric(med(two, cpu), "braid2-CPU-s/GB")
-	b.ReportMetric(med(plain, cpu), "plain1-CPU-s/GB")
-	b.ReportMetric(med(one, gp)/med(plain, gp), "braid1/plain1-goodput")
-	b.ReportMetric(med(one, cpu)/med(plain, cpu), "braid1/plain1-CPU")
-	b.ReportMetric(med(one, gp)/med(raw, gp), "braid1/raw-goodput")
-	b.ReportMetric(med(two, gp)/med(raw, gp), "braid2/raw-goodput")
-	b.ReportMetric(med(one, cpu)/med(raw, cpu), "braid1/raw-CPU")
-	b.ReportMetric(med(two, cpu)/med(raw, cpu), "braid2/raw-CPU")
+	b.ReportMetric(medianOf(raw, gp)/1e6, "raw-Mbit/s")
+	b.ReportMetric(medianOf(one, gp)/1e6, "braid1-Mbit/s")
+	b.ReportMetric(medianOf(two, gp)/1e6, "braid2-Mbit/s")
+	b.ReportMetric(medianOf(plain, gp)/1e6, "plain1-Mbit/s")
+	b.ReportMetric(medianOf(legs, gp)/1e6, "tcplegs-Mbit/s")
+	b.ReportMetric(medianOf(raw, cpu), "raw-CPU-s/GB")
+	b.ReportMetric(medianOf(legs, cpu), "tcplegs-CPU-s/GB")
+	b.ReportMetric(medianOf(one, cpu), "braid1-CPU-s/GB")
+	b.ReportMetric(medianOf(two, cpu), "braid2-CPU-s/GB")
+	b.ReportMetric(medianOf(plain, cpu), "plain1-CPU-s/GB")
+	b.ReportMetric(medianOf(one, gp)/medianOf(plain, gp), "braid1/plain1-goodput")
+	b.ReportMetric(medianOf(one, cpu)/medianOf(plain, cpu), "braid1/plain1-CPU")
+	b.ReportMetric(medianOf(one, gp)/medianOf(raw, gp), "braid1/raw-goodput")
+	b.ReportMetric(medianOf(two, gp)/medianOf(raw, gp), "braid2/raw-goodput")
+	b.ReportMetric(medianOf(one, cpu)/medianOf(raw, cpu), "braid1/raw-CPU")
+	b.ReportMetric(medianOf(two, cpu)/medianOf(raw, cpu), "braid2/raw-CPU")
 	// The chain's floor: a raw stream plus the two TCP legs at its ends.
-	floor := med(raw, cpu) + med(legs, cpu)
-	b.ReportMetric(med(one, cpu)/floor, "braid1/floor-CPU")
-	b.ReportMetric(med(two, cpu)/floor, "braid2/floor-CPU")
+	floor := medianOf(raw, cpu) + medianOf(legs, cpu)
+	b.ReportMetric(medianOf(one, cpu)/floor, "braid1/floor-CPU")
+	b.ReportMetric(medianOf(two, cpu)/floor, "braid2/floor-CPU")
 	for i := range raw {
 		b.Logf("run %d: %v | %v | %v | %v | %v", i, raw[i], one[i], two[i], plain[i], legs[i])
 	}
@@ -126,22 +116,25 @@ func BenchmarkLoopbackUDP(b *testing.B) {
 		}
 		one = append(one, r)
 	}
-	med := func(rs []Result, f func(Result) float64) float64 {
-		v := make([]float64, len(rs))
-		for i, r := range rs {
-			v[i] = f(r)
-		}
-		sort.Float64s(v)
-		return v[len(v)/2]
-	}
-	gp := func(r Result) float64 { return r.Goodput }
-	cpu := func(r Result) float64 { return r.CPUPerGB }
-	b.ReportMetric(med(raw, gp)/1e6, "raw-Mbit/s")
-	b.ReportMetric(med(one, gp)/1e6, "braid1-Mbit/s")
-	b.ReportMetric(med(raw, cpu), "raw-CPU-s/GB")
-	b.ReportMetric(med(one, cpu), "braid1-CPU-s/GB")
-	b.ReportMetric(med(one, gp)/med(raw, gp), "braid1/raw-goodput")
+	b.ReportMetric(medianOf(raw, gp)/1e6, "raw-Mbit/s")
+	b.ReportMetric(medianOf(one, gp)/1e6, "braid1-Mbit/s")
+	b.ReportMetric(medianOf(raw, cpu), "raw-CPU-s/GB")
+	b.ReportMetric(medianOf(one, cpu), "braid1-CPU-s/GB")
+	b.ReportMetric(medianOf(one, gp)/medianOf(raw, gp), "braid1/raw-goodput")
 	for i := range raw {
 		b.Logf("run %d: %v | %v", i, raw[i], one[i])
 	}
 }
+
+// medianOf is the median of f over rs.
+func medianOf(rs []Result, f func(Result) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	sort.Float64s(v)
+	return v[len(v)/2]
+}
+
+func gp(r Result) float64  { return r.Goodput }
+func cpu(r Result) float64 { return r.CPUPerGB }

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"net/netip"
@@ -462,4 +461,7 @@ func relayDatagrams(qc *quic.Conn) {
 	}
 }
 
-var _ io.Closer = (*socksUDP)(nil)
+var (
+	_ udpPeer = (*socksUDP)(nil)
+	_ udpPeer = (*directUDP)(nil)
+)

@@ -85,7 +85,10 @@ type dgTx struct {
 	units   [wire.DatagramMaxShards][]byte // pooled copies, for parity
 	maxUnit int
 	gen     uint64 // bumped as a group closes: a stale timer does nothing
-	timer   *time.Timer
+	// timer closes the open group when its wait runs out; timerGen is
+	// the group it was set for.
+	timer    *time.Timer
+	timerGen uint64
 
 	// Load, for the planner: this second's counts and the last second's.
 	winAt      time.Duration
@@ -132,7 +135,10 @@ func (s *Session) sendCoded(a *Association, class int, addr, payload []byte) err
 		s.openGroup(tx, class, now)
 	}
 	i := tx.n
-	c := tx.order[i].dgConn()
+	var c *pconn
+	if p := tx.order[i]; p != nil {
+		c = p.dgConn()
+	}
 	if c == nil {
 		if c = s.datagramConn(true); c == nil {
 			a.Dropped.Add(1)
@@ -169,13 +175,11 @@ func (s *Session) sendCoded(a *Association, class int, addr, payload []byte) err
 	case tx.n == tx.k:
 		s.closeGroup(tx, class)
 	case tx.n == 1:
-		gen := tx.gen
-		wait := tx.plan.Wait
+		tx.timerGen = tx.gen
 		if tx.timer == nil {
-			tx.timer = time.AfterFunc(wait, func() { s.expireGroup(tx, class, gen) })
+			tx.timer = time.AfterFunc(tx.plan.Wait, func() { s.expireGroup(tx, class) })
 		} else {
-			tx.timer.Stop()
-			tx.timer = time.AfterFunc(wait, func() { s.expireGroup(tx, class, gen) })
+			tx.timer.Reset(tx.plan.Wait)
 		}
 	}
 	return nil
@@ -227,12 +231,12 @@ func (s *Session) openGroup(tx *dgTx, class int, now time.Duration) {
 	tx.maxUnit = 0
 }
 
-// expireGroup closes the group gen if it is still open: its wait ran
-// out before its k datagrams came.
-func (s *Session) expireGroup(tx *dgTx, class int, gen uint64) {
+// expireGroup closes the group the timer was set for if it is still
+// open: its wait ran out before its k datagrams came.
+func (s *Session) expireGroup(tx *dgTx, class int) {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
-	if tx.gen == gen && tx.n > 0 {
+	if tx.gen == tx.timerGen && tx.n > 0 {
 		s.closeGroup(tx, class)
 	}
 }
@@ -416,6 +420,21 @@ func (rx *dgRx) slot(s *Session, g uint32, now time.Duration) *rxGroup {
 	return e
 }
 
+// arrive returns the ring entry of group g for a datagram at position
+// pos, or nil (counted) when the group is older than the ring or the
+// position came already. rx.mu is held.
+func (rx *dgRx) arrive(s *Session, g uint32, pos uint8, now time.Duration) *rxGroup {
+	e := rx.slot(s, g, now)
+	switch {
+	case e == nil:
+		s.dstats.Late.Add(1)
+	case e.seen&(1<<pos) != 0:
+		s.dstats.Duplicate.Add(1)
+		return nil
+	}
+	return e
+}
+
 // free drops what e keeps, counting the data it could not rebuild.
 func (rx *dgRx) free(s *Session, e *rxGroup) {
 	if !e.used {
@@ -525,15 +544,9 @@ func (s *Session) onCodedData(b []byte) {
 	now := s.now()
 	rx := &s.dgrx
 	rx.mu.Lock()
-	e := rx.slot(s, g, now)
+	e := rx.arrive(s, g, i, now)
 	if e == nil {
 		rx.mu.Unlock()
-		s.dstats.Late.Add(1)
-		return
-	}
-	if e.seen&(1<<i) != 0 {
-		rx.mu.Unlock()
-		s.dstats.Duplicate.Add(1)
 		return
 	}
 	e.seen |= 1 << i
@@ -567,15 +580,9 @@ func (s *Session) onParity(b []byte) {
 	now := s.now()
 	rx := &s.dgrx
 	rx.mu.Lock()
-	e := rx.slot(s, g, now)
+	e := rx.arrive(s, g, j, now)
 	if e == nil {
 		rx.mu.Unlock()
-		s.dstats.Late.Add(1)
-		return
-	}
-	if e.seen&(1<<j) != 0 {
-		rx.mu.Unlock()
-		s.dstats.Duplicate.Add(1)
 		return
 	}
 	if e.k == 0 {

@@ -322,6 +322,23 @@ func stream(t *testing.T, ctx context.Context, a *Association, n, size int, inte
 	return len(got)
 }
 
+// echoAssociation dials a client with terms over pds, has ts's session
+// echo every datagram, and opens an association; the context ends with
+// the test.
+func echoAssociation(t *testing.T, ts *testServer, pds []PathDialer, terms Terms) (context.Context, *Client, *Session, *Association) {
+	t.Helper()
+	c := dialClient(t, Config{Terms: terms}, pds)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	srv := ts.onlySession(t)
+	go echoAssocs(ctx, srv)
+	a, err := c.OpenAssociation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, c, srv, a
+}
+
 // With 5% random loss on each of two paths both ways, coded datagrams
 // (the SLA asks for 0.1% residual loss) lose far fewer than uncoded ones
 // would (about 10% for an echo), and the parity is what saves them.
@@ -329,15 +346,7 @@ func TestCodedDatagramsLoss(t *testing.T) {
 	link := emu.Link{RateBps: 50e6, Delay: 5 * time.Millisecond, Loss: 0.05}
 	terms := Terms{SLA: scheduler.SLA{ResidualLoss: 0.001, Deadline: 300 * time.Millisecond}}
 	ts, pds := udpServer(t, Config{Terms: terms}, 0, link, link)
-	c := dialClient(t, Config{Terms: terms}, pds)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv := ts.onlySession(t)
-	go echoAssocs(ctx, srv)
-	a, err := c.OpenAssociation(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, c, srv, a := echoAssociation(t, ts, pds, terms)
 	const n = 1500
 	got := stream(t, ctx, a, n, 200, 2*time.Millisecond, nil)
 	cs, ss := c.DatagramStats(), srv.DatagramStats()
@@ -362,15 +371,7 @@ func TestCodedDatagramsPathDeath(t *testing.T) {
 	terms := Terms{SLA: scheduler.SLA{Survive: 1, Deadline: 300 * time.Millisecond}}
 	ts, _ := newCodedTestServer(t, Config{Terms: terms}, 0)
 	pds, relays := codedRelayPaths(t, ts, link, link)
-	c := dialClient(t, Config{Terms: terms}, pds)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv := ts.onlySession(t)
-	go echoAssocs(ctx, srv)
-	a, err := c.OpenAssociation(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, c, _, a := echoAssociation(t, ts, pds, terms)
 	if !eventually(5*time.Second, func() bool { return len(c.Paths()) == 2 && c.Paths()[0].Up() && c.Paths()[1].Up() }) {
 		t.Fatal("two paths did not come up")
 	}
