@@ -448,8 +448,10 @@ func (f *Flow) deliverLocked() error {
 					return err
 				}
 				f.rxDelivered += uint64(n)
+				f.s.acct.onDelivered(f.class.Load(), uint64(n))
 			} else {
 				f.rxDelivered += uint64(h.BlockLen)
+				f.s.acct.onDelivered(f.class.Load(), uint64(h.BlockLen))
 			}
 		}
 		left := int(h.BlockLen)

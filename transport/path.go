@@ -88,6 +88,7 @@ type Path struct {
 	ProbeBytesSent, ProbeBytesReceived atomic.Uint64
 	// meter measures the current rates of BytesSent and BytesReceived.
 	meter pathmon.Meter
+	acct  pathAccount // shard bytes per class, for Session.Usage (account.go)
 }
 
 // costly reports whether the path's bytes cost money: it has a price, or
@@ -940,6 +941,7 @@ func (c *pconn) streamWriter() {
 			}
 			j.b.setConn(int(j.idx), c)
 			p.BytesSent.Add(uint64(size + wire.ShardHeaderLen))
+			p.acct.onSent(j.b.f.class.Load(), int(size)+wire.ShardHeaderLen)
 			c.s.stats.ShardsSent.Add(1)
 			c.wakeProber()
 		}
@@ -984,6 +986,7 @@ func (c *pconn) streamReader(st *quic.ReceiveStream) {
 		}
 		c.heard()
 		c.p.BytesReceived.Add(uint64(h.ShardLen) + wire.ShardHeaderLen)
+		c.p.acct.onReceived(c.s.shardClass(&h, buf), int(h.ShardLen)+wire.ShardHeaderLen)
 		c.wakeProber()
 		if err := c.s.onShard(&h, buf); err != nil {
 			c.close(fmt.Errorf("data stream: %w", err))

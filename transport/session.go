@@ -95,6 +95,7 @@ type Session struct {
 	plans   atomic.Pointer[[]PlanInfo]          // per class, the default first
 	offered [scheduler.MaxClasses]atomic.Uint64 // data bytes cut into blocks, per class
 	waited  [scheduler.MaxClasses]atomic.Int64  // ns dispatch waited for a path with room, per class
+	acct    sessionAccount                      // flow bytes delivered per class (account.go)
 
 	log    *slog.Logger
 	client bool

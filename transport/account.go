@@ -1,0 +1,153 @@
+package transport
+
+import (
+	"sync/atomic"
+
+	"braid/scheduler"
+	"braid/transport/wire"
+)
+
+// Accounting's counters: what each path carried per traffic class, and
+// the flow bytes each class delivered, read together by Session.Usage.
+// They are monotonic atomic counters bumped beside the path's own byte
+// counters (Path.BytesSent, Path.BytesReceived): no lock and no
+// allocation on the data path. A reader takes deltas between two
+// readings.
+
+// pathAccount is a path's shard bytes (headers included) per class, each
+// way. The path's BytesSent and BytesReceived less these sums are the
+// frames of UDP associations' datagrams, which carry no class.
+type pathAccount struct {
+	id             atomic.Uint64 // this path's key in readings, set at the first
+	sent, received [scheduler.MaxClasses]atomic.Uint64
+}
+
+// nextPathKey numbers paths for Usage: a path that leaves and comes back
+// under the same name is another path, whose counters began again.
+var nextPathKey atomic.Uint64
+
+func (a *pathAccount) key() uint64 {
+	if k := a.id.Load(); k != 0 {
+		return k
+	}
+	a.id.CompareAndSwap(0, nextPathKey.Add(1))
+	return a.id.Load()
+}
+
+// onSent counts a shard of class sent; a class out of range counts as
+// the default class.
+func (a *pathAccount) onSent(class uint32, n int) {
+	if class >= scheduler.MaxClasses {
+		class = 0
+	}
+	a.sent[class].Add(uint64(n))
+}
+
+// onReceived counts a shard of class received.
+func (a *pathAccount) onReceived(class uint32, n int) {
+	if class >= scheduler.MaxClasses {
+		class = 0
+	}
+	a.received[class].Add(uint64(n))
+}
+
+// sessionAccount is the flow bytes each class delivered to this side's
+// readers (after decoding and decompression); what each class sent is
+// Session.offered.
+type sessionAccount struct {
+	delivered [scheduler.MaxClasses]atomic.Uint64
+}
+
+func (a *sessionAccount) onDelivered(class uint32, n uint64) {
+	if class >= scheduler.MaxClasses {
+		class = 0
+	}
+	a.delivered[class].Add(n)
+}
+
+// shardClass returns the class of a received shard's flow: the flow's,
+// else, for the first shard of an OPEN block (which the flow's class
+// begins), that byte; 0 for a shard of a flow no longer (or never) there.
+func (s *Session) shardClass(h *wire.ShardHeader, buf []byte) uint32 {
+	if f := s.flows.get(h.Flow); f != nil {
+		return f.class.Load()
+	}
+	if h.Flags&wire.FlagOpen != 0 && h.Index == 0 && len(buf) > 0 {
+		return uint32(buf[0])
+	}
+	return 0
+}
+
+// Usage is one reading of a session's monotonic counters, for
+// accounting: take two and subtract. Counters only grow while the
+// session lives; a path that left and came back has another Key.
+type Usage struct {
+	// Paths are the session's paths now.
+	Paths []PathUsage
+	// Classes are the session's traffic classes, the default one first
+	// (one default class without a tier).
+	Classes []ClassUsage
+}
+
+// PathUsage is one path's counters.
+type PathUsage struct {
+	// Key tells this path apart from another of the same name later.
+	Key     uint64
+	Name    string
+	PriceGB float64
+	// Sent and Received are Path.BytesSent and Path.BytesReceived: shard
+	// bytes with headers, and datagram frames.
+	Sent, Received uint64
+	// ProbeSent and ProbeReceived are what the path's connections
+	// carried while it carried no shards (Path.ProbeBytesSent, ...).
+	ProbeSent, ProbeReceived uint64
+	// ClassSent and ClassReceived are the shard bytes of each class;
+	// Sent less their sum is datagram frames (likewise Received).
+	ClassSent, ClassReceived [scheduler.MaxClasses]uint64
+}
+
+// ClassUsage is one traffic class's counters.
+type ClassUsage struct {
+	Name string
+	// Offered is the flow bytes this side cut into blocks for the class
+	// (before compression); Delivered the flow bytes it delivered to its
+	// readers (after decompression).
+	Offered, Delivered uint64
+	// Planned is true while the class has a plan in force (bestvalue);
+	// Feasible whether that plan meets the SLA; Violations counts the
+	// planner's ticks whose plan broke the SLA (PlanInfo.Violations).
+	Planned, Feasible bool
+	Violations        uint64
+}
+
+// Usage fills u with a reading of the session's counters, reusing its
+// slices. It takes no lock on the data path and may be called from any
+// goroutine.
+func (s *Session) Usage(u *Usage) {
+	paths := s.pathList()
+	u.Paths = u.Paths[:0]
+	for _, p := range paths {
+		pu := PathUsage{Key: p.acct.key(), Name: p.info.Name, PriceGB: p.info.PriceGB}
+		// The hooks count a path's total before its class, so reading
+		// the classes first keeps each class within its path's total.
+		for c := range pu.ClassSent {
+			pu.ClassSent[c] = p.acct.sent[c].Load()
+			pu.ClassReceived[c] = p.acct.received[c].Load()
+		}
+		pu.Sent, pu.Received = p.BytesSent.Load(), p.BytesReceived.Load()
+		pu.ProbeSent, pu.ProbeReceived = p.ProbeBytesSent.Load(), p.ProbeBytesReceived.Load()
+		u.Paths = append(u.Paths, pu)
+	}
+	classes := s.terms.Load().classes()
+	plans := s.Plans()
+	u.Classes = u.Classes[:0]
+	for i, c := range classes {
+		cu := ClassUsage{Name: c.Name, Offered: s.offered[i].Load(), Delivered: s.acct.delivered[i].Load()}
+		for j := range plans {
+			if plans[j].Class == c.Name {
+				cu.Planned, cu.Feasible, cu.Violations = true, plans[j].Plan.Feasible, plans[j].Violations
+			}
+		}
+		u.Classes = append(u.Classes, cu)
+	}
+}
