@@ -40,14 +40,16 @@ type rule struct {
 	// import path, or PATH/... for PATH and everything under it.
 	not []string
 	// files allows the config-file parsers (TOML, YAML); plots allows the
-	// plotting library. Only the edge links them.
-	files, plots bool
+	// plotting library; prom allows Prometheus's client. Only the edge
+	// links them.
+	files, plots, prom bool
 }
 
 // The config-file parsers and the plotting library: each entry is PATH/...
 var (
 	fileParsers = []string{"github.com/BurntSushi/toml/...", "go.yaml.in/yaml/..."}
 	plotting    = []string{"gonum.org/v1/plot/..."}
+	prometheus  = []string{"github.com/prometheus/..."}
 )
 
 // never are packages nothing else in the module depends on: the binaries
@@ -61,7 +63,7 @@ var never = []string{
 // one fails TestLayers, so a new package must be given its rule.
 var rules = map[string]rule{
 	// The binaries: flags and files become Config structs here.
-	"braid/cmd/braid": {files: true,
+	"braid/cmd/braid": {files: true, prom: true,
 		// The proxy links no bench harness and no plots; the demo's
 		// emulated paths are bench/emu, which plots nothing.
 		not: []string{"braid/bench"}},
@@ -93,6 +95,11 @@ var rules = map[string]rule{
 	// The status document, built from transport's counters, shared by
 	// both ends.
 	"braid/internal/status": {imports: []string{"braid/transport", "braid/transport/wire", "braid/transport/pathmon"}, not: []string{"braid/client", "braid/server"}},
+	// Prometheus metrics over the status document's types, linked by
+	// the edge only: transport, scheduler, client and server never see
+	// client_golang.
+	"braid/internal/metrics": {imports: []string{"braid/internal/status"}, prom: true,
+		not: []string{"braid/client", "braid/server"}},
 	// Leaves: pools, codecs, sockets, checks, the field error and
 	// wake-ups, which import nothing of braid.
 	"braid/internal/bufpool":  {imports: []string{}},
@@ -194,6 +201,9 @@ func TestLayers(t *testing.T) {
 		}
 		if !r.plots {
 			not = append(not, plotting...)
+		}
+		if !r.prom {
+			not = append(not, prometheus...)
 		}
 		for _, n := range never {
 			if n != pkg {

@@ -1,0 +1,383 @@
+// Package metrics exports braid's state to Prometheus: a Collector that,
+// at scrape time, reads the same snapshot the status page reads (each
+// session's paths, plans and held bytes, and the concentrator's counters)
+// and turns it into const metrics. Nothing here runs on the data path: a
+// scrape costs what one status page costs, and nothing between scrapes.
+//
+// Only the edge (cmd/braid) links this package and client_golang;
+// internal/deptest keeps Prometheus out of transport, scheduler, client
+// and server. docs/OPERATIONS.md lists every metric.
+//
+// Label sets are bounded: session (the session's name, at most the
+// concentrator's --max-sessions of them, one at the client), path (the
+// client's path names, at most 16 per session), class (the tier's
+// traffic classes), state, binding and reason (fixed lists below). No
+// label names a flow, a destination or a token.
+package metrics
+
+import (
+	"crypto/subtle"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"braid/internal/status"
+)
+
+// Snapshot is what one scrape reads.
+type Snapshot struct {
+	Sessions []Session
+	// Client is set at the client, Server at the concentrator; the other
+	// is nil.
+	Client *ClientCounters
+	Server *ServerCounters
+}
+
+// Session is one live session as the status page shows it, with the
+// bytes it holds for its peer.
+type Session struct {
+	// ID is the session's name (status.Session.ID).
+	ID    string
+	Paths []status.Path
+	Plans []status.Plan
+	// Tier is the user's tier, "" without one.
+	Tier         string
+	Flows        int
+	FlowsByClass map[string]int
+	Started      time.Time
+	// HeldSend, HeldWindow and HeldReassembly are transport.Held's
+	// fields: sent and unacknowledged blocks, receive windows granted,
+	// shards waiting in reassembly.
+	HeldSend, HeldWindow, HeldReassembly int64
+	// MalformedDatagrams counts the peer's datagrams dropped as
+	// malformed (transport.SessionStats.DatagramsMalformed).
+	MalformedDatagrams uint64
+}
+
+// ClientCounters are the client's own: whether a session is up, and how
+// many it opened since it started.
+type ClientCounters struct {
+	Up             bool
+	SessionsOpened uint64
+}
+
+// ServerCounters are the concentrator's, since it started.
+type ServerCounters struct {
+	// JoinsRefused counts refused joins by reason; the keys are
+	// JoinReasons.
+	JoinsRefused map[string]uint64
+	// BadJoins counts connections whose join could not be read
+	// (malformed, a wrong version's, or none in time): the concentrator's
+	// protocol errors.
+	BadJoins uint64
+	// HandshakesRefused counts QUIC handshakes refused for the cap on
+	// handshakes in progress; Retries the Retry packets sent.
+	HandshakesRefused, Retries uint64
+	// DestinationsRefused counts destinations the policy refused.
+	DestinationsRefused uint64
+	// MaxSessions is the cap on concurrent sessions (--max-sessions).
+	MaxSessions int
+}
+
+// JoinReasons are the values of the reason label of
+// braid_server_joins_refused_total.
+var JoinReasons = []string{"auth", "max_sessions", "token_sessions", "unknown_session", "shutdown"}
+
+// States are the values of the state label of braid_path_state.
+var States = []string{"up", "degraded", "down"}
+
+// Bindings are the values of the binding label of braid_plan_binding:
+// the plan's binding term (status.Plan.Binding) with spaces as
+// underscores; any other becomes "other".
+var Bindings = []string{"goodput", "p99_latency", "residual_loss", "survival", "cost_cap", "capacity", "price", "no_path_up", "other"}
+
+// Source gives the collector its snapshot at scrape time. Snapshot is
+// called from the scraping goroutine, possibly from several at once.
+type Source interface {
+	Snapshot() Snapshot
+}
+
+// SourceFunc is a Source from a function.
+type SourceFunc func() Snapshot
+
+// Snapshot calls f.
+func (f SourceFunc) Snapshot() Snapshot { return f() }
+
+var _ Source = SourceFunc(nil)
+
+// def is one metric: its name, help, type and label names, and its
+// description for client_golang.
+type def struct {
+	name, help string
+	counter    bool
+	labels     []string
+	order      []int // labels' indices by name, the order they are written in
+	desc       *prometheus.Desc
+	i          int // its place in defs
+}
+
+// defs lists every metric, in the order a scrape writes them.
+var defs []*def
+
+func newDef(counter bool, name, help string, labels ...string) *def {
+	d := &def{name: name, help: help, counter: counter, labels: labels,
+		desc: prometheus.NewDesc(name, help, labels, nil), i: len(defs)}
+	for i := range labels {
+		d.order = append(d.order, i)
+	}
+	slices.SortFunc(d.order, func(a, b int) int { return strings.Compare(labels[a], labels[b]) })
+	defs = append(defs, d)
+	return d
+}
+
+func desc(name, help string, labels ...string) *def {
+	return newDef(strings.HasSuffix(name, "_total"), name, help, labels...)
+}
+
+var (
+	sp  = []string{"session", "path"}
+	sc  = []string{"session", "class"}
+	one = []string{"session"}
+
+	dSessions     = desc("braid_sessions", "Live sessions.")
+	dMaxSessions  = desc("braid_server_max_sessions", "The cap on concurrent sessions (--max-sessions).")
+	dFlows        = desc("braid_flows", "Open flows, all sessions together.")
+	dClientUp     = desc("braid_client_session_up", "1 while a session with the concentrator carries the flows, else 0.")
+	dClientOpened = desc("braid_client_sessions_opened_total", "Sessions the client opened since it started.")
+	dJoinsRefused = desc("braid_server_joins_refused_total", "Joins the concentrator refused, by reason.", "reason")
+	dProtoErrors  = desc("braid_server_protocol_errors_total", "Connections whose join could not be read: malformed, of an unknown version, or none in time.")
+	dHandshakes   = desc("braid_server_handshakes_refused_total", "QUIC handshakes refused for the cap on handshakes in progress.")
+	dRetries      = desc("braid_server_retries_total", "QUIC Retry packets sent to check a client's address.")
+	dDestRefused  = desc("braid_server_destinations_refused_total", "Destinations the destination policy refused.")
+
+	dSessInfo    = desc("braid_session_info", "1 for each live session, labelled with its tier (\"\" without one).", "session", "tier")
+	dSessStart   = desc("braid_session_start_time_seconds", "When the session began, in Unix seconds.", one...)
+	dSessFlows   = desc("braid_session_flows", "The session's open flows, by traffic class.", sc...)
+	dSessHeld    = desc("braid_session_held_bytes", "Bytes the session holds for its peer: send (sent, unacknowledged), window (receive windows granted), reassembly (shards waiting for their block).", "session", "kind")
+	dSessBadDgrm = desc("braid_session_malformed_datagrams_total", "The peer's datagrams dropped as malformed.", one...)
+
+	dPathState    = desc("braid_path_state", "1 for the path's state (up, degraded, down), 0 for the others.", "session", "path", "state")
+	dPathIdle     = desc("braid_path_idle", "1 for an up path the scheduler leaves without traffic.", sp...)
+	dPathConns    = desc("braid_path_connections", "Live QUIC connections in the path's pool.", sp...)
+	dPathRTT      = desc("braid_path_rtt_seconds", "Smoothed RTT of braid's probes.", sp...)
+	dPathRTTP99   = desc("braid_path_rtt_p99_seconds", "99th percentile of the last 128 probe RTTs.", sp...)
+	dPathJitter   = desc("braid_path_jitter_seconds", "Mean change between consecutive probe RTTs.", sp...)
+	dPathLoss     = desc("braid_path_loss_ratio", "Fraction of this side's packets lost over the last 2 s, after packet coding's repair.", sp...)
+	dPathLinkLoss = desc("braid_path_link_loss_ratio", "Fraction of this side's packets the peer measured lost before repair (coded paths only).", sp...)
+	dPathParity   = desc("braid_path_parity_ratio", "Parity packets sent per data packet (coded paths only).", sp...)
+	dPathRepaired = desc("braid_path_repaired_packets_total", "The peer's packets rebuilt here by packet coding (coded paths only).", sp...)
+	dPathDelivery = desc("braid_path_delivery_rate_bytes_per_second", "The most this side's sending delivered in any 250 ms of the last 2 s.", sp...)
+	dPathPace     = desc("braid_path_pace_bytes_per_second", "What this side paces the path to (paced paths only).", sp...)
+	dPathUp       = desc("braid_path_upload_bytes_per_second", "Shard bytes from the client to the concentrator over about the last second.", sp...)
+	dPathDown     = desc("braid_path_download_bytes_per_second", "Shard bytes from the concentrator to the client over about the last second.", sp...)
+	dPathSent     = desc("braid_path_sent_bytes_total", "Shard and datagram bytes this side sent on the path, headers included.", sp...)
+	dPathRecv     = desc("braid_path_received_bytes_total", "Shard and datagram bytes this side received on the path, headers included.", sp...)
+	dPathProbeTx  = desc("braid_path_probe_sent_bytes_total", "What the path's connections sent while it carried no shards (probes, control), UDP and IP headers included.", sp...)
+	dPathProbeRx  = desc("braid_path_probe_received_bytes_total", "What the path's connections received while it carried no shards, UDP and IP headers included.", sp...)
+	dPathCost     = desc("braid_path_cost_usd_total", "What the path's bytes (shards and probes, both ways) cost at its price, in USD.", sp...)
+
+	dPlanK        = desc("braid_plan_data_shards", "k: data shards of a full block in the class's plan.", sc...)
+	dPlanM        = desc("braid_plan_parity_shards", "m: parity shards of a full block in the class's plan.", sc...)
+	dPlanShards   = desc("braid_plan_path_shards", "Shards of each block the class's plan puts on the path.", "session", "class", "path")
+	dPlanGoodput  = desc("braid_plan_goodput_bytes_per_second", "The plan's predicted goodput.", sc...)
+	dPlanCapacity = desc("braid_plan_capacity_bytes_per_second", "The most the plan carries.", sc...)
+	dPlanP99      = desc("braid_plan_p99_seconds", "The plan's predicted p99 block delivery time.", sc...)
+	dPlanCostGB   = desc("braid_plan_cost_usd_per_gigabyte", "What a delivered GB costs under the plan, parity included.", sc...)
+	dPlanProfit   = desc("braid_plan_profit_usd_per_second", "Revenue less cost at the plan's predicted goodput.", sc...)
+	dPlanSLAMet   = desc("braid_plan_sla_met", "1 when the class's plan meets its SLA, else 0.", sc...)
+	dPlanBinding  = desc("braid_plan_binding", "1 for the SLA term or limit the plan is closest to breaking, 0 for the others.", "session", "class", "binding")
+	dPlanChanges  = desc("braid_plan_changes_total", "Changes of the class's plan.", sc...)
+	dPlanViolTick = desc("braid_plan_sla_violation_ticks_total", "Re-planning ticks whose plan broke the class's SLA.", sc...)
+)
+
+// Collector is a prometheus.Collector over a Source: for a registry of
+// one's own. Handler serves the same metrics faster (text.go).
+type Collector struct{ src Source }
+
+var _ prometheus.Collector = (*Collector)(nil)
+
+// NewCollector returns a collector that reads src at every scrape.
+func NewCollector(src Source) *Collector { return &Collector{src: src} }
+
+// Describe sends every metric's description.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range defs {
+		ch <- d.desc
+	}
+}
+
+// Collect reads one snapshot and sends its metrics.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	emit(c.src.Snapshot(), &emitter{ch: ch})
+}
+
+// emitter takes each sample of a scrape: as a const metric on ch, or,
+// without ch, as a line of text (text.go).
+type emitter struct {
+	ch   chan<- prometheus.Metric
+	text *textWriter
+}
+
+func (e *emitter) add(d *def, v float64, lv ...string) {
+	lv = validLabels(lv)
+	if e.ch != nil {
+		t := prometheus.GaugeValue
+		if d.counter {
+			t = prometheus.CounterValue
+		}
+		e.ch <- prometheus.MustNewConstMetric(d.desc, t, v, lv...)
+		return
+	}
+	e.text.add(d, v, lv)
+}
+
+// emit gives e every sample of snap. Both ways of serving go through
+// it, so they cannot drift apart.
+func emit(snap Snapshot, e *emitter) {
+	gauge, counter := e.add, e.add
+	gauge(dSessions, float64(len(snap.Sessions)))
+	flows := 0
+	for i := range snap.Sessions {
+		flows += snap.Sessions[i].Flows
+	}
+	gauge(dFlows, float64(flows))
+	if cc := snap.Client; cc != nil {
+		gauge(dClientUp, b2f(cc.Up))
+		counter(dClientOpened, float64(cc.SessionsOpened))
+	}
+	if sc := snap.Server; sc != nil {
+		gauge(dMaxSessions, float64(sc.MaxSessions))
+		for _, r := range JoinReasons {
+			counter(dJoinsRefused, float64(sc.JoinsRefused[r]), r)
+		}
+		counter(dProtoErrors, float64(sc.BadJoins))
+		counter(dHandshakes, float64(sc.HandshakesRefused))
+		counter(dRetries, float64(sc.Retries))
+		counter(dDestRefused, float64(sc.DestinationsRefused))
+	}
+	for i := range snap.Sessions {
+		s := &snap.Sessions[i]
+		id := s.ID
+		gauge(dSessInfo, 1, id, s.Tier)
+		if !s.Started.IsZero() {
+			gauge(dSessStart, float64(s.Started.UnixNano())/1e9, id)
+		}
+		for class, n := range s.FlowsByClass {
+			gauge(dSessFlows, float64(n), id, class)
+		}
+		gauge(dSessHeld, float64(s.HeldSend), id, "send")
+		gauge(dSessHeld, float64(s.HeldWindow), id, "window")
+		gauge(dSessHeld, float64(s.HeldReassembly), id, "reassembly")
+		counter(dSessBadDgrm, float64(s.MalformedDatagrams), id)
+		for j := range s.Paths {
+			p := &s.Paths[j]
+			for _, st := range States {
+				gauge(dPathState, b2f(p.State == st), id, p.Name, st)
+			}
+			gauge(dPathIdle, b2f(p.Idle), id, p.Name)
+			gauge(dPathConns, float64(p.Conns), id, p.Name)
+			gauge(dPathRTT, p.RTTMs/1e3, id, p.Name)
+			gauge(dPathRTTP99, p.RTTP99Ms/1e3, id, p.Name)
+			gauge(dPathJitter, p.JitterMs/1e3, id, p.Name)
+			gauge(dPathLoss, p.Loss, id, p.Name)
+			if p.LinkLoss != nil {
+				gauge(dPathLinkLoss, *p.LinkLoss, id, p.Name)
+			}
+			if p.Parity != nil {
+				gauge(dPathParity, *p.Parity, id, p.Name)
+			}
+			if p.Repaired != nil {
+				counter(dPathRepaired, float64(*p.Repaired), id, p.Name)
+			}
+			gauge(dPathDelivery, p.DeliveryBps/8, id, p.Name)
+			if p.PaceBps != nil {
+				gauge(dPathPace, *p.PaceBps/8, id, p.Name)
+			}
+			gauge(dPathUp, p.UploadBps/8, id, p.Name)
+			gauge(dPathDown, p.DownloadBps/8, id, p.Name)
+			counter(dPathSent, float64(p.BytesSent), id, p.Name)
+			counter(dPathRecv, float64(p.BytesReceived), id, p.Name)
+			counter(dPathProbeTx, float64(p.ProbeBytesSent), id, p.Name)
+			counter(dPathProbeRx, float64(p.ProbeBytesReceived), id, p.Name)
+			counter(dPathCost, p.CostUSD, id, p.Name)
+		}
+		for j := range s.Plans {
+			pl := &s.Plans[j]
+			cl := pl.Class
+			gauge(dPlanK, float64(pl.K), id, cl)
+			gauge(dPlanM, float64(pl.M), id, cl)
+			for path, n := range pl.Shards {
+				gauge(dPlanShards, float64(n), id, cl, path)
+			}
+			gauge(dPlanGoodput, pl.GoodputBps/8, id, cl)
+			gauge(dPlanCapacity, pl.CapacityBps/8, id, cl)
+			gauge(dPlanP99, pl.P99Ms/1e3, id, cl)
+			gauge(dPlanCostGB, pl.CostUSDPerGB, id, cl)
+			gauge(dPlanProfit, pl.ProfitUSDPerH/3600, id, cl)
+			gauge(dPlanSLAMet, b2f(pl.SLAMet), id, cl)
+			binding := Binding(pl.Binding)
+			for _, b := range Bindings {
+				gauge(dPlanBinding, b2f(b == binding), id, cl, b)
+			}
+			counter(dPlanChanges, float64(pl.Changes), id, cl)
+			counter(dPlanViolTick, float64(pl.ViolationTicks), id, cl)
+		}
+	}
+}
+
+// Binding is the binding label's value for a plan's binding term: one
+// of Bindings.
+func Binding(term string) string {
+	b := strings.ReplaceAll(term, " ", "_")
+	for _, known := range Bindings {
+		if b == known {
+			return b
+		}
+	}
+	return "other"
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Handler serves the metrics of src (and nothing else) in Prometheus's
+// text format, gzipped when the scraper asks. With a token, a request
+// must carry it, as "Authorization: Bearer TOKEN" or as the password of
+// HTTP Basic authentication; it is compared in constant time.
+func Handler(src Source, token string) http.Handler {
+	return RequireToken(token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		serveText(w, r, src.Snapshot())
+	}))
+}
+
+// RequireToken wraps h so that, with a token, only requests that carry
+// it get through (a bearer token, or the password of Basic
+// authentication, compared in constant time); others get 401. Without a
+// token it returns h.
+func RequireToken(token string, h http.Handler) http.Handler {
+	if token == "" {
+		return h
+	}
+	want := []byte(token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var got string
+		if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			got = strings.TrimSpace(b)
+		} else if _, pass, ok := r.BasicAuth(); ok {
+			got = pass
+		}
+		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="braid", Basic realm="braid"`)
+			http.Error(w, "a token is required (Authorization: Bearer TOKEN)", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
