@@ -529,6 +529,33 @@ func TestShortGroupCap(t *testing.T) {
 	}
 }
 
+// Sparse packets, each alone in its group, stay within the overhead cap
+// over time: a parity packet for every 1/MaxOverhead of them once the
+// first full group's worth of credit is spent, not one each.
+func TestSparseParityCredit(t *testing.T) {
+	p := newPipe(t, Config{GroupDelay: 2 * time.Millisecond})
+	defer p.close()
+	s := p.a.peer(keyOf(p.ra.LocalAddr().(*net.UDPAddr))).s
+	s.mu.Lock()
+	s.ctl.p, s.ctl.m, s.ctl.extra = 0.05, p.a.cfg.maxM(), 0
+	s.mu.Unlock()
+	const n = 200
+	for i := range n {
+		p.a.WriteTo(quicPacket(i), p.ra.LocalAddr())
+		time.Sleep(4 * time.Millisecond) // the group's timer closes it
+	}
+	p.collect(n, 2*time.Second)
+	st, _ := p.a.PeerStats(p.ra.LocalAddr())
+	if st.DataSent != n {
+		t.Fatalf("%d data packets sent, want %d", st.DataSent, n)
+	}
+	limit := uint64(p.a.cfg.maxM()) + uint64(p.a.cfg.MaxOverhead*n) + 1
+	t.Logf("%d parity packets for %d sparse packets", st.ParitySent, n)
+	if st.ParitySent > limit || st.ParitySent < limit/2 {
+		t.Errorf("%d parity packets for %d sparse packets, want within [%d, %d] (the credit)", st.ParitySent, n, limit/2, limit)
+	}
+}
+
 // Groups are as long as the loss allows: 64 packets while their parity
 // fits the cap, 32 (with up to a quarter of parity) past it.
 func TestSized(t *testing.T) {

@@ -30,6 +30,11 @@ type sender struct {
 	armed  uint64 // the group the timer was set for
 	timer  *time.Timer
 	hdr    [dataHdr]byte // the data packet's header
+	// credit is the parity packets Config.MaxOverhead still allows:
+	// MaxOverhead more for each grouped data packet, one less for each
+	// parity packet, at most (and at first) a full group's cap
+	// (closeGroupLocked).
+	credit float64
 
 	ctl    control
 	closed bool
@@ -39,7 +44,7 @@ type sender struct {
 }
 
 func newSender(c *Conn, addr *net.UDPAddr) *sender {
-	s := &sender{c: c, addr: addr, to: addr.AddrPort()}
+	s := &sender{c: c, addr: addr, to: addr.AddrPort(), credit: float64(c.cfg.maxM())}
 	s.ctl.init(c.cfg)
 	return s
 }
@@ -91,6 +96,7 @@ func (s *sender) write(b []byte) (int, error) {
 	if !grouped {
 		return len(b), nil
 	}
+	s.credit = min(s.credit+s.c.cfg.MaxOverhead, float64(s.c.cfg.maxM()))
 	if s.n == 0 {
 		s.first, s.k, s.m = seq, k, m
 		for j := range s.m {
@@ -144,14 +150,26 @@ func (s *sender) expire() {
 }
 
 // closeGroupLocked sends the open group's parity. A group cut short by its
-// timer sends what its own size needs (at least one): any subset of a
-// code's parity rows decodes.
+// timer sends what its own size needs (at least one), within the credit
+// the overhead cap has left: any subset of a code's parity rows decodes.
+//
+// Without the credit, sparse traffic (a voice call's 50 packets a second,
+// each alone in its group) took a parity packet for nearly every data
+// packet, four times the cap: 1.48 MB of parity for 0.96 MB of voice in
+// the bench's voice-lossy run. With it, such traffic gets a parity packet
+// every 1/MaxOverhead packets; its real protection is the datagram coding
+// across paths above QUIC (docs/PROTOCOL.md, "Coded datagrams"), which
+// plans from the loss before this repair. A bulk transfer's full groups
+// stay within the cap by their size, so its tail group finds the credit
+// they left.
 func (s *sender) closeGroupLocked() {
 	send := s.m
 	if s.n < s.k && s.c.cfg.fixedM == 0 {
 		send = max(1, min(s.m, baseParity(s.n, s.ctl.p, s.c.cfg.GroupFail)+s.ctl.extra,
 			int(s.c.cfg.MaxOverhead*float64(s.n)+0.5)))
+		send = min(send, int(s.credit))
 	}
+	s.credit = max(s.credit-float64(send), 0)
 	for j := range send {
 		p := s.parity[j]
 		appendParityHeader(p[:0], parityHeader{first: s.first, n: s.n, k: s.k, m: s.m, j: j})
