@@ -141,7 +141,7 @@ func PlanDatagrams(paths []PathState, sla SLA, load DatagramLoad) DatagramPlan {
 		if !p.Up {
 			continue
 		}
-		ps = append(ps, dgPath{idx: i, delay: p.SRTT / 2, loss: min(max(p.Loss, 0), 0.5),
+		ps = append(ps, dgPath{idx: i, delay: p.SRTT / 2, loss: min(max(p.Loss, p.LinkLoss, 0), 0.5),
 			price: max(p.Price, 0), cap: p.Capacity, own: p.Own})
 	}
 	slices.SortStableFunc(ps, func(a, b dgPath) int { return int(a.delay - b.delay) })

@@ -37,6 +37,12 @@ type PathState struct {
 	Own   bool
 	// Loss is the packet loss fraction.
 	Loss float64
+	// LinkLoss is the link's loss before the packet repair beneath QUIC
+	// (0 where packets are not coded). Loss is what that repair leaves,
+	// which is what a stream sees; a datagram group plans from the
+	// larger of the two, because that repair gives sparse packets little
+	// parity (transport/pktfec, closeGroupLocked).
+	LinkLoss float64
 	// MinRTT and RTTP99 are the least and the 99th percentile round trip.
 	MinRTT, RTTP99 time.Duration
 	// Capacity is the bytes per second the path can carry for the

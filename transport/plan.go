@@ -353,7 +353,7 @@ func (s *Session) problem(t *Terms) *scheduler.Problem {
 		st := p.Stats()
 		ps := scheduler.PathState{Name: p.info.Name, Up: p.live(), SRTT: st.RTT, MinRTT: st.MinRTT, RTTP99: st.RTTP99,
 			Rate: p.Rate(), Queued: p.queued.Load(), QueueLimit: p.queueLimit(),
-			Price: p.info.PriceGB, Own: p.info.Operator == wire.OperatorOwn, Loss: st.Loss}
+			Price: p.info.PriceGB, Own: p.info.Operator == wire.OperatorOwn, Loss: st.Loss, LinkLoss: st.LinkLoss}
 		// Capacity: the nominal rate when the path has one (an idle path
 		// cannot be measured), less headroom for QUIC and shard headers
 		// (about 5%) and so its queue does not sit full; else the most it
