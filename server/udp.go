@@ -29,13 +29,49 @@ const (
 	udpMaxDests = 256
 	udpMaxNames = 64
 	udpNameTTL  = 30 * time.Second
+	// udpFailTTL keeps a name that did not resolve (or resolved only to
+	// refused addresses) from being looked up again for this long.
+	udpFailTTL = 5 * time.Second
+	// udpLookupRate and udpLookupBurst bound the lookups one association
+	// makes, per second and at once: a client sending each datagram to
+	// another name would otherwise turn its datagram rate into the
+	// concentrator's lookup rate, each lookup holding the association's
+	// datagrams for up to the dial timeout. Datagrams past the bound are
+	// dropped and counted (UDPDrops.Limited).
+	udpLookupRate  = 20
+	udpLookupBurst = 20
 	// udpMaxDatagram is the largest datagram read from a destination.
 	udpMaxDatagram = 64 << 10
 )
 
 // udpStats counts what the concentrator's UDP relays dropped.
 type udpStats struct {
-	refused, tooMany, unresolved, stranger, sendErr atomic.Uint64
+	refused, tooMany, unresolved, limited, stranger, sendErr atomic.Uint64
+}
+
+// UDPDrops counts the datagrams the concentrator's UDP relays dropped,
+// since it started, by reason.
+type UDPDrops struct {
+	// Refused: the destination policy refused the address (or every
+	// address a name resolved to), or the address was malformed.
+	Refused uint64
+	// TooMany: the association already sent to udpMaxDests destinations.
+	TooMany uint64
+	// Unresolved: the name did not resolve.
+	Unresolved uint64
+	// Limited: a name to look up past the association's lookup rate.
+	Limited uint64
+	// Stranger: an answer from an address the association never sent to.
+	Stranger uint64
+	// SendError: the socket refused the datagram.
+	SendError uint64
+}
+
+// UDPDrops returns what the UDP relays dropped.
+func (s *Server) UDPDrops() UDPDrops {
+	d := &s.udpDrops
+	return UDPDrops{Refused: d.refused.Load(), TooMany: d.tooMany.Load(), Unresolved: d.unresolved.Load(),
+		Limited: d.limited.Load(), Stranger: d.stranger.Load(), SendError: d.sendErr.Load()}
 }
 
 // assocs serves a session's UDP associations until it ends.
@@ -56,17 +92,20 @@ func (s *Server) assocs(sess *transport.Session) {
 
 type udpRelay struct {
 	s     *Server
-	sess  *transport.Session
+	name  string // the session's, for log lines
 	a     *transport.Association
 	conn  *net.UDPConn
 	mu    sync.Mutex
 	dests map[netip.AddrPort]bool
 	names map[string]udpName
+	// lookups bounds the names resolved (send's goroutine only).
+	lookups bucket
 }
 
 type udpName struct {
-	ips []netip.Addr // allowed by the policy
-	at  time.Time
+	ips        []netip.Addr // allowed by the policy
+	at         time.Time
+	unresolved bool // the lookup failed (ips empty)
 }
 
 // assoc relays one association until it ends, either end closes it or it
@@ -78,7 +117,7 @@ func (s *Server) assoc(sess *transport.Session, a *transport.Association) {
 		a.Close()
 		return
 	}
-	r := &udpRelay{s: s, sess: sess, a: a, conn: conn, dests: map[netip.AddrPort]bool{}, names: map[string]udpName{}}
+	r := &udpRelay{s: s, name: sess.Name(), a: a, conn: conn, dests: map[netip.AddrPort]bool{}, names: map[string]udpName{}}
 	s.log.Debug("udp association", "session", sess.Name())
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -129,7 +168,7 @@ func (r *udpRelay) send(addr, payload []byte) {
 		ip = dest.IP.Unmap()
 		if err := r.s.destPolicy().Check(ip); err != nil {
 			r.s.udpDrops.refused.Add(1)
-			r.s.log.Debug("udp destination refused (--allow-private and --allow-own widen the policy)", "session", r.sess.Name(), "dest", dest.String(), "err", err)
+			r.s.log.Debug("udp destination refused (--allow-private and --allow-own widen the policy)", "session", r.name, "dest", dest.String(), "err", err)
 			return
 		}
 	} else {
@@ -158,14 +197,33 @@ func (r *udpRelay) send(addr, payload []byte) {
 // resolve returns name's addresses the policy allows, from the cache
 // while it is fresh.
 func (r *udpRelay) resolve(name string) []netip.Addr {
-	if n, ok := r.names[name]; ok && time.Since(n.at) < udpNameTTL {
-		return n.ips
+	now := time.Now()
+	if n, ok := r.names[name]; ok {
+		if len(n.ips) > 0 && now.Sub(n.at) < udpNameTTL {
+			return n.ips
+		}
+		if len(n.ips) == 0 && now.Sub(n.at) < udpFailTTL {
+			if n.unresolved {
+				r.s.udpDrops.unresolved.Add(1)
+			} else {
+				r.s.udpDrops.refused.Add(1)
+			}
+			return nil
+		}
+	}
+	if !r.lookups.take(now) {
+		r.s.udpDrops.limited.Add(1)
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(r.s.ctx, r.s.cfg.DialTimeout)
 	found, err := r.s.cfg.Resolve(ctx, name)
 	cancel()
+	if len(r.names) >= udpMaxNames {
+		clear(r.names)
+	}
 	if err != nil {
 		r.s.udpDrops.unresolved.Add(1)
+		r.names[name] = udpName{at: now, unresolved: true}
 		return nil
 	}
 	var ips []netip.Addr
@@ -179,13 +237,30 @@ func (r *udpRelay) resolve(name string) []netip.Addr {
 	}
 	if len(ips) == 0 {
 		r.s.udpDrops.refused.Add(1)
-		r.s.log.Debug("udp destination refused (--allow-private and --allow-own widen the policy)", "session", r.sess.Name(), "dest", name)
+		r.s.log.Debug("udp destination refused (--allow-private and --allow-own widen the policy)", "session", r.name, "dest", name)
 	}
-	if len(r.names) >= udpMaxNames {
-		clear(r.names)
-	}
-	r.names[name] = udpName{ips: ips, at: time.Now()}
+	r.names[name] = udpName{ips: ips, at: now}
 	return ips
+}
+
+// bucket is a token bucket: rate tokens a second, at most burst held.
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+func (b *bucket) take(now time.Time) bool {
+	if b.at.IsZero() {
+		b.tokens = udpLookupBurst
+	} else {
+		b.tokens = min(b.tokens+now.Sub(b.at).Seconds()*udpLookupRate, udpLookupBurst)
+	}
+	b.at = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }
 
 // answers hands the destinations' datagrams back to the client, from

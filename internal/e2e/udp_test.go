@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -111,5 +112,77 @@ func TestUDPAssociate(t *testing.T) {
 	app.SetReadDeadline(time.Now().Add(time.Second))
 	if n, _, err := app.ReadFromUDPAddrPort(buf); err == nil {
 		t.Fatalf("answered after the association ended: %q", buf[:min(n, 40)])
+	}
+}
+
+// Without --allow-private, a datagram to a loopback or private address,
+// given as an address or as a name that resolves to one, never leaves the
+// concentrator: it is dropped and counted as refused.
+func TestUDPRefusedDestination(t *testing.T) {
+	w := newWorld(t, options{links: threeLinks()[:1], private: true})
+	echo := udpEcho(t)
+	svc := echo.LocalAddr().(*net.UDPAddr).AddrPort()
+	var heard atomic.Int64
+	// A second listener beside the echo counts what reaches it.
+	sink, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := sink.ReadFromUDP(buf); err != nil {
+				return
+			}
+			heard.Add(1)
+		}
+	}()
+	sinkPort := uint16(sink.LocalAddr().(*net.UDPAddr).Port)
+
+	ctl, err := net.Dial("tcp", w.cli.SOCKSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctl.Close()
+	ctl.SetDeadline(time.Now().Add(20 * time.Second))
+	relay, err := socks5.Associate(ctl, nil, socks5.Addr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	to := netip.AddrPortFrom(relay.IP, relay.Port)
+	dests := []socks5.Addr{
+		{IP: svc.Addr(), Port: svc.Port()},
+		{IP: netip.MustParseAddr("127.0.0.1"), Port: sinkPort},
+		{Name: "localhost", Port: sinkPort},
+	}
+	const each = 10
+	for _, d := range dests {
+		for i := range each {
+			b, _ := socks5.AppendUDPHeader(nil, socks5.UDPHeader{Addr: d})
+			if _, err := app.WriteToUDPAddrPort(append(b, fmt.Sprintf("to %v %d", d, i)...), to); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want := uint64(len(dests) * each)
+	deadline := time.Now().Add(10 * time.Second)
+	for w.srv.UDPDrops().Refused < want && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d := w.srv.UDPDrops(); d.Refused != want {
+		t.Fatalf("drops %+v, want %d refused", d, want)
+	}
+	app.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, _, err := app.ReadFromUDPAddrPort(make([]byte, 2048)); err == nil {
+		t.Fatalf("a refused datagram was answered: %d bytes", n)
+	}
+	if n := heard.Load(); n != 0 {
+		t.Fatalf("%d refused datagrams reached the local listener", n)
 	}
 }
