@@ -77,7 +77,9 @@ func (c Config) maxMFor(k int) int { return max(1, min(MaxM, int(c.MaxOverhead*f
 type Stats struct {
 	Malformed uint64 // coding packets dropped as malformed or forged
 	Unknown   uint64 // parity and reports from peers not enabled, dropped
-	Plain     uint64 // packets to enabled peers sent uncoded (too large)
+	// Plain counts packets to enabled peers sent uncoded: too large to
+	// code, or at most plainMax bytes (acknowledgements).
+	Plain uint64
 	// Writes is the socket writes coded packets took, Packets the coded
 	// packets they carried: more packets than writes where the kernel
 	// segments (outQueue).
@@ -280,7 +282,7 @@ func (c *Conn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if p == nil {
 		return c.udp.WriteTo(b, addr)
 	}
-	if len(b) > maxPacket {
+	if len(b) > maxPacket || len(b) <= plainMax {
 		c.plain.Add(1)
 		return c.udp.WriteTo(b, addr)
 	}

@@ -529,6 +529,45 @@ func TestShortGroupCap(t *testing.T) {
 	}
 }
 
+// QUIC packets of at most plainMax bytes (acknowledgements) go out
+// uncoded and draw no parity, under any loss; they still arrive.
+func TestSmallPacketsPlain(t *testing.T) {
+	p := newPipe(t, Config{GroupDelay: 100 * time.Millisecond})
+	defer p.close()
+	s := p.a.peer(keyOf(p.ra.LocalAddr().(*net.UDPAddr))).s
+	s.mu.Lock()
+	s.ctl.p, s.ctl.m = 0.05, p.a.cfg.maxM()
+	s.mu.Unlock()
+	const n = 50
+	for i := range n {
+		b := quicPacket(i)[:plainMax-i%8]
+		if _, err := p.a.WriteTo(b, p.ra.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[int]bool{}
+	buf := make([]byte, 1452)
+	for len(got) < n {
+		p.b.SetReadDeadline(time.Now().Add(2 * time.Second))
+		m, _, err := p.b.ReadFrom(buf)
+		if err != nil {
+			break
+		}
+		i := int(binary.BigEndian.Uint32(buf[1:]))
+		if !bytes.Equal(buf[:m], quicPacket(i)[:plainMax-i%8]) {
+			t.Fatalf("packet %d corrupted", i)
+		}
+		got[i] = true
+	}
+	st, _ := p.a.PeerStats(p.ra.LocalAddr())
+	if st.DataSent != 0 || st.ParitySent != 0 || p.a.Stats().Plain != n {
+		t.Errorf("%d coded, %d parity, %d plain; want 0, 0, %d", st.DataSent, st.ParitySent, p.a.Stats().Plain, n)
+	}
+	if len(got) != n {
+		t.Errorf("%d of %d small packets arrived", len(got), n)
+	}
+}
+
 // Sparse packets, each alone in its group, stay within the overhead cap
 // over time: a parity packet for every 1/MaxOverhead of them once the
 // first full group's worth of credit is spent, not one each.

@@ -54,8 +54,17 @@ const (
 	maxShard   = lenPrefix + maxPacket // a shard: length and packet
 	maxWire    = parityHdr + maxShard  // the largest datagram this package sends
 	readBufLen = 2048                  // room for any datagram of ours and then some
-	seqMask    = 1<<24 - 1
-	seqHalf    = 1 << 23
+	// plainMax: QUIC packets this small go out uncoded, as packets too
+	// large to code do (the receiver hands any QUIC packet up). They
+	// are acknowledgements and little else (a short-header packet has a
+	// 16-byte tag, so 64 bytes leave room for a few bytes of stream
+	// data), and a lost acknowledgement costs nothing the next one does
+	// not repair; coded, they drew parity like data. On a quiet path
+	// (a voice call's echo, the probes' answers) they were most of the
+	// packets, and most of the parity.
+	plainMax = 64
+	seqMask  = 1<<24 - 1
+	seqHalf  = 1 << 23
 )
 
 // MaxK and MaxM bound a group's code: at most MaxK data packets and MaxM
