@@ -284,6 +284,8 @@ func startBraid(ctx context.Context, sc *Scenario, sys System, id identity, log 
 			if s.IsClient() {
 				end = "client"
 			}
+			desc = append(desc, fmt.Sprintf("%s datagrams: delivered %d, repaired %d, late %d, unrepaired %d, duplicate %d, queue full %d",
+				end, ds.Delivered.Load(), ds.Repaired.Load(), ds.Late.Load(), ds.Unrepaired.Load(), ds.Duplicate.Load(), ds.QueueFull.Load()))
 			for class, p := range s.DatagramPlans() {
 				desc = append(desc, fmt.Sprintf("%s class %d: %s", end, class, p.String()))
 			}
