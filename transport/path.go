@@ -460,6 +460,11 @@ func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream, version uint
 	c.version = version
 	dg := qc.ConnectionState().SupportsDatagrams
 	c.udp = version >= wire.UDPVersion && dg.Local && dg.Remote
+	if c.udp {
+		// Before the connection is visible: a sender may pick it at once.
+		c.dgq = make(chan []byte, dgQueue)
+		c.probeDatagramMax()
+	}
 	s.wg.Add(1) // before the connection is visible, so Close waits for it
 	if !p.addConn(c) {
 		s.wg.Done()
@@ -468,8 +473,6 @@ func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream, version uint
 	}
 	c.wg.Add(4 + s.cfg.StreamsPerConn)
 	if c.udp {
-		c.dgq = make(chan []byte, dgQueue)
-		c.probeDatagramMax()
 		c.wg.Add(2)
 		go c.datagramReader()
 		go c.datagramWriter()
