@@ -33,19 +33,16 @@ func udpEcho(t *testing.T) *net.UDPConn {
 	return uc
 }
 
-// A DNS-like exchange through SOCKS5 UDP ASSOCIATE: requests go out over
-// the paths to a UDP service, answers come back with the service's
-// address in their header; the association ends with its TCP connection.
-func TestUDPAssociate(t *testing.T) {
-	w := newWorld(t, options{links: threeLinks()[:2]})
-	echo := udpEcho(t)
-	svc := echo.LocalAddr().(*net.UDPAddr).AddrPort()
-
+// associate opens a UDP association on w's proxy: its TCP control
+// connection, the application's UDP socket, and the relay to send to
+// (checked to be on loopback). The test's cleanup closes both sockets.
+func associate(t *testing.T, w *world) (net.Conn, *net.UDPConn, netip.AddrPort) {
+	t.Helper()
 	ctl, err := net.Dial("tcp", w.cli.SOCKSAddr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ctl.Close()
+	t.Cleanup(func() { ctl.Close() })
 	ctl.SetDeadline(time.Now().Add(20 * time.Second))
 	relay, err := socks5.Associate(ctl, nil, socks5.Addr{})
 	if err != nil {
@@ -58,8 +55,19 @@ func TestUDPAssociate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer app.Close()
-	to := netip.AddrPortFrom(relay.IP, relay.Port)
+	t.Cleanup(func() { app.Close() })
+	return ctl, app, netip.AddrPortFrom(relay.IP, relay.Port)
+}
+
+// A DNS-like exchange through SOCKS5 UDP ASSOCIATE: requests go out over
+// the paths to a UDP service, answers come back with the service's
+// address in their header; the association ends with its TCP connection.
+func TestUDPAssociate(t *testing.T) {
+	w := newWorld(t, options{links: threeLinks()[:2]})
+	echo := udpEcho(t)
+	svc := echo.LocalAddr().(*net.UDPAddr).AddrPort()
+
+	ctl, app, to := associate(t, w)
 	query := func(i int) ([]byte, error) {
 		b, _ := socks5.AppendUDPHeader(nil, socks5.UDPHeader{Addr: socks5.Addr{IP: svc.Addr(), Port: svc.Port()}})
 		b = append(b, fmt.Sprintf("query %d %s", i, bytes.Repeat([]byte{'q'}, i%900))...)
@@ -77,7 +85,7 @@ func TestUDPAssociate(t *testing.T) {
 		if err != nil {
 			continue // lost: UDP may lose
 		}
-		if from.Port() != relay.Port {
+		if from.Port() != to.Port() {
 			t.Fatalf("answer from %v, not the relay %v", from, to)
 		}
 		h, payload, err := socks5.ParseUDPHeader(buf[:n])
@@ -140,22 +148,7 @@ func TestUDPRefusedDestination(t *testing.T) {
 	}()
 	sinkPort := uint16(sink.LocalAddr().(*net.UDPAddr).Port)
 
-	ctl, err := net.Dial("tcp", w.cli.SOCKSAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ctl.Close()
-	ctl.SetDeadline(time.Now().Add(20 * time.Second))
-	relay, err := socks5.Associate(ctl, nil, socks5.Addr{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	app, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer app.Close()
-	to := netip.AddrPortFrom(relay.IP, relay.Port)
+	_, app, to := associate(t, w)
 	dests := []socks5.Addr{
 		{IP: svc.Addr(), Port: svc.Port()},
 		{IP: netip.MustParseAddr("127.0.0.1"), Port: sinkPort},
