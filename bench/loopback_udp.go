@@ -30,9 +30,8 @@ import (
 // The window makes the sender a paced application rather than a flood:
 // without it, writes to the SOCKS relay's socket have no back-pressure
 // (quic-go's SendDatagram blocks when its queue is full, a UDP socket does
-// not), so on a small machine the sender spent more than half the CPU
-// writing datagrams the relay's full socket then dropped, starving the
-// chain it measures. Both runs use the same window.
+// not), so on a small machine the sender's writes took more than half
+// the CPU (a profile of one run) from the chain it measures. Both runs use the same window.
 const (
 	loopbackDatagram = 1200
 	offerWindow      = 128 // datagrams, 150 KB: under Linux's default 208 KB socket buffer
