@@ -35,6 +35,8 @@ type serverOpts struct {
 	measuredPacing    string
 
 	maxSessions, maxSessionsPerToken int
+
+	dash dashFlags
 }
 
 // serverFile is the server's --config file.
@@ -82,6 +84,7 @@ func serverFlags(o *serverOpts) *flag.FlagSet {
 	fs.StringVar(&o.measuredPacing, "measured-pacing", "on", measuredPacingUsage)
 	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
+	o.dash.add(fs)
 	return fs
 }
 
@@ -91,6 +94,9 @@ func parseServer(args []string, logOut io.Writer) (server.Config, error) {
 	var o serverOpts
 	fs := serverFlags(&o)
 	if err := parseFlags(fs, args); err != nil {
+		return server.Config{}, err
+	}
+	if _, err := o.dash.resolve(); err != nil {
 		return server.Config{}, err
 	}
 	if o.config != "" {
@@ -296,6 +302,12 @@ func runServer(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) in
 	if err != nil {
 		return fail(stdout, stderr, "server", nil, serverConfigError(err))
 	}
+	dash, err := startServerDashboard(args, srv, cfg.Logger)
+	if err != nil {
+		srv.Close()
+		return fail(stdout, stderr, "server", nil, err)
+	}
+	defer dash.Close()
 	// The pin is what clients need; saying it here saves a trip to keygen's output.
 	cfg.Logger.Info("concentrator key", "addr", srv.Addr().String(), "pin", pki.Pin(cfg.Cert.Leaf))
 	var s os.Signal
