@@ -80,9 +80,10 @@ func loopbackAddr(host string) bool {
 
 // dashServer is a running dashboard and its HTTP server.
 type dashServer struct {
-	d   *dashboard.Dashboard
-	srv *http.Server
-	ln  net.Listener
+	d    *dashboard.Dashboard
+	srv  *http.Server
+	ln   net.Listener
+	done chan struct{} // closed when Serve has returned
 }
 
 // startDashboard serves a dashboard of src at addr (nothing when addr
@@ -100,8 +101,10 @@ func startDashboard(addr, token, role string, src dashboard.Source, log *slog.Lo
 		ln.Close()
 		return nil, err
 	}
-	ds := &dashServer{d: d, ln: ln, srv: &http.Server{Handler: d, ReadHeaderTimeout: 5 * time.Second}}
+	ds := &dashServer{d: d, ln: ln, srv: &http.Server{Handler: d, ReadHeaderTimeout: 5 * time.Second},
+		done: make(chan struct{})}
 	go func() {
+		defer close(ds.done)
 		if err := ds.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && log != nil {
 			log.Error("dashboard stopped", "err", err)
 		}
@@ -126,6 +129,7 @@ func (ds *dashServer) Close() {
 	if ds.srv.Shutdown(ctx) != nil {
 		ds.srv.Close()
 	}
+	<-ds.done
 }
 
 // serverSource reads every live session of a concentrator.

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"braid/internal/dashboard"
+)
+
+// TestDashboardFlagErrors: a dashboard off loopback without a token, and
+// the other mistakes, end the command with one line and status 2.
+func TestDashboardFlagErrors(t *testing.T) {
+	cert, key, _ := keyFiles(t)
+	srv := func(extra ...string) []string {
+		return append([]string{"server", "--listen", "127.0.0.1:0", "--cert", cert, "--key", key, "--token", "a"}, extra...)
+	}
+	cli := func(extra ...string) []string { return append([]string{"client"}, clientArgs(extra...)...) }
+	empty := writeFile(t, "empty", "# no token here\n\n")
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{srv("--dashboard", "0.0.0.0:8080"), "braid server: --dashboard: 0.0.0.0:8080 is not a loopback address: give --dashboard-token"},
+		{srv("--dashboard", ":8080"), "braid server: --dashboard: :8080 is not a loopback address"},
+		{srv("--dashboard", "dash.example:8080"), "braid server: --dashboard: dash.example:8080 is not a loopback address"},
+		{cli("--dashboard", "192.0.2.1:8080"), "braid client: --dashboard: 192.0.2.1:8080 is not a loopback address"},
+		{srv("--dashboard", "nowhere"), `braid server: --dashboard: "nowhere" is not HOST:PORT`},
+		{srv("--dashboard", "127.0.0.1:http-alt-nope"), `braid server: --dashboard: "127.0.0.1:http-alt-nope": bad port`},
+		{srv("--dashboard-token", "x"), "braid server: --dashboard-token is for --dashboard"},
+		{cli("--dashboard", "0.0.0.0:1", "--dashboard-token", "a b"), "braid client: --dashboard-token is 1 to 255 bytes without spaces"},
+		{srv("--dashboard", "0.0.0.0:1", "--dashboard-token-file", "/nonexistent/tok"), "braid server: --dashboard-token-file: open /nonexistent/tok: no such file or directory"},
+		{srv("--dashboard", "0.0.0.0:1", "--dashboard-token-file", empty), "braid server: --dashboard-token-file: " + empty + " holds no token"},
+		{srv("--dashboard", "0.0.0.0:1", "--dashboard-token-file", empty, "--dashboard-token", "x"), "braid server: --dashboard-token-file: give it or --dashboard-token, not both"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(tt.args, &stdout, &stderr, nil)
+		lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+		if code != 2 || len(lines) != 1 || !strings.HasPrefix(lines[0], tt.want) {
+			t.Errorf("run %q = %d, stderr %q; want 2 and one line %q", tt.args, code, stderr.String(), tt.want)
+		}
+	}
+	// A token makes any address acceptable.
+	if _, err := parseServer(srv("--dashboard", "0.0.0.0:0", "--dashboard-token", "t")[1:], io.Discard); err != nil {
+		t.Errorf("--dashboard 0.0.0.0:0 with a token: %v", err)
+	}
+}
+
+// TestServerDashboard runs braid server --dashboard with a token file
+// and reads the state document with the token.
+func TestServerDashboard(t *testing.T) {
+	cert, key, _ := keyFiles(t)
+	addr := freePort(t, "tcp")
+	tok := writeFile(t, "tok", "# the dashboard's\nd-token\n")
+	r := start("server", "--listen", "127.0.0.1:0", "--cert", cert, "--key", key, "--token", "a",
+		"--dashboard", addr, "--dashboard-token-file", tok, "--log-level", "info")
+	get := func(bearer string) (*http.Response, error) {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/api/state", nil)
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		return http.DefaultClient.Do(req)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	var resp *http.Response
+	for {
+		var err error
+		if resp, err = get("d-token"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no dashboard at %s: %v; stderr:\n%s", addr, err, r.Stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var doc dashboard.State
+	err := json.NewDecoder(resp.Body).Decode(&doc)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || doc.Role != "concentrator" || doc.Sessions == nil {
+		t.Errorf("GET /api/state with the token: %d, %v, %+v", resp.StatusCode, err, doc)
+	}
+	if resp, err := get(""); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET /api/state without the token: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if code := r.Stop(t); code != 0 {
+		t.Errorf("server exit %d; stderr:\n%s", code, r.Stderr)
+	}
+	if !strings.Contains(r.Stderr.String(), "msg=dashboard url=http://"+addr+"/") {
+		t.Errorf("the log does not give the dashboard's address:\n%s", r.Stderr)
+	}
+	if _, err := get("d-token"); err == nil {
+		t.Error("the dashboard still answers after the server stopped")
+	}
+}
