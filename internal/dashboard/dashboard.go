@@ -135,7 +135,7 @@ type Dashboard struct {
 
 	watchers atomic.Int32
 	subMu    sync.Mutex
-	subs     map[chan []byte]struct{}
+	subs     map[chan []byte]struct{} // formatted events
 
 	stop chan struct{}
 	done chan struct{}
@@ -233,7 +233,17 @@ func (d *Dashboard) sample(now time.Time) {
 	d.mu.Lock()
 	d.last = b
 	d.mu.Unlock()
-	d.publish(b)
+	if d.watchers.Load() == 0 {
+		return
+	}
+	// Live pages have the history already: each sample sends them only
+	// its own values (a page that misses one asks for /api/state).
+	tick, err := json.Marshal(doc.latest())
+	if err != nil {
+		d.log.Error("dashboard: encode state", "err", err)
+		return
+	}
+	d.publish(event("tick", tick))
 }
 
 // read calls the source, turning a panic in it into an empty sample: a

@@ -344,16 +344,19 @@ func TestAssets(t *testing.T) {
 	})
 }
 
-// readEvent reads one server-sent event's data.
-func readEvent(t *testing.T, r *bufio.Reader) string {
+// readEvent reads one server-sent event: its name and data.
+func readEvent(t *testing.T, r *bufio.Reader) (name, data string) {
 	t.Helper()
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
 			t.Fatalf("read event: %v", err)
 		}
-		if data, ok := strings.CutPrefix(line, "data: "); ok {
-			return strings.TrimSpace(data)
+		if v, ok := strings.CutPrefix(line, "event: "); ok {
+			name = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(line, "data: "); ok {
+			return name, strings.TrimSpace(v)
 		}
 	}
 }
@@ -375,11 +378,14 @@ func TestEventsAndWatcherCap(t *testing.T) {
 	defer a.Body.Close()
 	defer b.Body.Close()
 	ra, rb := bufio.NewReader(a.Body), bufio.NewReader(b.Body)
+	var seq uint64
 	for _, r := range []*bufio.Reader{ra, rb} {
 		var doc State
-		if err := json.Unmarshal([]byte(readEvent(t, r)), &doc); err != nil || len(doc.Sessions) != 1 {
-			t.Fatalf("first event: %v %+v", err, doc)
+		name, data := readEvent(t, r)
+		if err := json.Unmarshal([]byte(data), &doc); err != nil || name != "state" || len(doc.Sessions) != 1 {
+			t.Fatalf("first event %q: %v %+v", name, err, doc)
 		}
+		seq = doc.Seq
 	}
 	if a.Header.Get("Content-Type") != "text/event-stream" {
 		t.Errorf("events as %s", a.Header.Get("Content-Type"))
@@ -393,14 +399,24 @@ func TestEventsAndWatcherCap(t *testing.T) {
 	if d.Watchers() != 2 {
 		t.Errorf("%d watchers, want 2", d.Watchers())
 	}
-	// A new sample reaches both watchers.
-	f.set(Sample{Sessions: []SessionSample{{ID: "one"}, {ID: "two"}}})
+	// A new sample reaches both watchers as a tick: the last sample
+	// only, numbered next.
+	f.set(Sample{Sessions: []SessionSample{{ID: "one", Paths: twoPaths("down")}, {ID: "two"}}})
 	d.sample(time.Now().Add(time.Hour))
 	for _, r := range []*bufio.Reader{ra, rb} {
 		var doc State
-		if err := json.Unmarshal([]byte(readEvent(t, r)), &doc); err != nil || doc.SessionsTotal != 2 {
-			t.Fatalf("second event: %v %+v", err, doc)
+		name, data := readEvent(t, r)
+		if err := json.Unmarshal([]byte(data), &doc); err != nil || name != "tick" || doc.SessionsTotal != 2 || doc.Seq != seq+1 {
+			t.Fatalf("second event %q: %v %+v; want a tick of 2 sessions, seq %d", name, err, doc, seq+1)
 		}
+		h := doc.Sessions[0].Paths[0].History
+		if len(doc.Times) != 1 || h.States != "x" || len(h.RTTMs) != 1 || len(h.Loss) != 1 || len(h.RateBps) != 1 {
+			t.Errorf("the tick carries %d times and history %+v; want the last sample only", len(doc.Times), h)
+		}
+	}
+	// The state document still holds the whole history.
+	if doc, _ := getState(t, d); doc.Sessions[0].Paths[0].History.States != "ux" || len(doc.Times) != 2 {
+		t.Errorf("after a tick, /api/state: %d times, p0 %q; want 2, ux", len(doc.Times), doc.Sessions[0].Paths[0].History.States)
 	}
 	// One leaves: its place is free again.
 	a.Body.Close()
@@ -421,4 +437,37 @@ func TestEventsAndWatcherCap(t *testing.T) {
 	if _, err := io.ReadAll(rb); err != nil && !strings.Contains(err.Error(), "EOF") {
 		t.Logf("stream after Close: %v", err)
 	}
+}
+
+// BenchmarkSample is one step at a concentrator of 1000 sessions of 4
+// paths (the source's own cost, status.Describe, aside): history, money,
+// tenants and the document for the 64 sessions shown.
+func BenchmarkSample(b *testing.B) {
+	var smp Sample
+	for i := range 1000 {
+		s := SessionSample{ID: strings.Repeat("s", 4) + string(rune('a'+i%26)) + strings.Repeat("x", i%40), Tier: "gold",
+			Plans: []status.Plan{{Class: "default", K: 4, M: 2, SLAMet: true, Text: strings.Repeat("plan text ", 20)}}}
+		s.ID += string(rune(0x4e00 + i))
+		for j := range 4 {
+			s.Paths = append(s.Paths, status.Path{Name: "path" + string(rune('0'+j)), State: "up", RTTMs: 20, UploadBps: 1e6})
+		}
+		smp.Sessions = append(smp.Sessions, s)
+	}
+	f := &fake{}
+	f.set(smp)
+	d, err := New(Config{Source: f.source, Step: time.Hour, Window: 150 * time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	now := time.Now()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		d.sample(now.Add(time.Duration(i) * time.Second))
+	}
+	b.StopTimer()
+	d.mu.Lock()
+	b.ReportMetric(float64(len(d.last)), "doc-bytes")
+	d.mu.Unlock()
 }

@@ -12,6 +12,9 @@ type State struct {
 	// SessionState is the client's session state; absent at the
 	// concentrator.
 	SessionState string `json:"session_state,omitempty"`
+	// Seq numbers the samples: a page that receives a tick event whose
+	// Seq does not follow the last it has missed one.
+	Seq uint64 `json:"seq"`
 	// At is the last sample's time, unix milliseconds; StepS and
 	// WindowS the sampling interval and the history's length.
 	At      int64   `json:"at"`
@@ -98,7 +101,7 @@ type History struct {
 func (d *Dashboard) document() *State {
 	n := uint64(d.n)
 	tick := d.tick // samples taken; the last is tick-1
-	doc := &State{Role: d.cfg.Role, SessionState: d.state, At: d.lastAt.UnixMilli(),
+	doc := &State{Role: d.cfg.Role, SessionState: d.state, Seq: tick, At: d.lastAt.UnixMilli(),
 		StepS: d.cfg.Step.Seconds(), WindowS: d.cfg.Window.Seconds(),
 		SessionsTotal: d.total.sessions, SessionsShown: len(d.sessions),
 		CostUSDPerS: d.total.costRate, RevenueUSDPerS: d.total.revRate,
@@ -156,4 +159,31 @@ func (d *Dashboard) document() *State {
 		doc.Sessions = append(doc.Sessions, ss)
 	}
 	return doc
+}
+
+// latest returns a copy of doc whose history holds only the last
+// sample: what a tick event carries to a page that has the rest.
+func (doc *State) latest() *State {
+	out := *doc
+	out.Times = tail(doc.Times)
+	out.Sessions = make([]SessionState, len(doc.Sessions))
+	for i, s := range doc.Sessions {
+		s.Paths = append([]PathState(nil), s.Paths...)
+		for j := range s.Paths {
+			h := &s.Paths[j].History
+			h.RTTMs, h.Loss, h.RateBps = tail(h.RTTMs), tail(h.Loss), tail(h.RateBps)
+			if len(h.States) > 1 {
+				h.States = h.States[len(h.States)-1:]
+			}
+		}
+		out.Sessions[i] = s
+	}
+	return &out
+}
+
+func tail[T any](s []T) []T {
+	if len(s) <= 1 {
+		return s
+	}
+	return s[len(s)-1:]
 }

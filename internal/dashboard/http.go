@@ -155,16 +155,17 @@ func (d *Dashboard) serveEvents(w http.ResponseWriter, r *http.Request) {
 	d.mu.Lock()
 	first := d.last
 	d.mu.Unlock()
-	send := func(b []byte) bool {
+	send := func(ev []byte) bool {
 		// Each write has a deadline, so a page that stopped reading
 		// lets its watcher go.
 		rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if _, err := fmt.Fprintf(w, "retry: 2000\nevent: state\ndata: %s\n\n", b); err != nil {
+		if _, err := w.Write(ev); err != nil {
 			return false
 		}
 		return rc.Flush() == nil
 	}
-	if !send(first) {
+	// The first event is the whole state, history and all.
+	if !send(event("state", first)) {
 		return
 	}
 	for {
@@ -173,15 +174,25 @@ func (d *Dashboard) serveEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-d.stop:
 			return
-		case b := <-ch:
-			if !send(b) {
+		case ev := <-ch:
+			if !send(ev) {
 				return
 			}
 		}
 	}
 }
 
-// publish hands the newest document to every watcher, replacing what it
+// event formats a server-sent event; data is JSON, one line.
+func event(name string, data []byte) []byte {
+	b := make([]byte, 0, len(data)+48)
+	b = append(b, "retry: 2000\nevent: "...)
+	b = append(b, name...)
+	b = append(b, "\ndata: "...)
+	b = append(b, data...)
+	return append(b, "\n\n"...)
+}
+
+// publish hands the newest event to every watcher, replacing what it
 // has not sent yet.
 func (d *Dashboard) publish(b []byte) {
 	d.subMu.Lock()

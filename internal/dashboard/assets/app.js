@@ -177,25 +177,80 @@
     if (pollTimer) return;
     const once = () => fetch("api/state", { credentials: "same-origin" })
       .then((r) => { if (!r.ok) throw new Error(r.status + " " + r.statusText); return r.json(); })
-      .then((doc) => { render(doc); live(true, "live (polling)"); })
+      .then((doc) => { show(doc); live(true, "live (polling)"); })
       .catch((e) => live(false, "no answer: " + e.message));
     once();
     pollTimer = setInterval(once, Math.max(1000, (stepS || 2) * 1000));
+  }
+
+  // merge appends a tick event's one sample per path to the history the
+  // page holds, keeping the window's length.
+  function merge(cur, tick) {
+    const n = Math.max(1, Math.round(tick.window_s / tick.step_s));
+    const cut = (a, b) => a.concat(b).slice(-n);
+    tick.times = cut(cur.times || [], tick.times || []);
+    const old = new Map((cur.sessions || []).map((s) => [s.id, s]));
+    for (const s of tick.sessions || []) {
+      const was = old.get(s.id);
+      if (!was) continue;
+      const paths = new Map((was.paths || []).map((p) => [p.name, p]));
+      for (const p of s.paths || []) {
+        const q = paths.get(p.name);
+        if (!q) continue;
+        const h = p.history, g = q.history;
+        h.rtt_ms = cut(g.rtt_ms, h.rtt_ms);
+        h.loss = cut(g.loss, h.loss);
+        h.rate_bps = cut(g.rate_bps, h.rate_bps);
+        h.states = (g.states + h.states).slice(-n);
+      }
+    }
+    return tick;
+  }
+
+  let cur = null;
+  let fetching = false;
+  function show(doc) {
+    cur = doc;
+    render(doc);
+  }
+  function refetch() {
+    if (fetching) return;
+    fetching = true;
+    fetch("api/state", { credentials: "same-origin" })
+      .then((r) => { if (!r.ok) throw new Error(r.status + " " + r.statusText); return r.json(); })
+      .then((doc) => { if (!cur || doc.seq >= cur.seq) show(doc); })
+      .catch((e) => live(false, "no answer: " + e.message))
+      .finally(() => { fetching = false; });
   }
 
   function start() {
     if (!window.EventSource) { poll(2); return; }
     const es = new EventSource("api/events");
     let step = 2;
-    es.addEventListener("state", (ev) => {
+    const parse = (ev) => {
       try {
         const doc = JSON.parse(ev.data);
         step = doc.step_s || step;
-        render(doc);
         live(true, "live");
+        return doc;
       } catch (e) {
         live(false, "bad document: " + e.message);
+        return null;
       }
+    };
+    es.addEventListener("state", (ev) => {
+      const doc = parse(ev);
+      if (doc) show(doc);
+    });
+    es.addEventListener("tick", (ev) => {
+      const doc = parse(ev);
+      if (!doc || (cur && doc.seq <= cur.seq)) return;
+      if (!cur || doc.seq !== cur.seq + 1) {
+        // A sample was missed: the history would not line up.
+        refetch();
+        return;
+      }
+      show(merge(cur, doc));
     });
     es.onerror = () => {
       if (es.readyState === EventSource.CLOSED) {
