@@ -62,6 +62,8 @@ type clientFile struct {
 	// MeasuredPacing is "on" or "off", as --measured-pacing.
 	MeasuredPacing string      `toml:"measured_pacing"`
 	Paths          []pathTable `toml:"path"`
+	// The dashboard's keys (dashboard.go).
+	dashFile
 }
 
 // pathTable is one [[path]] table: a name and either a spec as --path
@@ -115,7 +117,7 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 	if err := parseFlags(fs, args); err != nil {
 		return client.Config{}, err
 	}
-	if _, err := o.dash.resolve(); err != nil {
+	if _, _, err := clientDashboard(args); err != nil {
 		return client.Config{}, err
 	}
 	var filePaths []pathTable

@@ -159,30 +159,74 @@ func clientSource(c *client.Client) dashboard.Source {
 	}, nil)
 }
 
-// startServerDashboard starts the --dashboard of a concentrator's
-// command line (parseServer has checked it).
-func startServerDashboard(args []string, srv *server.Server, log *slog.Logger) (*dashServer, error) {
-	var o serverOpts
-	if err := parseFlags(serverFlags(&o), args); err != nil {
-		return nil, err
-	}
-	tok, err := o.dash.resolve()
-	if err != nil {
-		return nil, err
-	}
-	return startDashboard(o.dash.addr, tok, "concentrator", serverSource(srv), log)
+// dashFile is the dashboard's keys in a --config file, server's or
+// client's.
+type dashFile struct {
+	Dashboard          string `toml:"dashboard"`
+	DashboardToken     string `toml:"dashboard_token"`
+	DashboardTokenFile string `toml:"dashboard_token_file"`
 }
 
-// startClientDashboard starts the --dashboard of a client's command
-// line (parseClient has checked it).
-func startClientDashboard(args []string, c *client.Client, log *slog.Logger) (*dashServer, error) {
-	var o clientOpts
-	if err := parseFlags(clientFlags(&o), args); err != nil {
-		return nil, err
+// fill takes the file's keys where no flag was given.
+func (d *dashFlags) fill(f dashFile, set map[string]bool) {
+	fromFile(&d.addr, f.Dashboard, set["dashboard"])
+	fromFile(&d.token, f.DashboardToken, set["dashboard-token"])
+	fromFile(&d.tokenFile, f.DashboardTokenFile, set["dashboard-token-file"])
+}
+
+// serverDashboard returns the dashboard settings of a concentrator's
+// command line and config file, and its token.
+func serverDashboard(args []string) (dashFlags, string, error) {
+	var o serverOpts
+	fs := serverFlags(&o)
+	if err := parseFlags(fs, args); err != nil {
+		return o.dash, "", err
+	}
+	if o.config != "" {
+		var f serverFile
+		if err := decodeFile(o.config, &f); err != nil {
+			return o.dash, "", err
+		}
+		o.dash.fill(f.dashFile, setFlags(fs))
 	}
 	tok, err := o.dash.resolve()
+	return o.dash, tok, err
+}
+
+// clientDashboard is serverDashboard for a client's command line.
+func clientDashboard(args []string) (dashFlags, string, error) {
+	var o clientOpts
+	fs := clientFlags(&o)
+	if err := parseFlags(fs, args); err != nil {
+		return o.dash, "", err
+	}
+	if o.config != "" {
+		var f clientFile
+		if err := decodeFile(o.config, &f); err != nil {
+			return o.dash, "", err
+		}
+		o.dash.fill(f.dashFile, setFlags(fs))
+	}
+	tok, err := o.dash.resolve()
+	return o.dash, tok, err
+}
+
+// startServerDashboard starts the dashboard a concentrator's command
+// line asks for (parseServer has checked it).
+func startServerDashboard(args []string, srv *server.Server, log *slog.Logger) (*dashServer, error) {
+	d, tok, err := serverDashboard(args)
 	if err != nil {
 		return nil, err
 	}
-	return startDashboard(o.dash.addr, tok, "client", clientSource(c), log)
+	return startDashboard(d.addr, tok, "concentrator", serverSource(srv), log)
+}
+
+// startClientDashboard starts the dashboard a client's command line asks
+// for (parseClient has checked it).
+func startClientDashboard(args []string, c *client.Client, log *slog.Logger) (*dashServer, error) {
+	d, tok, err := clientDashboard(args)
+	if err != nil {
+		return nil, err
+	}
+	return startDashboard(d.addr, tok, "client", clientSource(c), log)
 }

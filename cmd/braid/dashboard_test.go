@@ -98,3 +98,33 @@ func TestServerDashboard(t *testing.T) {
 		t.Error("the dashboard still answers after the server stopped")
 	}
 }
+
+// TestDashboardConfigFile: the dashboard's keys in a --config file;
+// flags win over them.
+func TestDashboardConfigFile(t *testing.T) {
+	cert, key, _ := keyFiles(t)
+	base := []string{"--listen", "127.0.0.1:0", "--cert", cert, "--key", key, "--token", "a"}
+	open := writeFile(t, "s.toml", "dashboard = \"0.0.0.0:8081\"\n")
+	if _, err := parseServer(append(base, "--config", open), io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "not a loopback address") {
+		t.Errorf("a file's non-loopback dashboard without a token: %v", err)
+	}
+	tok := writeFile(t, "tok", "from-file\n")
+	withTok := writeFile(t, "t.toml", "dashboard = \"0.0.0.0:8081\"\ndashboard_token_file = \""+tok+"\"\n")
+	d, token, err := serverDashboard(append(base, "--config", withTok))
+	if err != nil || d.addr != "0.0.0.0:8081" || token != "from-file" {
+		t.Errorf("file with a token file: %+v %q %v", d, token, err)
+	}
+	d, token, err = serverDashboard(append(base, "--config", withTok, "--dashboard", "127.0.0.1:9", "--dashboard-token-file", "", "--dashboard-token", "flag"))
+	if err != nil || d.addr != "127.0.0.1:9" || token != "flag" {
+		t.Errorf("flags over the file: %+v %q %v", d, token, err)
+	}
+	cli := writeFile(t, "c.toml", "dashboard = \"127.0.0.1:8082\"\ndashboard_token = \"c\"\n")
+	d, token, err = clientDashboard(clientArgs("--config", cli))
+	if err != nil || d.addr != "127.0.0.1:8082" || token != "c" {
+		t.Errorf("client file: %+v %q %v", d, token, err)
+	}
+	if _, err := parseClient(clientArgs("--config", cli), io.Discard); err != nil {
+		t.Errorf("parseClient with the dashboard's keys: %v", err)
+	}
+}

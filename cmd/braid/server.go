@@ -61,6 +61,8 @@ type serverFile struct {
 	PacketCoding        string   `toml:"packet_coding"`
 	// MeasuredPacing is "on" or "off", as --measured-pacing.
 	MeasuredPacing string `toml:"measured_pacing"`
+	// The dashboard's keys (dashboard.go).
+	dashFile
 }
 
 func serverFlags(o *serverOpts) *flag.FlagSet {
@@ -96,7 +98,7 @@ func parseServer(args []string, logOut io.Writer) (server.Config, error) {
 	if err := parseFlags(fs, args); err != nil {
 		return server.Config{}, err
 	}
-	if _, err := o.dash.resolve(); err != nil {
+	if _, _, err := serverDashboard(args); err != nil {
 		return server.Config{}, err
 	}
 	if o.config != "" {
