@@ -304,8 +304,9 @@ func (d *Dashboard) update(now time.Time, smp Sample) {
 		if ok && m.seen+1 == tick && now.After(m.at) {
 			dt := now.Sub(m.at).Seconds()
 			m.costRate, m.revRate = max(0, cost-m.cost)/dt, max(0, rev-m.rev)/dt
-		} else if !ok {
-			m = money{}
+		} else {
+			// New, or back after samples without it: no rate yet.
+			m.costRate, m.revRate = 0, 0
 		}
 		m.cost, m.rev, m.at, m.seen = cost, rev, now, tick
 		d.money[id] = m
