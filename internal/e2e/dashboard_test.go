@@ -64,9 +64,9 @@ func serveDashboard(t *testing.T, cfg dashboard.Config) string {
 // TestDashboardInBrowser opens the concentrator's dashboard in a real
 // headless Chromium while a client's session runs over two emulated
 // paths: the page shows both paths up, then one path is killed and the
-// page, updated live, shows it down; on a phone-sized screen nothing
-// runs off the side; a screenshot goes to the test's directory. The
-// client's own dashboard is checked through its JSON document.
+// page, updated live, shows it down, as does the client's own page; on
+// a phone-sized screen nothing runs off the side; a screenshot goes to
+// the test's directory.
 func TestDashboardInBrowser(t *testing.T) {
 	exe := browser()
 	if exe == "" {
@@ -175,7 +175,18 @@ func TestDashboardInBrowser(t *testing.T) {
 		return s.length > 1 && s[s.length-1].dataset.s === "x" && Array.from(s).some(e => e.dataset.s === "u");
 	})()`)
 
+	// The client's own page, on loopback without a token, shows the same.
+	if err := chromedp.Do(bctx, chromedp.Navigate(cliURL+"/")); err != nil {
+		t.Fatalf("open the client's dashboard: %v", err)
+	}
+	pollJS("the client's page shows its session up, p0 down and p1 up", `document.getElementById("role").textContent === "client · session up" &&
+		document.querySelector('.session .path[data-path="p0"][data-state="down"]') !== null &&
+		document.querySelector('.session .path[data-path="p1"][data-state="up"], .session .path[data-path="p1"][data-state="idle"]') !== null`)
+
 	// A phone's screen: the page reflows, nothing runs off the side.
+	if err := chromedp.Do(bctx, chromedp.Navigate(srvURL+"/")); err != nil {
+		t.Fatal(err)
+	}
 	if err := chromedp.Do(bctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Reload()); err != nil {
 		t.Fatal(err)
 	}
