@@ -62,7 +62,7 @@
     return row;
   }
 
-  function pathCard(p) {
+  function pathCard(p, plan) {
     const state = p.state === "up" && p.idle ? "idle" : p.state;
     const card = el("div", "path");
     card.dataset.path = p.name;
@@ -73,7 +73,9 @@
     badge.dataset.state = state;
     head.appendChild(badge);
     card.appendChild(head);
-    card.appendChild(el("div", "meta", [p.medium, p.operator, p.conns + " conn", "cost " + usd(p.cost_usd)].filter(Boolean).join(" · ")));
+    const meta = [p.medium, p.operator, p.conns + " conn", "cost " + usd(p.cost_usd)];
+    if (plan) meta.push((plan.shards[p.name] || 0) + "/" + (plan.k + plan.m) + " shards");
+    card.appendChild(el("div", "meta", meta.filter(Boolean).join(" · ")));
     const h = p.history || {};
     card.appendChild(sparkRow("RTT", h.rtt_ms || [], msec(p.rtt_ms)));
     card.appendChild(sparkRow("loss", h.loss || [], pct(p.loss)));
@@ -111,7 +113,9 @@
     head.appendChild(slaText(s.sla_met));
     card.appendChild(head);
     const paths = el("div", "paths");
-    for (const p of s.paths || []) paths.appendChild(pathCard(p));
+    // The default class's plan (the first) says each path's share.
+    const plan = (s.plans || []).find((pl) => pl.shards && pl.k + pl.m > 0);
+    for (const p of s.paths || []) paths.appendChild(pathCard(p, plan));
     if (!(s.paths || []).length) paths.appendChild(el("p", "note", "no paths"));
     card.appendChild(paths);
     for (const pl of s.plans || []) {
