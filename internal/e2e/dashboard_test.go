@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"braid/internal/dashboard"
+	"braid/scheduler"
 	"braid/transport"
 )
 
@@ -72,7 +73,13 @@ func TestDashboardInBrowser(t *testing.T) {
 	if exe == "" {
 		t.Skip("no Chromium found (install Debian's chromium package, or set BRAID_CHROMIUM): the dashboard's browser test cannot run")
 	}
-	w := newWorld(t, options{links: twoLinks()})
+	// bestvalue with a tier, so both ends plan and the page has plans,
+	// a tier and money to show.
+	terms := transport.Terms{Tier: "basic", RevenueGB: 2, SLA: scheduler.SLA{MinGoodput: 1e6 / 8}}
+	w := newWorld(t, options{links: twoLinks(), prices: []float64{0.1, 0.5},
+		transport: transport.Config{Policy: "bestvalue", Terms: terms}})
+	t0 := time.Now()
+	t.Cleanup(func() { t.Logf("%5.1fs all closed", time.Since(t0).Seconds()) })
 	conn, err := w.dialSOCKS(t, w.dest.addr())
 	if err != nil {
 		t.Fatal(err)
@@ -122,8 +129,10 @@ func TestDashboardInBrowser(t *testing.T) {
 	defer bcancel()
 
 	// pollJS waits, polling the page, until expr is true.
+	began := time.Now()
 	pollJS := func(what, expr string) {
 		t.Helper()
+		defer func() { t.Logf("%5.1fs %s", time.Since(began).Seconds(), what) }()
 		if _, err := chromedp.Run(bctx, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(100*time.Millisecond),
 			chromedp.WithPollingTimeout(40*time.Second))); err != nil {
 			page, _ := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("body")))
@@ -158,12 +167,45 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("after ?token= the page is at %s, want %s/ (the token dropped from the address)", loc, srvURL)
 	}
 
+	// Up, or idle: up and left without shards by the plan.
 	pollJS("the page lists the session's two paths, up",
-		`document.querySelectorAll('.session .path[data-path="p0"][data-state="up"], .session .path[data-path="p1"][data-state="up"]').length === 2`)
+		`Array.from(document.querySelectorAll('.session .path')).filter(e => (e.dataset.path === "p0" || e.dataset.path === "p1") &&
+		 (e.dataset.state === "up" || e.dataset.state === "idle")).length === 2`)
 	pollJS("the page says it is live", `document.getElementById("conn").dataset.live === "yes"`)
 	if n := text("#sessions"); n != "1" {
 		t.Errorf("the page counts %q sessions, want 1", n)
 	}
+	pollJS("the page gives the plan and its explanation, and the tier's row",
+		`(() => { const p = document.querySelector('.session .plan pre');
+		  return p !== null && p.textContent.includes("k=") && document.querySelector('#tenants tr[data-tenant="tier basic"]') !== null; })()`)
+
+	// Traffic while the page watches: cost and revenue per second show.
+	busy, err := w.dialSOCKS(t, w.dest.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, moved := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(moved)
+		buf := make([]byte, 32<<10)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := busy.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		busy.Close()
+		<-moved
+	}()
+	pollJS("the page shows revenue and cost per second while traffic flows",
+		`document.getElementById("revenue").textContent !== "$0/s" && document.getElementById("cost").textContent !== "$0/s"`)
 
 	// Kill p0: the page, with no reload, shows it down and p1 still up.
 	w.relays[0].SetBroken(true)
@@ -172,7 +214,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		 document.querySelector('.session .path[data-path="p1"][data-state="up"], .session .path[data-path="p1"][data-state="idle"]') !== null`)
 	pollJS("p0's state strip ends down", `(() => {
 		const s = document.querySelectorAll('.session .path[data-path="p0"] .strip span');
-		return s.length > 1 && s[s.length-1].dataset.s === "x" && Array.from(s).some(e => e.dataset.s === "u");
+		return s.length > 1 && s[s.length-1].dataset.s === "x" && Array.from(s).some(e => e.dataset.s === "u" || e.dataset.s === "i");
 	})()`)
 
 	// The client's own page, on loopback without a token, shows the same.
@@ -206,7 +248,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	if fi, err := os.Stat(shot); err != nil || fi.Size() == 0 {
 		t.Fatalf("screenshot %s not written: %v", shot, err)
 	}
-	t.Logf("screenshot: %s (%d bytes)", shot, len(png))
+	t.Logf("%5.1fs screenshot: %s (%d bytes)", time.Since(t0).Seconds(), shot, len(png))
 	if keep := os.Getenv("BRAID_DASHBOARD_SHOT"); keep != "" {
 		// To look at it after the test: the temporary directory goes.
 		os.WriteFile(keep, png, 0o644)
