@@ -471,3 +471,35 @@ func BenchmarkSample(b *testing.B) {
 	b.ReportMetric(float64(len(d.last)), "doc-bytes")
 	d.mu.Unlock()
 }
+
+// TestBadRequests: odd requests get an error status, never a panic or
+// a page.
+func TestBadRequests(t *testing.T) {
+	d := newTest(t, &fake{}, Config{Token: "tok"})
+	huge := strings.Repeat("x", 1<<16)
+	for _, tt := range []struct {
+		method, target string
+		set            func(*http.Request)
+		want           int
+	}{
+		{"POST", "/api/state", func(r *http.Request) { r.Header.Set("Authorization", "Bearer tok") }, 405},
+		{"GET", "/etc/passwd", func(r *http.Request) { r.Header.Set("Authorization", "Bearer tok") }, 404},
+		{"GET", "/assets/app.js", func(r *http.Request) { r.Header.Set("Authorization", "Bearer tok") }, 404},
+		{"GET", "/api/state?token=" + huge, nil, 401},
+		{"GET", "/api/state?token=%ff%00", nil, 401},
+		{"GET", "/api/state", func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+huge) }, 401},
+		{"GET", "/api/state", func(r *http.Request) { r.Header.Set("Authorization", "Bearer") }, 401},
+		{"GET", "/api/state", func(r *http.Request) { r.AddCookie(&http.Cookie{Name: cookieName, Value: huge}) }, 401},
+		{"GET", "/api/state", func(r *http.Request) { r.Header.Set("Cookie", cookieName+"=;;;==") }, 401},
+	} {
+		req := httptest.NewRequest(tt.method, "http://dash.example"+tt.target, nil)
+		if tt.set != nil {
+			tt.set(req)
+		}
+		rec := httptest.NewRecorder()
+		d.ServeHTTP(rec, req)
+		if rec.Code != tt.want {
+			t.Errorf("%s %.60s: %d, want %d", tt.method, tt.target, rec.Code, tt.want)
+		}
+	}
+}
