@@ -27,6 +27,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"braid/internal/status"
 )
@@ -262,12 +263,12 @@ func clamp(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	// Cut on a rune boundary so the JSON stays valid UTF-8 text.
+	// Drop a rune cut in two, so the text stays valid UTF-8.
 	s = s[:n]
-	for len(s) > 0 && s[len(s)-1]&0xc0 == 0x80 {
-		s = s[:len(s)-1]
-	}
-	if len(s) > 0 && s[len(s)-1] >= 0xc0 {
+	for range utf8.UTFMax {
+		if r, size := utf8.DecodeLastRuneInString(s); r != utf8.RuneError || size != 1 {
+			break
+		}
 		s = s[:len(s)-1]
 	}
 	return s

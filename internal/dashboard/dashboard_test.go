@@ -503,3 +503,18 @@ func TestBadRequests(t *testing.T) {
 		}
 	}
 }
+
+func TestClamp(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"abc", 2, "ab"}, {"abc", 3, "abc"}, {"aé", 2, "a"}, {"ééé", 4, "éé"}, {"ééé", 5, "éé"},
+		{"a€b", 3, "a"}, {"a€b", 4, "a€"}, {"", 0, ""}, {"\xff\xff\xffx", 2, ""},
+	} {
+		if got := clamp(tt.in, tt.n); got != tt.want {
+			t.Errorf("clamp(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
+		}
+	}
+}
