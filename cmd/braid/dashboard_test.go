@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"braid/internal/dashboard"
+	"braid/internal/pki"
 )
 
 // TestDashboardFlagErrors: a dashboard off loopback without a token, and
@@ -126,5 +127,59 @@ func TestDashboardConfigFile(t *testing.T) {
 	}
 	if _, err := parseClient(clientArgs("--config", cli), io.Discard); err != nil {
 		t.Errorf("parseClient with the dashboard's keys: %v", err)
+	}
+}
+
+// TestClientDashboard runs braid client --dashboard: it says
+// "connecting" while the concentrator is down and shows the session and
+// its path once it is up; a taken dashboard address ends the client
+// with one line.
+func TestClientDashboard(t *testing.T) {
+	listen := freePort(t, "udp")
+	cert, pin, err := pki.SelfSigned(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freePort(t, "tcp")
+	cli := start("client", "--server", listen, "--pin", pin, "--token", "secret", "--socks", "127.0.0.1:0",
+		"--status", "off", "--path", "a=127.0.0.1", "--dashboard", addr, "--log-level", "error")
+	state := func(want func(*dashboard.State) bool) *dashboard.State {
+		t.Helper()
+		var doc dashboard.State
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			if resp, err := http.Get("http://" + addr + "/api/state"); err == nil {
+				doc = dashboard.State{}
+				err = json.NewDecoder(resp.Body).Decode(&doc)
+				resp.Body.Close()
+				if err == nil && want(&doc) {
+					return &doc
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the client's dashboard at %s: %+v; stderr:\n%s", addr, doc, cli.Stderr)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	state(func(d *dashboard.State) bool {
+		return d.Role == "client" && d.SessionState == "connecting" && len(d.Sessions) == 0
+	})
+	concentratorWith(t, listen, cert)
+	doc := state(func(d *dashboard.State) bool { return d.SessionState == "up" && len(d.Sessions) == 1 })
+	if p := doc.Sessions[0].Paths; len(p) != 1 || p[0].Name != "a" {
+		t.Errorf("the session's paths: %+v, want one, a", p)
+	}
+	if code := cli.Stop(t); code != 0 {
+		t.Errorf("client exit %d; stderr:\n%s", code, cli.Stderr)
+	}
+
+	taken := takenTCP(t)
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"client", "--server", listen, "--pin", pin, "--token", "secret", "--socks", "127.0.0.1:0",
+		"--status", "off", "--path", "a=127.0.0.1", "--dashboard", taken, "--log-level", "error"}, &stdout, &stderr, nil)
+	if code != 1 || !strings.HasPrefix(stderr.String(), "braid client: dashboard listener: listen tcp "+taken) ||
+		strings.Count(stderr.String(), "\n") != 1 {
+		t.Errorf("a taken --dashboard: %d, %q; want 1 and one line", code, stderr.String())
 	}
 }
