@@ -124,7 +124,8 @@
       const line = el("div");
       line.appendChild(el("strong", null, "plan, class " + pl.class + ": "));
       line.appendChild(document.createTextNode("k=" + pl.k + " m=" + pl.m + ", " + rate(pl.goodput_bps) + ", p99 " + msec(pl.p99_ms) +
-        ", " + usd(pl.cost_usd_per_gb) + "/GB, binds " + (pl.binding || "nothing") + " "));
+        ", " + usd(pl.cost_usd_per_gb) + "/GB, binds " + (pl.binding || "nothing") +
+        ", " + (pl.changes || 0) + " change(s), " + (pl.violation_ticks || 0) + " tick(s) off its SLA "));
       line.appendChild(slaText(pl.sla_met));
       box.appendChild(line);
       box.appendChild(el("pre", null, pl.text));
