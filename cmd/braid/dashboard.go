@@ -101,8 +101,10 @@ func startDashboard(addr, token, role string, src dashboard.Source, log *slog.Lo
 		ln.Close()
 		return nil, err
 	}
-	ds := &dashServer{d: d, ln: ln, srv: &http.Server{Handler: d, ReadHeaderTimeout: 5 * time.Second},
-		done: make(chan struct{})}
+	// No write timeout: the live stream is one long response, with a
+	// deadline per event of its own.
+	ds := &dashServer{d: d, ln: ln, done: make(chan struct{}), srv: &http.Server{Handler: d,
+		ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}}
 	go func() {
 		defer close(ds.done)
 		if err := ds.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && log != nil {
