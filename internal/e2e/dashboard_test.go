@@ -171,7 +171,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	pollJS("the page lists the session's two paths, up",
 		`Array.from(document.querySelectorAll('.session .path')).filter(e => (e.dataset.path === "p0" || e.dataset.path === "p1") &&
 		 (e.dataset.state === "up" || e.dataset.state === "idle")).length === 2`)
-	pollJS("the page says it is live", `document.getElementById("conn").dataset.live === "yes"`)
+	// "live", not "live (polling)": the server-sent events arrive.
+	pollJS("the page says it is live, by server-sent events", `document.getElementById("conn").textContent === "live"`)
 	if n := text("#sessions"); n != "1" {
 		t.Errorf("the page counts %q sessions, want 1", n)
 	}
