@@ -24,7 +24,7 @@ type dashFlags struct {
 
 func (d *dashFlags) add(fs *flag.FlagSet) {
 	fs.StringVar(&d.addr, "dashboard", "", "`HOST:PORT` serving a live web dashboard (sessions, paths, plans, cost and revenue) at /; loopback unless a --dashboard-token is given")
-	fs.StringVar(&d.token, "dashboard-token", "", "`TOKEN` the dashboard asks for (bearer header, or open /?token=TOKEN once in a browser); required for a non-loopback --dashboard")
+	fs.StringVar(&d.token, "dashboard-token", "", "`TOKEN` the dashboard asks for (bearer header, or open /?token=TOKEN once in a browser); required for a non-loopback --dashboard (visible in the process list: prefer --dashboard-token-file)")
 	fs.StringVar(&d.tokenFile, "dashboard-token-file", "", "`FILE` whose first line (blank lines and #comments skipped) is the --dashboard-token")
 }
 
