@@ -35,6 +35,8 @@ type serverOpts struct {
 	measuredPacing    string
 
 	maxSessions, maxSessionsPerToken int
+
+	dash dashFlags
 }
 
 // serverFile is the server's --config file.
@@ -59,6 +61,8 @@ type serverFile struct {
 	PacketCoding        string   `toml:"packet_coding"`
 	// MeasuredPacing is "on" or "off", as --measured-pacing.
 	MeasuredPacing string `toml:"measured_pacing"`
+	// The dashboard's keys (dashboard.go).
+	dashFile
 }
 
 func serverFlags(o *serverOpts) *flag.FlagSet {
@@ -82,6 +86,7 @@ func serverFlags(o *serverOpts) *flag.FlagSet {
 	fs.StringVar(&o.measuredPacing, "measured-pacing", "on", measuredPacingUsage)
 	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
+	o.dash.add(fs)
 	return fs
 }
 
@@ -91,6 +96,9 @@ func parseServer(args []string, logOut io.Writer) (server.Config, error) {
 	var o serverOpts
 	fs := serverFlags(&o)
 	if err := parseFlags(fs, args); err != nil {
+		return server.Config{}, err
+	}
+	if _, _, err := serverDashboard(args); err != nil {
 		return server.Config{}, err
 	}
 	if o.config != "" {
@@ -296,6 +304,12 @@ func runServer(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) in
 	if err != nil {
 		return fail(stdout, stderr, "server", nil, serverConfigError(err))
 	}
+	dash, err := startServerDashboard(args, srv, cfg.Logger)
+	if err != nil {
+		srv.Close()
+		return fail(stdout, stderr, "server", nil, err)
+	}
+	defer dash.Close()
 	// The pin is what clients need; saying it here saves a trip to keygen's output.
 	cfg.Logger.Info("concentrator key", "addr", srv.Addr().String(), "pin", pki.Pin(cfg.Cert.Leaf))
 	var s os.Signal
