@@ -55,3 +55,50 @@ func TestOutageRedials(t *testing.T) {
 		}
 	}
 }
+
+// Every path dies for longer than RedialAfter in the middle of an echoed
+// transfer, twice: the connections are closed and dialed afresh, and
+// the flow resumes. The acknowledgements and credit sent on the dead
+// connections are lost with them: the fresh connections must carry them
+// again, or a sender waiting for credit waits for ever.
+func TestAllPathsOutageResumes(t *testing.T) {
+	ts := newTestServer(t, Config{}, nil)
+	link := emu.Link{RateBps: 20e6, Delay: 10 * time.Millisecond}
+	pds, relays := relayPaths(t, ts, link, link)
+	c := dialClient(t, Config{Grace: 30 * time.Second}, pds)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	f, err := c.OpenFlow(ctx, []byte{1, 127, 0, 0, 1, 0, 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		transfer(t, f, 24<<20, 9)
+	}()
+	for round := range 2 {
+		time.Sleep(700 * time.Millisecond)
+		for _, r := range relays {
+			r.SetBroken(true)
+		}
+		time.Sleep(2500 * time.Millisecond)
+		for _, r := range relays {
+			r.SetBroken(false)
+		}
+		select {
+		case <-done:
+			t.Fatalf("the transfer ended by round %d: too short to cross both outages", round)
+		default:
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		st := c.Stats()
+		t.Errorf("the transfer did not resume within 30 s of the last outage (shards re-sent %d, overdue %d)",
+			st.ShardsResent.Load(), st.ShardsOverdue.Load())
+		c.Close()
+		<-done
+	}
+}

@@ -484,6 +484,13 @@ func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream, version uint
 	for range s.cfg.StreamsPerConn {
 		go c.streamWriter()
 	}
+	// A fresh connection is one more way out, as a connection coming
+	// back up is (connStateChanged): shards no path could take go out
+	// now, and acks and credit go again, since those sent while every
+	// connection was dead died with them (a sender waiting for credit
+	// would wait for ever).
+	s.resendLost()
+	s.resync()
 	go func() {
 		defer s.wg.Done()
 		select {
