@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 
 	"braid/scheduler"
+	"braid/transport/pktfec"
 	"braid/transport/wire"
 )
 
@@ -20,6 +21,47 @@ import (
 type pathAccount struct {
 	id             atomic.Uint64 // this path's key in readings, set at the first
 	sent, received [scheduler.MaxClasses]atomic.Uint64
+	// retiredSent and retiredReceived are the wire bytes of the path's
+	// connections that have closed (wireBytes), under Path.mu.
+	retiredSent, retiredReceived uint64
+}
+
+// retire folds a closing connection's wire bytes into the path's; the
+// caller holds Path.mu and has just taken c out of Path.conns.
+func (a *pathAccount) retire(c *pconn) {
+	s, r := c.wireBytes()
+	a.retiredSent += s
+	a.retiredReceived += r
+}
+
+// wireBytes is what the connection put on and took off its socket: the
+// UDP payloads, so QUIC's packets with their headers, plus the packet
+// coder's own header on each coded packet and its parity packets
+// (transport/pktfec). Parity received is not counted (the coder keeps no
+// byte count of it) and packets rebuilt from parity count as received;
+// on a clean path the two are nil.
+func (c *pconn) wireBytes() (sent, received uint64) {
+	st := c.qc.ConnectionStats()
+	sent, received = st.BytesSent, st.BytesReceived
+	if ps, ok := c.coding(); ok {
+		sent += ps.DataSent*pktfec.DataHeaderLen + ps.ParityBytes
+		received += ps.Received * pktfec.DataHeaderLen
+	}
+	return sent, received
+}
+
+// wireBytes sums the wire bytes of the path's connections, closed ones
+// included.
+func (p *Path) wireBytes() (sent, received uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	sent, received = p.acct.retiredSent, p.acct.retiredReceived
+	for _, c := range p.conns {
+		s, r := c.wireBytes()
+		sent += s
+		received += r
+	}
+	return sent, received
 }
 
 // nextPathKey numbers paths for Usage: a path that leaves and comes back
@@ -104,6 +146,11 @@ type PathUsage struct {
 	// ClassSent and ClassReceived are the shard bytes of each class;
 	// Sent less their sum is datagram frames (likewise Received).
 	ClassSent, ClassReceived [scheduler.MaxClasses]uint64
+	// WireSent and WireReceived are the UDP payload bytes the path's
+	// connections sent and received, closed connections included: QUIC
+	// packets (shards, acknowledgements, probes, control, re-sends) and
+	// the packet coder's parity. What a provider bills.
+	WireSent, WireReceived uint64
 }
 
 // ClassUsage is one traffic class's counters.
@@ -136,6 +183,7 @@ func (s *Session) Usage(u *Usage) {
 		}
 		pu.Sent, pu.Received = p.BytesSent.Load(), p.BytesReceived.Load()
 		pu.ProbeSent, pu.ProbeReceived = p.ProbeBytesSent.Load(), p.ProbeBytesReceived.Load()
+		pu.WireSent, pu.WireReceived = p.wireBytes()
 		u.Paths = append(u.Paths, pu)
 	}
 	classes := s.terms.Load().classes()
