@@ -44,6 +44,7 @@ type Writer struct {
 
 	queue chan usage.Record
 	stop  chan struct{}
+	abort chan struct{} // tests: end as a crash would, writing nothing
 	flush chan chan struct{}
 	done  chan struct{}
 	once  sync.Once
@@ -77,7 +78,7 @@ func NewWriter(ctx context.Context, cfg Config) (*Writer, error) {
 		return nil, err
 	}
 	w := &Writer{db: db, cfg: cfg, log: cfg.Logger, queue: make(chan usage.Record, cfg.QueueLen),
-		stop: make(chan struct{}), flush: make(chan chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), abort: make(chan struct{}), flush: make(chan chan struct{}), done: make(chan struct{})}
 	go w.loop()
 	return w, nil
 }
@@ -131,6 +132,8 @@ func (w *Writer) loop() {
 		case ch := <-w.flush:
 			w.write()
 			close(ch)
+		case <-w.abort:
+			return
 		case <-w.stop:
 			w.write()
 			if n := len(w.pending); n > 0 {
