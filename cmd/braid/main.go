@@ -41,6 +41,7 @@ Commands:
   client  run the local SOCKS5 proxy
   demo    run a concentrator, three emulated paths and a client on loopback
   status  show a running client's (or concentrator's) session: paths, rates, shares, state and why, cost, plan
+  report  sum a concentrator's accounting (--accounting) into a bill: bytes, cost, revenue, profit, SLA
   version print braid's version, commit and platform
   help    print this text
 
@@ -78,6 +79,8 @@ func run(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
 		return runDemo(rest, stdout, stderr, sig)
 	case "status":
 		return runStatus(rest, stdout, stderr, sig)
+	case "report":
+		return runReport(rest, stdout, stderr)
 	case "version", "-version", "--version":
 		return runVersion(rest, stdout, stderr)
 	case "bench":

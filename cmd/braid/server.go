@@ -35,6 +35,8 @@ type serverOpts struct {
 	measuredPacing    string
 
 	maxSessions, maxSessionsPerToken int
+
+	accounting, accountingID string // accounting.go
 }
 
 // serverFile is the server's --config file.
@@ -82,6 +84,7 @@ func serverFlags(o *serverOpts) *flag.FlagSet {
 	fs.StringVar(&o.measuredPacing, "measured-pacing", "on", measuredPacingUsage)
 	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
+	accountingFlags(fs, o)
 	return fs
 }
 
@@ -292,6 +295,11 @@ func runServer(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) in
 		// it (GOGC's default), so the process stays near its budget.
 		debug.SetMemoryLimit(cfg.MemoryBudget + 256<<20)
 	}
+	closeAccounting, err := startAccounting(args, &cfg)
+	if err != nil {
+		return fail(stdout, stderr, "server", nil, err)
+	}
+	defer closeAccounting()
 	srv, err := server.Start(cfg)
 	if err != nil {
 		return fail(stdout, stderr, "server", nil, serverConfigError(err))
