@@ -370,3 +370,24 @@ func TestDatabaseGone(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkBatch8000 writes one batch of 8000 records to SQLite: the
+// records of 1000 sessions of 4 paths and 2 classes, each interval.
+func BenchmarkBatch8000(b *testing.B) {
+	dsn := b.TempDir() + "/acct.db"
+	w, err := NewWriter(context.Background(), Config{DSN: dsn, Interval: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	recs := make([]usage.Record, 8000)
+	for i := range recs {
+		recs[i] = rec("a", i)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if err := w.db.insert(context.Background(), recs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
