@@ -22,16 +22,11 @@ type pathAccount struct {
 	id             atomic.Uint64 // this path's key in readings, set at the first
 	sent, received [scheduler.MaxClasses]atomic.Uint64
 	// retiredSent and retiredReceived are the wire bytes of the path's
-	// connections that have closed (wireBytes), under Path.mu.
+	// connections that have closed (wireBytes); lastSent and lastReceived
+	// the path's last reading, which later ones never go below. Under
+	// Path.mu.
 	retiredSent, retiredReceived uint64
-}
-
-// retire folds a closing connection's wire bytes into the path's; the
-// caller holds Path.mu and has just taken c out of Path.conns.
-func (a *pathAccount) retire(c *pconn) {
-	s, r := c.wireBytes()
-	a.retiredSent += s
-	a.retiredReceived += r
+	lastSent, lastReceived       uint64
 }
 
 // wireBytes is what the connection put on and took off its socket: the
@@ -51,17 +46,37 @@ func (c *pconn) wireBytes() (sent, received uint64) {
 }
 
 // wireBytes sums the wire bytes of the path's connections, closed ones
-// included.
+// included. The connections are read outside p.mu, as the coders' locks
+// are everywhere. A connection that closes meanwhile may be seen live by
+// one reading and retired (with at least as much) by the next; one read
+// between its leaving the pool and its bytes' retiring would count less
+// than the last, so a reading never goes below the last one.
 func (p *Path) wireBytes() (sent, received uint64) {
+	var buf [maxConnsPerPath]*pconn
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	sent, received = p.acct.retiredSent, p.acct.retiredReceived
-	for _, c := range p.conns {
+	conns := append(buf[:0], p.conns...)
+	p.mu.Unlock()
+	for _, c := range conns {
 		s, r := c.wireBytes()
 		sent += s
 		received += r
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	sent, received = max(sent, p.acct.lastSent), max(received, p.acct.lastReceived)
+	p.acct.lastSent, p.acct.lastReceived = sent, received
 	return sent, received
+}
+
+// retire folds a closing connection's wire bytes into the path's, once
+// the connection has left the pool (removeConn).
+func (p *Path) retire(c *pconn) {
+	s, r := c.wireBytes()
+	p.mu.Lock()
+	p.acct.retiredSent += s
+	p.acct.retiredReceived += r
+	p.mu.Unlock()
 }
 
 // nextPathKey numbers paths for Usage: a path that leaves and comes back

@@ -277,11 +277,11 @@ func (p *Path) removeConn(c *pconn) {
 	for i, x := range p.conns {
 		if x == c {
 			p.conns = append(p.conns[:i], p.conns[i+1:]...)
-			p.acct.retire(c) // its wire bytes, while the coder still knows it
 			break
 		}
 	}
 	p.mu.Unlock()
+	p.retire(c) // its wire bytes, while the coder still knows it (account.go)
 }
 
 // connStateChanged reacts to a connection going up or down.
