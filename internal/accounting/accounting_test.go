@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"braid/internal/pgtest"
 	"braid/internal/usage"
 )
 
@@ -50,7 +51,7 @@ func newWriter(t *testing.T, dsn string, interval time.Duration, log *slog.Logge
 	return w
 }
 
-func each(t *testing.T, f func(t *testing.T, dsn string, srv *pgServer)) {
+func each(t *testing.T, f func(t *testing.T, dsn string, srv *pgtest.Server)) {
 	for name, mk := range backends(t) {
 		t.Run(name, func(t *testing.T) {
 			dsn, srv := mk(t)
@@ -63,7 +64,7 @@ func each(t *testing.T, f func(t *testing.T, dsn string, srv *pgServer)) {
 // at start; the row is kept, with the new columns at 0, and a second
 // start changes nothing.
 func TestMigrate(t *testing.T) {
-	each(t, func(t *testing.T, dsn string, _ *pgServer) {
+	each(t, func(t *testing.T, dsn string, _ *pgtest.Server) {
 		ctx := context.Background()
 		db, err := open(ctx, dsn, true)
 		if err != nil {
@@ -107,7 +108,7 @@ func TestMigrate(t *testing.T) {
 
 // TestBatches: records wait for the interval, then go in one batch.
 func TestBatches(t *testing.T) {
-	each(t, func(t *testing.T, dsn string, _ *pgServer) {
+	each(t, func(t *testing.T, dsn string, _ *pgtest.Server) {
 		w := newWriter(t, dsn, 300*time.Millisecond, nil)
 		defer w.Close()
 		for i := range 500 {
@@ -135,7 +136,7 @@ func TestBatches(t *testing.T) {
 // queued since its last batch; one that closes loses nothing; the next
 // start finds every written record.
 func TestRestart(t *testing.T) {
-	each(t, func(t *testing.T, dsn string, _ *pgServer) {
+	each(t, func(t *testing.T, dsn string, _ *pgtest.Server) {
 		w := newWriter(t, dsn, time.Hour, nil)
 		for i := range 300 {
 			w.Add(rec("a", i))
@@ -164,7 +165,7 @@ func TestRestart(t *testing.T) {
 
 // TestTwoWriters: two concentrators write one database at once.
 func TestTwoWriters(t *testing.T) {
-	each(t, func(t *testing.T, dsn string, _ *pgServer) {
+	each(t, func(t *testing.T, dsn string, _ *pgtest.Server) {
 		var wg sync.WaitGroup
 		ws := make([]*Writer, 2)
 		for k := range ws {
@@ -213,7 +214,7 @@ func TestTwoWriters(t *testing.T) {
 // the sum of the records written; Since and Until select by the end of
 // the interval.
 func TestReportTotals(t *testing.T) {
-	each(t, func(t *testing.T, dsn string, _ *pgServer) {
+	each(t, func(t *testing.T, dsn string, _ *pgtest.Server) {
 		w := newWriter(t, dsn, time.Hour, nil)
 		var want Line
 		for i := range 100 {
@@ -316,7 +317,7 @@ func (l *lockedBuffer) String() string {
 // queue's bound (the rest dropped to a counter), one line says so, and
 // (PostgreSQL, restarted) the kept batch is written when it is back.
 func TestDatabaseGone(t *testing.T) {
-	each(t, func(t *testing.T, dsn string, srv *pgServer) {
+	each(t, func(t *testing.T, dsn string, srv *pgtest.Server) {
 		var logs lockedBuffer
 		log := slog.New(slog.NewTextHandler(&logs, nil))
 		w, err := NewWriter(context.Background(), Config{DSN: dsn, Interval: 50 * time.Millisecond, QueueLen: 1000, Logger: log})
@@ -330,7 +331,7 @@ func TestDatabaseGone(t *testing.T) {
 			t.Fatalf("stats %+v before the database went", w.Stats())
 		}
 		if srv != nil {
-			srv.stop()
+			srv.Stop()
 		} else {
 			// SQLite has no server to stop: the file's handle closes
 			// under the writer instead.
@@ -357,7 +358,7 @@ func TestDatabaseGone(t *testing.T) {
 		if srv == nil {
 			return
 		}
-		srv.start()
+		srv.Start()
 		deadline := time.Now().Add(20 * time.Second)
 		for w.Stats().Written < 1001 && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)

@@ -59,6 +59,7 @@ var (
 var never = []string{
 	"braid/cmd/braid", "braid/cmd/braid-bench",
 	"braid/internal/e2e", "braid/internal/nstest", "braid/internal/deptest", "braid/internal/cmdtest",
+	"braid/internal/pgtest",
 }
 
 // rules has one entry for every package of the module; a package without
@@ -132,6 +133,7 @@ var rules = map[string]rule{
 	// Tests only: their code outside _test.go files imports nothing.
 	"braid/internal/e2e":     {imports: []string{}},
 	"braid/internal/cmdtest": {imports: []string{}}, // for tests only
+	"braid/internal/pgtest":  {imports: []string{}}, // for tests only: throwaway PostgreSQL servers
 	"braid/internal/cliflag": {imports: []string{}},
 	"braid/internal/nstest":  {imports: []string{}},
 	"braid/internal/deptest": {imports: []string{}},
