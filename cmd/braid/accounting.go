@@ -14,12 +14,6 @@ import (
 	"braid/server"
 )
 
-// accountingFile is the accounting keys of the server's --config file.
-type accountingFile struct {
-	Accounting   string `toml:"accounting"`
-	AccountingID string `toml:"accounting_id"`
-}
-
 func accountingFlags(fs *flag.FlagSet, o *serverOpts) {
 	fs.StringVar(&o.accounting, "accounting", "", "keep usage per tenant, tier, class and path (bytes, cost, revenue, profit, SLA seconds) in `DSN`: an SQLite file path, or a postgres:// URL that several concentrators share; read it with braid report")
 	fs.StringVar(&o.accountingID, "accounting-id", "", "`ID` of this concentrator in the accounting records (default: the host's name)")
@@ -34,7 +28,7 @@ func accountingOpts(args []string) (dsn, id string) {
 		return "", ""
 	}
 	if o.config != "" {
-		var f accountingFile
+		var f serverFile
 		if decodeFile(o.config, &f) == nil {
 			set := setFlags(fs)
 			fromFile(&o.accounting, f.Accounting, set["accounting"])

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -110,5 +111,25 @@ func TestAccountingReport(t *testing.T) {
 		if code := rep.Wait(t, 20*time.Second); code != 2 || strings.Count(rep.Stderr.String(), "\n") != 1 {
 			t.Errorf("report %v: exit %d, stderr %q; want 2 and one line", args, code, rep.Stderr)
 		}
+	}
+}
+
+// TestAccountingConfigFile: accounting and accounting_id in the server's
+// --config file, the flags winning over them.
+func TestAccountingConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "server.toml")
+	db := filepath.Join(dir, "acct.db")
+	if err := os.WriteFile(conf, []byte("accounting = \""+db+"\"\naccounting_id = \"from-file\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if dsn, id := accountingOpts([]string{"--config", conf}); dsn != db || id != "from-file" {
+		t.Errorf("from the file: %q %q", dsn, id)
+	}
+	if dsn, id := accountingOpts([]string{"--config", conf, "--accounting-id", "flag"}); dsn != db || id != "flag" {
+		t.Errorf("flag over the file: %q %q", dsn, id)
+	}
+	if _, err := parseServer([]string{"--config", conf, "--listen", "127.0.0.1:0"}, io.Discard); err != nil && strings.Contains(err.Error(), "unknown key") {
+		t.Errorf("the server's config file does not take the accounting keys: %v", err)
 	}
 }

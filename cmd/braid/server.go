@@ -61,6 +61,10 @@ type serverFile struct {
 	PacketCoding        string   `toml:"packet_coding"`
 	// MeasuredPacing is "on" or "off", as --measured-pacing.
 	MeasuredPacing string `toml:"measured_pacing"`
+	// Accounting and AccountingID are --accounting and --accounting-id
+	// (accounting.go).
+	Accounting   string `toml:"accounting"`
+	AccountingID string `toml:"accounting_id"`
 }
 
 func serverFlags(o *serverOpts) *flag.FlagSet {
