@@ -175,4 +175,7 @@ func BenchmarkSessionUsage(b *testing.B) {
 		sess.Usage(&u)
 		_ = sess.Terms()
 	}
+	if len(u.Paths) != 4 || u.Paths[0].WireSent == 0 {
+		b.Fatalf("read %+v: want 4 paths that have sent", u.Paths)
+	}
 }

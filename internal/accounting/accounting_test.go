@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -390,5 +391,34 @@ func BenchmarkBatch8000(b *testing.B) {
 		if err := w.db.insert(context.Background(), recs); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestQueueFull: records that come faster than the queue holds between
+// two batches are dropped, counted and told in one line a batch.
+func TestQueueFull(t *testing.T) {
+	var logs lockedBuffer
+	w, err := NewWriter(context.Background(), Config{DSN: filepath.Join(t.TempDir(), "a.db"), Interval: time.Hour, QueueLen: 10,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ok := 0
+	for i := range 25 {
+		if w.Add(rec("a", i)) {
+			ok++
+		}
+	}
+	w.Flush()
+	if st := w.Stats(); ok != 10 || st.Written != 10 || st.Dropped != 15 {
+		t.Errorf("%d taken, stats %+v; want 10 written and 15 dropped", ok, st)
+	}
+	if n := strings.Count(logs.String(), "accounting queue full"); n != 1 || !strings.Contains(logs.String(), "dropped=15") {
+		t.Errorf("want one line about 15 drops:\n%s", logs.String())
+	}
+	w.Flush()
+	if n := strings.Count(logs.String(), "accounting queue full"); n != 1 {
+		t.Errorf("a batch without drops told of them again:\n%s", logs.String())
 	}
 }

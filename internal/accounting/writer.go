@@ -53,7 +53,8 @@ type Writer struct {
 	// pending is the batch being written or kept for retry (the loop's
 	// own).
 	pending []usage.Record
-	down    bool // the last write failed (the loop's own)
+	down    bool   // the last write failed (the loop's own)
+	told    uint64 // Dropped when the last line about drops was written (the loop's own)
 }
 
 // NewWriter connects to cfg.DSN, creates or migrates the schema and
@@ -170,10 +171,18 @@ func (w *Writer) write() {
 		}
 		return
 	}
+	dropped := w.dropped.Load()
 	if w.down {
 		w.down = false
-		w.log.Info("accounting database writes again", "db", w.db.dsn, "records", len(w.pending))
+		w.log.Info("accounting database writes again", "db", w.db.dsn, "records", len(w.pending),
+			"dropped_total", dropped)
+	} else if dropped > w.told {
+		// Records came faster than the queue holds between two batches:
+		// one line a batch at most.
+		w.log.Warn("accounting queue full: records dropped", "dropped", dropped-w.told, "dropped_total", dropped,
+			"queue", w.cfg.QueueLen)
 	}
+	w.told = dropped
 	w.written.Add(uint64(len(w.pending)))
 	w.pending = w.pending[:0]
 }
