@@ -2,6 +2,7 @@ package accounting
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -191,6 +192,12 @@ func (w *Writer) write() {
 var columns = []string{"start_us", "end_us", "concentrator", "tenant", "tier", "class", "path",
 	"bytes_up", "bytes_down", "cost_usd", "revenue_usd", "profit_usd", "sla_met_s", "sla_missed_s"}
 
+// insertRows is the rows one INSERT statement carries: one statement a
+// row costs a round trip each (PostgreSQL: 8000 rows took 400 ms so,
+// 200 to a statement some 20 times less); 200 rows of 14 columns stay
+// far below both databases' limits on parameters.
+const insertRows = 200
+
 // insert writes recs in one transaction.
 func (db *DB) insert(ctx context.Context, recs []usage.Record) error {
 	tx, err := db.db.BeginTx(ctx, nil)
@@ -198,24 +205,58 @@ func (db *DB) insert(ctx context.Context, recs []usage.Record) error {
 		return err
 	}
 	defer tx.Rollback()
-	marks := make([]string, len(columns))
-	for i := range marks {
-		marks[i] = db.dialect.placeholder(i + 1)
-	}
-	stmt, err := tx.PrepareContext(ctx, fmt.Sprintf("INSERT INTO braid_usage (%s) VALUES (%s)",
-		strings.Join(columns, ", "), strings.Join(marks, ", ")))
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
-	for i := range recs {
-		r := &recs[i]
-		if _, err := stmt.ExecContext(ctx, r.Start.UnixMicro(), r.End.UnixMicro(), r.Concentrator, r.Tenant, r.Tier, r.Class, r.Path,
-			clampInt64(r.BytesUp), clampInt64(r.BytesDown), r.CostUSD, r.RevenueUSD, r.ProfitUSD, r.SLAMetS, r.SLAMissedS); err != nil {
+	var stmt *sql.Stmt
+	stmtRows := 0
+	args := make([]any, 0, insertRows*len(columns))
+	for len(recs) > 0 {
+		n := min(len(recs), insertRows)
+		if stmt == nil || n != stmtRows {
+			if stmt != nil {
+				stmt.Close()
+			}
+			if stmt, err = tx.PrepareContext(ctx, db.insertSQL(n)); err != nil {
+				return err
+			}
+			stmtRows = n
+		}
+		args = args[:0]
+		for i := range recs[:n] {
+			r := &recs[i]
+			args = append(args, r.Start.UnixMicro(), r.End.UnixMicro(), r.Concentrator, r.Tenant, r.Tier, r.Class, r.Path,
+				clampInt64(r.BytesUp), clampInt64(r.BytesDown), r.CostUSD, r.RevenueUSD, r.ProfitUSD, r.SLAMetS, r.SLAMissedS)
+		}
+		if _, err := stmt.ExecContext(ctx, args...); err != nil {
+			stmt.Close()
 			return err
 		}
+		recs = recs[n:]
+	}
+	if stmt != nil {
+		stmt.Close()
 	}
 	return tx.Commit()
+}
+
+// insertSQL is an INSERT of n rows.
+func (db *DB) insertSQL(n int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "INSERT INTO braid_usage (%s) VALUES ", strings.Join(columns, ", "))
+	k := 0
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		for j := range columns {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			k++
+			b.WriteString(db.dialect.placeholder(k))
+		}
+		b.WriteByte(')')
+	}
+	return b.String()
 }
 
 // clampInt64 stores a byte count in a signed column.
