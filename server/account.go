@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"math/bits"
 	"sync"
 	"time"
 
@@ -254,15 +255,16 @@ func appendRecords(out []usage.Record, old, cur *transport.Usage, k recordKey, r
 // maxClasses bounds the classes a reading holds.
 const maxClasses = len(transport.PathUsage{}.ClassSent)
 
-// mulDiv is a*b/c without overflow for the byte counts of one interval.
+// mulDiv is a*b/c, exactly, for b <= c (a share of a), so the shares of
+// a never sum past it.
 func mulDiv(a, b, c uint64) uint64 {
 	if c == 0 {
 		return 0
 	}
-	if a < 1<<32 && b < 1<<32 {
-		return a * b / c
-	}
-	return uint64(float64(a) * float64(b) / float64(c))
+	b = min(b, c)
+	hi, lo := bits.Mul64(a, b)
+	q, _ := bits.Div64(hi, lo, c) // hi < c, as b <= c
+	return q
 }
 
 // appendRow appends class c's record on path p: its bytes up and down,
@@ -276,7 +278,9 @@ func appendRow(out []usage.Record, k recordKey, cur *transport.Usage, p *transpo
 	switch {
 	case allShards > 0:
 		share = float64(classShards) / float64(allShards)
-	case wireAll > 0 && c == 0:
+	case wireAll > 0:
+		// The class moved no shards (its bytes were datagrams, say): its
+		// share of each path is the path's share of the wire.
 		share = float64(pathWire) / float64(wireAll)
 	}
 	r := usage.Record{Start: k.start, End: k.end, Concentrator: k.concentrator, Tenant: k.tenant, Tier: k.tier,

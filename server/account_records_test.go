@@ -179,3 +179,36 @@ func BenchmarkSessionUsage(b *testing.B) {
 		b.Fatalf("read %+v: want 4 paths that have sent", u.Paths)
 	}
 }
+
+// TestMulDiv: shares are exact near the top of uint64, and never more
+// than the whole.
+func TestMulDiv(t *testing.T) {
+	const big = 1<<64 - 1
+	cases := []struct{ a, b, c, want uint64 }{
+		{10, 3, 4, 7}, {big, 1, 2, big / 2}, {big, 3, 3, big}, {big, 5, 3, big}, {7, 1, 0, 0}, {1 << 40, 1 << 40, 1 << 41, 1 << 39},
+	}
+	for _, c := range cases {
+		if got := mulDiv(c.a, c.b, c.c); got != c.want {
+			t.Errorf("mulDiv(%d, %d, %d) = %d, want %d", c.a, c.b, c.c, got, c.want)
+		}
+	}
+}
+
+// TestRevenueWithoutShards: a class whose bytes moved as no shards (UDP
+// datagrams) still earns its revenue, shared by the paths' wire bytes.
+func TestRevenueWithoutShards(t *testing.T) {
+	old := transport.Usage{Paths: []transport.PathUsage{{Key: 1, Name: "a"}, {Key: 2, Name: "b"}},
+		Classes: []transport.ClassUsage{{Name: "default"}, {Name: "voice"}}}
+	cur := transport.Usage{Paths: []transport.PathUsage{{Key: 1, Name: "a", WireSent: 3000}, {Key: 2, Name: "b", WireSent: 1000}},
+		Classes: []transport.ClassUsage{{Name: "default"}, {Name: "voice", Offered: 1e9}}}
+	recs := appendRecords(nil, &old, &cur, recordKey{start: time.Unix(0, 0), end: time.Unix(10, 0)}, 2)
+	rev := map[string]float64{}
+	var bytes uint64
+	for _, r := range recs {
+		rev[r.Class+"/"+r.Path] += r.RevenueUSD
+		bytes += r.Bytes()
+	}
+	if !closeTo(rev["voice/a"], 1.5) || !closeTo(rev["voice/b"], 0.5) || bytes != 4000 {
+		t.Errorf("revenue %v, bytes %d; want voice's $2 shared 3:1 and 4000 bytes", rev, bytes)
+	}
+}
