@@ -32,6 +32,7 @@ Usage:
                [--fec K,M] [--grace DURATION] [--config FILE] [--log-level LEVEL]
   braid demo   [--socks HOST:PORT] [--duration D] [--log-level LEVEL]
   braid status [--client HOST:PORT | --server HOST:PORT] [--json] [--watch [--interval D]]
+  braid report --db DSN [--since T] [--until T] [--by tenant|tier|class|path] [--format table|csv|json]
   braid version
   braid help
 
