@@ -18,14 +18,41 @@ import (
 	"braid/transport"
 )
 
-// UDP on loopback: datagrams of loopbackDatagram bytes offered as fast as
-// the sender can write them for d, and what reached the far end in that
-// time (and 200 ms after) counted: braid's whole UDP chain (the
+// UDP on loopback: datagrams of loopbackDatagram bytes offered for d, as
+// fast as the sender can write them while at most offerWindow of them are
+// on their way (sent and not yet counted at the far end), and what reached
+// the far end in that time (and 200 ms after) counted: braid's whole UDP chain (the
 // application's socket -> the SOCKS relay -> braid client -> QUIC
 // datagrams -> concentrator -> the destination's socket) against one raw
 // quic-go connection's datagrams with braid's QUIC settings. Goodput is
 // delivered bytes over d; CPU is this process's.
-const loopbackDatagram = 1200
+//
+// The window makes the sender a paced application rather than a flood:
+// without it, writes to the SOCKS relay's socket have no back-pressure
+// (quic-go's SendDatagram blocks when its queue is full, a UDP socket does
+// not), so on a small machine the sender's writes took more than half
+// the CPU (a profile of one run) from the chain it measures. Both runs use the same window.
+const (
+	loopbackDatagram = 1200
+	offerWindow      = 128 // datagrams, 150 KB: under Linux's default 208 KB socket buffer
+)
+
+// arrivals counts the bytes that reached the far end and wakes a sender
+// waiting on its window.
+type arrivals struct {
+	n    atomic.Int64
+	wake chan struct{}
+}
+
+func newArrivals() *arrivals { return &arrivals{wake: make(chan struct{}, 1)} }
+
+func (a *arrivals) add(n int) {
+	a.n.Add(int64(n))
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
 
 // RawQUICDatagrams offers datagrams on one quic-go connection for d.
 func RawQUICDatagrams(ctx context.Context, d time.Duration) (Result, error) {
@@ -39,7 +66,7 @@ func RawQUICDatagrams(ctx context.Context, d time.Duration) (Result, error) {
 		return Result{}, err
 	}
 	defer ln.Close()
-	var got atomic.Int64
+	got := newArrivals()
 	go func() {
 		qc, err := ln.Accept(context.Background())
 		if err != nil {
@@ -50,7 +77,7 @@ func RawQUICDatagrams(ctx context.Context, d time.Duration) (Result, error) {
 			if err != nil {
 				return
 			}
-			got.Add(int64(len(b)))
+			got.add(len(b))
 		}
 	}()
 	qc, err := quic.DialAddr(ctx, ln.Addr().String(), clientTLS(pin), transport.QUICConfig())
@@ -59,7 +86,7 @@ func RawQUICDatagrams(ctx context.Context, d time.Duration) (Result, error) {
 	}
 	defer qc.CloseWithError(0, "")
 	p := make([]byte, loopbackDatagram)
-	return offer("quic-go datagrams", d, &got, func() error {
+	return offer("quic-go datagrams", d, got, len(p), func() error {
 		if err := qc.SendDatagram(p); err != nil {
 			return fmt.Errorf("send datagram: %w", err)
 		}
@@ -98,7 +125,7 @@ func BraidUDP(ctx context.Context, paths int, d time.Duration) (Result, error) {
 		return Result{}, err
 	}
 	defer dest.Close()
-	var got atomic.Int64
+	got := newArrivals()
 	go func() {
 		buf := make([]byte, 64<<10)
 		for {
@@ -106,7 +133,7 @@ func BraidUDP(ctx context.Context, paths int, d time.Duration) (Result, error) {
 			if err != nil {
 				return
 			}
-			got.Add(int64(n))
+			got.add(n)
 		}
 	}()
 	conn, err := net.Dial("tcp", cli.SOCKSAddr().String())
@@ -127,11 +154,11 @@ func BraidUDP(ctx context.Context, paths int, d time.Duration) (Result, error) {
 	hdr, _ := socks5.AppendUDPHeader(nil, socks5.UDPHeader{Addr: socks5.Addr{IP: da.Addr(), Port: da.Port()}})
 	p := append(hdr, make([]byte, loopbackDatagram)...)
 	// A first datagram through, so the association is in place.
-	if !waitUDP(ctx, uc, p, &got) {
+	if !waitUDP(ctx, uc, p, &got.n) {
 		return Result{}, fmt.Errorf("braid udp: no datagram came through")
 	}
-	got.Store(0)
-	return offer(fmt.Sprintf("braid udp %d path(s)", paths), d, &got, func() error {
+	got.n.Store(0)
+	return offer(fmt.Sprintf("braid udp %d path(s)", paths), d, got, loopbackDatagram, func() error {
 		_, err := uc.Write(p)
 		return err
 	})
@@ -148,17 +175,31 @@ func waitUDP(ctx context.Context, uc *net.UDPConn, p []byte, got *atomic.Int64) 
 	return false
 }
 
-// offer calls send for d and counts what got says arrived by 200 ms
-// after.
-func offer(system string, d time.Duration, got *atomic.Int64, send func() error) (Result, error) {
+// offer calls send (a datagram of size payload bytes each time) for d,
+// keeping at most offerWindow datagrams on their way, and counts what got
+// says arrived by 200 ms after. A datagram counted nowhere within 5 ms
+// is taken for lost: the window forgets it.
+func offer(system string, d time.Duration, got *arrivals, size int, send func() error) (Result, error) {
 	c0, t0 := cpuTime(), time.Now()
+	var sent int64
+	lost := time.NewTimer(time.Hour)
+	defer lost.Stop()
 	for time.Since(t0) < d {
+		for sent-got.n.Load() > offerWindow*int64(size) {
+			lost.Reset(5 * time.Millisecond)
+			select {
+			case <-got.wake:
+			case <-lost.C:
+				sent = got.n.Load()
+			}
+		}
 		if err := send(); err != nil {
 			return Result{}, fmt.Errorf("%s: %w", system, err)
 		}
+		sent += int64(size)
 	}
 	time.Sleep(200 * time.Millisecond)
-	n := got.Load()
+	n := got.n.Load()
 	r := Result{System: system, Bytes: n, Elapsed: d, CPU: cpuTime() - c0}
 	r.Goodput = float64(n) * 8 / d.Seconds()
 	if n > 0 {

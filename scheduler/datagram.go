@@ -73,7 +73,9 @@ type DatagramPlan struct {
 	// CostGB is USD per delivered GB.
 	CostGB float64
 	// Feasible is true when the plan meets the whole SLA; Relaxed names
-	// the terms given up when none did.
+	// the terms given up when none did. A residual loss given up is
+	// still fought: the plan is the cheapest within a tenth of the least
+	// loss the other terms allow.
 	Feasible bool
 	Relaxed  []string
 	// Binding names the SLA term that ruled out the cheapest way (one
@@ -191,6 +193,22 @@ func PlanDatagrams(paths []PathState, sla SLA, load DatagramLoad) DatagramPlan {
 	}
 	for _, i := range dropped {
 		relaxed = append(relaxed, steps[i].name)
+		if steps[i].name == "residual loss" {
+			// No plan meets the loss asked: come as near it as the other
+			// terms allow, rather than fall to the cheapest plan (one
+			// datagram, no parity) just when the paths got worse. The
+			// cheapest plan within a tenth of the least loss reachable.
+			s.byLoss = true
+			least, found := s.search(cur)
+			s.byLoss = false
+			if found {
+				try := cur
+				try.ResidualLoss = least.ResidualLoss*1.1 + 1e-12
+				if p, found := s.search(try); found {
+					best = p
+				}
+			}
+		}
 	}
 	best.Shards, best.Names = plan.Shards, plan.Names
 	for _, j := range best.Order {
@@ -226,6 +244,9 @@ type dgSearch struct {
 	load  DatagramLoad
 	a     [MaxDatagramPaths]int
 	order [MaxDatagramShards]int // evaluate's scratch
+	// byLoss makes search return the plan of least residual loss instead
+	// of the cheapest.
+	byLoss bool
 }
 
 // search returns the cheapest plan meeting sla, if any.
@@ -236,7 +257,7 @@ func (s *dgSearch) search(sla SLA) (DatagramPlan, bool) {
 		for m := 0; m <= MaxDatagramParity && k+m <= MaxDatagramShards; m++ {
 			s.compose(0, k+m, func() {
 				p, why := s.evaluate(k, m, sla)
-				if why == "" && (!found || dgBetter(&p, &best)) {
+				if why == "" && (!found || s.better(&p, &best)) {
 					order := append(best.Order[:0], p.Order...)
 					best, found = p, true
 					best.Order = order
@@ -258,6 +279,14 @@ func (s *dgSearch) compose(from, n int, f func()) {
 		s.a[from] = x
 		s.compose(from+1, n-x, f)
 	}
+}
+
+// better is dgBetter, or with byLoss the lower residual loss first.
+func (s *dgSearch) better(p, q *DatagramPlan) bool {
+	if s.byLoss && p.ResidualLoss != q.ResidualLoss {
+		return p.ResidualLoss < q.ResidualLoss
+	}
+	return dgBetter(p, q)
 }
 
 func dgBetter(p, q *DatagramPlan) bool {

@@ -97,6 +97,14 @@ func TestPlanDatagrams(t *testing.T) {
 					t.Errorf("feasible %v relaxed %v", p.Feasible, p.Relaxed)
 				}
 			}},
+		{name: "a residual loss no plan meets: as near as it can", paths: two(0.2, 0.2, 1, 1), sla: SLA{ResidualLoss: 0.0001},
+			check: func(t *testing.T, p *DatagramPlan) {
+				// 20% on each path: no group of at most 8 gets to 0.01%.
+				// Given up, the loss is still fought, not left at 20%.
+				if p.Feasible || len(p.Relaxed) != 1 || p.Relaxed[0] != "residual loss" || p.M == 0 || p.ResidualLoss > 0.05 {
+					t.Errorf("feasible %v relaxed %v m=%d residual %v", p.Feasible, p.Relaxed, p.M, p.ResidualLoss)
+				}
+			}},
 		{name: "jitter keeps data on one path", paths: two(0.02, 0.02, 1, 1), sla: SLA{ResidualLoss: 0.001, MaxJitter: 5 * ms},
 			check: func(t *testing.T, p *DatagramPlan) {
 				if !p.Feasible || p.Jitter > 5*ms {

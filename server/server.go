@@ -189,6 +189,9 @@ func (s *Server) Status() status.Server {
 		d.Paths, d.Plans, d.Summary = status.Describe(ss, nil, now)
 	}
 	sort.Slice(doc.Sessions, func(i, j int) bool { return doc.Sessions[i].ID < doc.Sessions[j].ID })
+	u := s.UDPDrops()
+	doc.UDPDropped = &status.UDPDropped{Refused: u.Refused, TooMany: u.TooMany, Unresolved: u.Unresolved,
+		Limited: u.Limited, Stranger: u.Stranger, SendError: u.SendError}
 	return doc
 }
 

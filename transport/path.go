@@ -642,6 +642,11 @@ func (c *pconn) Done() <-chan struct{} { return c.done }
 
 func (c *pconn) heard() { c.lastHeard.Store(int64(c.s.now())) }
 
+// maxStallDiscount bounds the time the prober takes off a connection's
+// silence for its own late ticks: a dead path on a starved machine is
+// found at most this much later.
+const maxStallDiscount = time.Second
+
 // sendControl queues a control message; a writer goroutine batches them.
 func (c *pconn) sendControl(m *wire.Msg) {
 	c.wmu.Lock()
@@ -780,6 +785,8 @@ func (c *pconn) prober() {
 	t := time.NewTimer(cfg.ProbeInterval)
 	defer t.Stop()
 	var seq uint32
+	var due, stalled time.Duration // when the timer is due; time not run since last heard
+	var heardAt int64
 	var probe pathmon.Prober
 	var last quic.ConnectionStats
 	// UDP and IP headers, which quic-go's byte counts leave out.
@@ -788,14 +795,26 @@ func (c *pconn) prober() {
 		hdr = 48
 	}
 	for {
+		fired := false
 		select {
 		case <-c.done:
 			return
 		case <-t.C:
+			fired = true
 		case <-c.probeWake:
 		}
 		seq++
 		now := c.s.now()
+		// A tick that fires late says this process did not run (a loaded
+		// machine, a stop of the world): it could not read what the peer
+		// sent meanwhile either. That time, summed since the peer was
+		// last heard, is not the path's silence.
+		if h := c.lastHeard.Load(); h != heardAt {
+			heardAt, stalled = h, 0
+		}
+		if fired && due > 0 && now > due {
+			stalled = min(stalled+now-due, maxStallDiscount)
+		}
 		c.sendControl(&wire.Msg{Type: wire.MsgPing, Seq: seq, Time: int64(now)})
 		st := c.qc.ConnectionStats()
 		c.mon.OnTick(now, st.PacketsSent, st.PacketsLost, st.BytesSent, st.BytesLost, st.CongestionWindow)
@@ -805,6 +824,7 @@ func (c *pconn) prober() {
 			cfg.ProbeInterval, cfg.DownAfter)
 		c.slowProbe.Store(ps.Slow)
 		t.Reset(ps.Next)
+		due = now + ps.Next
 		// What the connection carried since the last tick, when the path
 		// has carried no shard for a while (past the acknowledgements of
 		// its last ones), is the cost of probing it.
@@ -823,7 +843,7 @@ func (c *pconn) prober() {
 			upAfter = min(upAfter, 3*cfg.ProbeInterval)
 		}
 		obs := pathmon.Observation{
-			Now: now, Silence: now - time.Duration(c.lastHeard.Load()), SRTT: st.SmoothedRTT,
+			Now: now, Silence: max(0, now-time.Duration(c.lastHeard.Load())-stalled), SRTT: st.SmoothedRTT,
 			Interval: ps.Interval, DownAfter: ps.DownAfter, UpAfter: upAfter}
 		usableChanged, wentDown, sm := c.mon.Step(obs)
 		after := cfg.RedialAfter

@@ -136,7 +136,14 @@ func TestSlowProbingWakes(t *testing.T) {
 		t.Fatalf("path went %s while traffic woke its probing", s)
 	default:
 	}
-	if n := c.Stats().ShardsResent.Load(); n != 0 {
-		t.Fatalf("%d shards re-sent", n)
+	// A shard re-sent because its connection or path failed says the
+	// path was taken for dead. Overdue re-sends are not counted: a block
+	// that waits past the RTO on a loaded machine (the race detector, CI)
+	// is sent again on a live path.
+	st := c.Stats()
+	if n, late := st.ShardsResent.Load(), st.ShardsOverdue.Load(); n > late {
+		t.Fatalf("%d shards re-sent, %d of them overdue", n, late)
+	} else if late > 0 {
+		t.Logf("%d overdue shards re-sent", late)
 	}
 }

@@ -35,6 +35,8 @@ type clientOpts struct {
 	metered              bool
 	packetCoding         string
 	measuredPacing       string
+
+	dash dashFlags
 }
 
 // clientFile is the client's --config file.
@@ -60,6 +62,8 @@ type clientFile struct {
 	// MeasuredPacing is "on" or "off", as --measured-pacing.
 	MeasuredPacing string      `toml:"measured_pacing"`
 	Paths          []pathTable `toml:"path"`
+	// The dashboard's keys (dashboard.go).
+	dashFile
 }
 
 // pathTable is one [[path]] table: a name and either a spec as --path
@@ -100,6 +104,7 @@ func clientFlags(o *clientOpts) *flag.FlagSet {
 	fs.StringVar(&o.measuredPacing, "measured-pacing", "on", measuredPacingUsage)
 	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
+	o.dash.add(fs)
 	return fs
 }
 
@@ -110,6 +115,9 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 	var o clientOpts
 	fs := clientFlags(&o)
 	if err := parseFlags(fs, args); err != nil {
+		return client.Config{}, err
+	}
+	if _, _, err := clientDashboard(args); err != nil {
 		return client.Config{}, err
 	}
 	var filePaths []pathTable
@@ -474,6 +482,12 @@ func runClient(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) in
 	if err != nil {
 		return fail(stdout, stderr, "client", nil, clientConfigError(err))
 	}
+	dash, err := startClientDashboard(args, c, cfg.Logger)
+	if err != nil {
+		c.Close()
+		return fail(stdout, stderr, "client", nil, err)
+	}
+	defer dash.Close()
 	select {
 	case s := <-sig:
 		cfg.Logger.Info("shutting down", "signal", s)

@@ -36,6 +36,8 @@ type serverOpts struct {
 
 	maxSessions, maxSessionsPerToken int
 
+	dash dashFlags
+
 	accounting, accountingID string // accounting.go
 }
 
@@ -65,6 +67,8 @@ type serverFile struct {
 	// (accounting.go).
 	Accounting   string `toml:"accounting"`
 	AccountingID string `toml:"accounting_id"`
+	// The dashboard's keys (dashboard.go).
+	dashFile
 }
 
 func serverFlags(o *serverOpts) *flag.FlagSet {
@@ -89,6 +93,7 @@ func serverFlags(o *serverOpts) *flag.FlagSet {
 	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
 	accountingFlags(fs, o)
+	o.dash.add(fs)
 	return fs
 }
 
@@ -98,6 +103,9 @@ func parseServer(args []string, logOut io.Writer) (server.Config, error) {
 	var o serverOpts
 	fs := serverFlags(&o)
 	if err := parseFlags(fs, args); err != nil {
+		return server.Config{}, err
+	}
+	if _, _, err := serverDashboard(args); err != nil {
 		return server.Config{}, err
 	}
 	if o.config != "" {
@@ -308,6 +316,12 @@ func runServer(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) in
 	if err != nil {
 		return fail(stdout, stderr, "server", nil, serverConfigError(err))
 	}
+	dash, err := startServerDashboard(args, srv, cfg.Logger)
+	if err != nil {
+		srv.Close()
+		return fail(stdout, stderr, "server", nil, err)
+	}
+	defer dash.Close()
 	// The pin is what clients need; saying it here saves a trip to keygen's output.
 	cfg.Logger.Info("concentrator key", "addr", srv.Addr().String(), "pin", pki.Pin(cfg.Cert.Leaf))
 	var s os.Signal

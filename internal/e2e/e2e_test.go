@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -646,16 +647,32 @@ func TestStatusPages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A path's state is a live judgement: on a loaded machine one may read
+	// degraded for a moment after the transfer. Each must read up within
+	// a few seconds.
 	var cs status.Client
-	get(w.cli.StatusAddr(), &cs)
-	if len(cs.Paths) != 3 {
-		t.Fatalf("client status lists %d paths, want 3", len(cs.Paths))
+	var bad []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		cs = status.Client{}
+		get(w.cli.StatusAddr(), &cs)
+		if len(cs.Paths) != 3 {
+			t.Fatalf("client status lists %d paths, want 3", len(cs.Paths))
+		}
+		bad = bad[:0]
+		for _, p := range cs.Paths {
+			if p.State != "up" || p.RTTMs <= 0 {
+				bad = append(bad, fmt.Sprintf("path %s: state %s rtt %v ms", p.Name, p.State, p.RTTMs))
+			}
+		}
+		if len(bad) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, b := range bad {
+		t.Error(b)
 	}
 	var sent uint64
 	for _, p := range cs.Paths {
-		if p.State != "up" || p.RTTMs <= 0 {
-			t.Errorf("path %s: state %s rtt %v ms", p.Name, p.State, p.RTTMs)
-		}
 		sent += p.BytesSent
 	}
 	if sent < 2<<20 {

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"braid/internal/socks5"
+	"braid/internal/status"
 )
 
 // udpEcho answers every datagram with "re:" and the datagram.
@@ -170,6 +172,16 @@ func TestUDPRefusedDestination(t *testing.T) {
 	}
 	if d := w.srv.UDPDrops(); d.Refused != want {
 		t.Fatalf("drops %+v, want %d refused", d, want)
+	}
+	// The status page says so, in its document and its table.
+	doc := w.srv.Status()
+	if u := doc.UDPDropped; u == nil || u.Refused != want || u.Total() != want {
+		t.Fatalf("status udp_dropped %+v, want %d refused", u, want)
+	}
+	var table strings.Builder
+	status.WriteServer(&table, &doc)
+	if line := fmt.Sprintf("%d refused", want); !strings.Contains(table.String(), line) {
+		t.Fatalf("status table lacks %q:\n%s", line, table.String())
 	}
 	app.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 	if n, _, err := app.ReadFromUDPAddrPort(make([]byte, 2048)); err == nil {

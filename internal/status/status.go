@@ -263,6 +263,25 @@ func SessionPlans(s *transport.Session) []Plan {
 // Server is the concentrator's status document.
 type Server struct {
 	Sessions []Session `json:"sessions"`
+	// UDPDropped counts, since the concentrator started, the datagrams
+	// its UDP relays dropped, by reason (absent from a concentrator too
+	// old to say).
+	UDPDropped *UDPDropped `json:"udp_dropped,omitempty"`
+}
+
+// UDPDropped is server.UDPDrops as the status page shows it.
+type UDPDropped struct {
+	Refused    uint64 `json:"refused"`    // the destination policy refused the address
+	TooMany    uint64 `json:"too_many"`   // past an association's destination limit
+	Unresolved uint64 `json:"unresolved"` // the name did not resolve
+	Limited    uint64 `json:"limited"`    // past an association's lookup rate
+	Stranger   uint64 `json:"stranger"`   // an answer from an address never sent to
+	SendError  uint64 `json:"send_error"` // the socket refused the datagram
+}
+
+// Total is the sum over reasons.
+func (u *UDPDropped) Total() uint64 {
+	return u.Refused + u.TooMany + u.Unresolved + u.Limited + u.Stranger + u.SendError
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -484,6 +503,11 @@ func WriteClient(w io.Writer, doc *Client) {
 
 // WriteServer prints the concentrator's document, session by session.
 func WriteServer(w io.Writer, doc *Server) {
+	if u := doc.UDPDropped; u != nil && u.Total() > 0 {
+		fmt.Fprintf(w, "UDP datagrams dropped since start: %d refused, %d past the destination limit, %d unresolved, "+
+			"%d past the lookup rate, %d from strangers, %d send errors\n\n",
+			u.Refused, u.TooMany, u.Unresolved, u.Limited, u.Stranger, u.SendError)
+	}
 	if len(doc.Sessions) == 0 {
 		fmt.Fprintln(w, "no sessions")
 		return
