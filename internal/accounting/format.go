@@ -52,11 +52,17 @@ func (r *Report) table(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	mb := func(n int64) string { return strconv.FormatFloat(float64(n)/1e6, 'f', 3, 64) }
 	usd := func(v float64) string { return strconv.FormatFloat(v, 'f', 4, 64) }
+	// Names read left-aligned, figures right-aligned: every name is
+	// padded to the longest, so right-aligning it aligns its start.
+	width := max(len(r.By), len(r.Total.Key))
+	for i := range r.Lines {
+		width = max(width, len(r.Lines[i].Key))
+	}
 	row := func(l *Line) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t\n", l.Key, mb(l.BytesUp), mb(l.BytesDown), usd(l.CostUSD),
+		fmt.Fprintf(tw, "%-*s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t\n", width, l.Key, mb(l.BytesUp), mb(l.BytesDown), usd(l.CostUSD),
 			usd(l.RevenueUSD), usd(l.ProfitUSD), l.SLAMetS, l.SLAMissedS)
 	}
-	fmt.Fprintf(tw, "%s\tMB up\tMB down\tcost USD\trevenue USD\tprofit USD\tSLA met s\tSLA missed s\t\n", r.By)
+	fmt.Fprintf(tw, "%-*s\tMB up\tMB down\tcost USD\trevenue USD\tprofit USD\tSLA met s\tSLA missed s\t\n", width, r.By)
 	for i := range r.Lines {
 		row(&r.Lines[i])
 	}
