@@ -16,6 +16,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"braid/server"
 )
 
 // Options change a run from what its scenario says.
@@ -35,6 +37,10 @@ type Options struct {
 	// Logger receives braid's logs (both ends) during braid systems; nil
 	// discards them.
 	Logger *slog.Logger
+	// Accounting, when set, receives each braid system's concentrator's
+	// usage records (server.Config.Accounting), under the id
+	// SCENARIO/SYSTEM, to compare with bytes_per_path and the cost.
+	Accounting server.UsageSink
 }
 
 // Results is what a run measured; its JSON form is results.json, a
@@ -185,7 +191,7 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Results, error) {
 			prefix := fmt.Sprintf("bench %s [%d/%d] %s", sc.Name, i+1, len(sc.Systems), name)
 			prog = func(s string) { fmt.Fprintf(opt.Progress, "\r%-78s", prefix+": "+s) }
 		}
-		r, tl := runSystem(ctx, sc, sys, id, opt.DrainTimeout, prog, opt.Logger)
+		r, tl := runSystem(ctx, sc, sys, id, opt.DrainTimeout, prog, opt.Logger, opt.Accounting)
 		if opt.Progress != nil {
 			fmt.Fprintln(opt.Progress)
 		}
@@ -223,7 +229,8 @@ func kernelRatios(res *Results) {
 
 // runSystem sets one system up, runs the workloads through it and
 // measures.
-func runSystem(ctx context.Context, sc *Scenario, sys System, id identity, drain time.Duration, prog func(string), log *slog.Logger) (SystemResult, *Timeline) {
+func runSystem(ctx context.Context, sc *Scenario, sys System, id identity, drain time.Duration, prog func(string), log *slog.Logger,
+	acct server.UsageSink) (SystemResult, *Timeline) {
 	res := SystemResult{Name: sys.Name}
 	prog("setting up")
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -231,7 +238,7 @@ func runSystem(ctx context.Context, sc *Scenario, sys System, id identity, drain
 	var err error
 	switch sys.Kind {
 	case "braid":
-		e, err = startBraid(setup, sc, sys, id, log)
+		e, err = startBraid(setup, sc, sys, id, log, acct)
 	case "quic-direct":
 		e, err = startDirect(setup, sc, sys, id)
 	case "mptcp", "tcp":

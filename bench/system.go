@@ -180,7 +180,7 @@ func (sc *Scenario) tier() *tier.Tier {
 }
 
 // startBraid sets up braid under sys's policy over sys's paths.
-func startBraid(ctx context.Context, sc *Scenario, sys System, id identity, log *slog.Logger) (_ *env, err error) {
+func startBraid(ctx context.Context, sc *Scenario, sys System, id identity, log *slog.Logger, acct server.UsageSink) (_ *env, err error) {
 	e, closers := newEnv()
 	defer func() {
 		if err != nil {
@@ -191,7 +191,8 @@ func startBraid(ctx context.Context, sc *Scenario, sys System, id identity, log 
 	scfg := tcfg
 	scfg.Tier = sc.tier()
 	srv, err := server.Start(server.Config{Listen: "127.0.0.1:0", Cert: id.cert, Tokens: []string{"bench"},
-		AllowPrivate: true, AllowOwn: true, Transport: scfg, Logger: log})
+		AllowPrivate: true, AllowOwn: true, Transport: scfg, Logger: log,
+		Accounting: acct, AccountingID: sc.Name + "/" + sys.Name})
 	if err != nil {
 		return nil, fmt.Errorf("concentrator: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"time"
 
 	"braid/internal/fielderr"
@@ -74,6 +75,13 @@ type Config struct {
 	// Transport tunes coding, windows and probing; MaxFlows and
 	// SessionWindow are the per-session limits.
 	Transport transport.Config
+	// Accounting, when set, receives usage records per tenant, tier,
+	// class and path every AccountingInterval and as each session ends
+	// (account.go); AccountingID names this concentrator in them
+	// (default: the host's name).
+	Accounting         UsageSink
+	AccountingID       string
+	AccountingInterval time.Duration // default 10 s
 	// Logger receives the concentrator's logs; nil discards them.
 	Logger *slog.Logger
 	// Dial dials destinations; nil means a net.Dialer. Tests replace it.
@@ -110,6 +118,12 @@ func (c *Config) Fill() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.AccountingInterval == 0 {
+		c.AccountingInterval = 10 * time.Second
+	}
+	if c.AccountingID == "" {
+		c.AccountingID, _ = os.Hostname()
+	}
 	if c.Dial == nil {
 		d := &net.Dialer{}
 		c.Dial = d.DialContext
@@ -140,6 +154,9 @@ func (c *Config) Validate() error {
 		if t == "" || len(t) > 255 {
 			return fielderr.New("token", "tokens are 1 to 255 bytes")
 		}
+	}
+	if c.AccountingInterval < 0 {
+		return fielderr.New("accounting-interval", "must not be negative")
 	}
 	if c.DialTimeout < 0 {
 		return fielderr.New("dial-timeout", "must not be negative")

@@ -66,11 +66,13 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[[16]byte]*transport.Session
-	tokens   map[[16]byte]string // each session's token, for SetPolicy
-	perToken map[string]int      // live sessions by token
+	tokens   map[[16]byte]string    // each session's token, for SetPolicy
+	opened   map[[16]byte]time.Time // when each session opened, for accounting
+	perToken map[string]int         // live sessions by token
 	policy   atomic.Pointer[tier.Policy]
 	closed   bool
-	draining bool // Drain: no new sessions
+	draining bool       // Drain: no new sessions
+	acct     *collector // nil without Config.Accounting (account.go)
 	wg       sync.WaitGroup
 }
 
@@ -92,7 +94,7 @@ func Start(cfg Config) (*Server, error) {
 	udp.SetReadBuffer(7 << 20)
 	udp.SetWriteBuffer(7 << 20)
 	s := &Server{cfg: cfg, log: cfg.Logger, udp: udp,
-		sessions: map[[16]byte]*transport.Session{}, tokens: map[[16]byte]string{}, perToken: map[string]int{}}
+		sessions: map[[16]byte]*transport.Session{}, tokens: map[[16]byte]string{}, opened: map[[16]byte]time.Time{}, perToken: map[string]int{}}
 	if cfg.Policy != nil {
 		s.policy.Store(cfg.Policy)
 	}
@@ -143,6 +145,14 @@ func Start(cfg Config) (*Server, error) {
 		go func() {
 			defer s.wg.Done()
 			s.statusSrv.Serve(s.statusLn)
+		}()
+	}
+	if cfg.Accounting != nil {
+		s.acct = newCollector(s, cfg.Accounting, cfg.AccountingID, cfg.AccountingInterval)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.acct.run(s.ctx)
 		}()
 	}
 	s.log.Info("concentrator listening", "addr", udp.LocalAddr().String())
@@ -385,6 +395,7 @@ func (s *Server) join(qc *quic.Conn) {
 		}
 		s.sessions[sess.ID()] = sess
 		s.tokens[sess.ID()] = j.Msg.Token
+		s.opened[sess.ID()] = time.Now()
 		s.perToken[j.Msg.Token]++
 		if cfg.Tier != nil {
 			s.log.Info("session tier", "session", sess.Name(), "tier", cfg.Tier.String())
@@ -426,13 +437,18 @@ func (s *Server) run(sess *transport.Session) {
 	}
 	sess.Close()
 	s.mu.Lock()
-	tok := s.tokens[sess.ID()]
+	tok, opened := s.tokens[sess.ID()], s.opened[sess.ID()]
 	if s.perToken[tok]--; s.perToken[tok] <= 0 {
 		delete(s.perToken, tok)
 	}
 	delete(s.sessions, sess.ID())
 	delete(s.tokens, sess.ID())
+	delete(s.opened, sess.ID())
 	s.mu.Unlock()
+	if s.acct != nil {
+		// Its last counters: what it carried since the last reading.
+		s.acct.ended(sessionInfo{sess, tok, opened})
+	}
 	s.log.Info("session closed", "session", sess.Name(), "err", sess.Err())
 }
 

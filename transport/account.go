@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 
 	"braid/scheduler"
+	"braid/transport/pktfec"
 	"braid/transport/wire"
 )
 
@@ -20,6 +21,62 @@ import (
 type pathAccount struct {
 	id             atomic.Uint64 // this path's key in readings, set at the first
 	sent, received [scheduler.MaxClasses]atomic.Uint64
+	// retiredSent and retiredReceived are the wire bytes of the path's
+	// connections that have closed (wireBytes); lastSent and lastReceived
+	// the path's last reading, which later ones never go below. Under
+	// Path.mu.
+	retiredSent, retiredReceived uint64
+	lastSent, lastReceived       uint64
+}
+
+// wireBytes is what the connection put on and took off its socket: the
+// UDP payloads, so QUIC's packets with their headers, plus the packet
+// coder's own header on each coded packet and its parity packets
+// (transport/pktfec). Parity received is not counted (the coder keeps no
+// byte count of it) and packets rebuilt from parity count as received;
+// on a clean path the two are nil.
+func (c *pconn) wireBytes() (sent, received uint64) {
+	st := c.qc.ConnectionStats()
+	sent, received = st.BytesSent, st.BytesReceived
+	if ps, ok := c.coding(); ok {
+		sent += ps.DataSent*pktfec.DataHeaderLen + ps.ParityBytes
+		received += ps.Received * pktfec.DataHeaderLen
+	}
+	return sent, received
+}
+
+// wireBytes sums the wire bytes of the path's connections, closed ones
+// included. The connections are read outside p.mu, as the coders' locks
+// are everywhere. A connection that closes meanwhile may be seen live by
+// one reading and retired (with at least as much) by the next; one read
+// between its leaving the pool and its bytes' retiring would count less
+// than the last, so a reading never goes below the last one.
+func (p *Path) wireBytes() (sent, received uint64) {
+	var buf [maxConnsPerPath]*pconn
+	p.mu.Lock()
+	sent, received = p.acct.retiredSent, p.acct.retiredReceived
+	conns := append(buf[:0], p.conns...)
+	p.mu.Unlock()
+	for _, c := range conns {
+		s, r := c.wireBytes()
+		sent += s
+		received += r
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	sent, received = max(sent, p.acct.lastSent), max(received, p.acct.lastReceived)
+	p.acct.lastSent, p.acct.lastReceived = sent, received
+	return sent, received
+}
+
+// retire folds a closing connection's wire bytes into the path's, once
+// the connection has left the pool (removeConn).
+func (p *Path) retire(c *pconn) {
+	s, r := c.wireBytes()
+	p.mu.Lock()
+	p.acct.retiredSent += s
+	p.acct.retiredReceived += r
+	p.mu.Unlock()
 }
 
 // nextPathKey numbers paths for Usage: a path that leaves and comes back
@@ -104,6 +161,11 @@ type PathUsage struct {
 	// ClassSent and ClassReceived are the shard bytes of each class;
 	// Sent less their sum is datagram frames (likewise Received).
 	ClassSent, ClassReceived [scheduler.MaxClasses]uint64
+	// WireSent and WireReceived are the UDP payload bytes the path's
+	// connections sent and received, closed connections included: QUIC
+	// packets (shards, acknowledgements, probes, control, re-sends) and
+	// the packet coder's parity. What a provider bills.
+	WireSent, WireReceived uint64
 }
 
 // ClassUsage is one traffic class's counters.
@@ -136,6 +198,7 @@ func (s *Session) Usage(u *Usage) {
 		}
 		pu.Sent, pu.Received = p.BytesSent.Load(), p.BytesReceived.Load()
 		pu.ProbeSent, pu.ProbeReceived = p.ProbeBytesSent.Load(), p.ProbeBytesReceived.Load()
+		pu.WireSent, pu.WireReceived = p.wireBytes()
 		u.Paths = append(u.Paths, pu)
 	}
 	classes := s.terms.Load().classes()

@@ -83,3 +83,47 @@ func TestAccountCountsNoAllocs(t *testing.T) {
 		t.Error("a class out of range was not counted as the default class")
 	}
 }
+
+// TestWireBytes: a path's wire bytes hold its shards and QUIC's own, and
+// keep what a connection carried after it closes.
+func TestWireBytes(t *testing.T) {
+	ts := newTestServer(t, Config{}, nil)
+	pd := dialerTo("a", ts.addr(), ts.pin)
+	pd.Conns = 2
+	c := dialClient(t, Config{}, []PathDialer{pd})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p := c.Paths()[0]
+	if !eventually(5*time.Second, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return len(p.conns) == 2 }) {
+		t.Fatal("the path never had 2 connections")
+	}
+	f, err := c.OpenFlow(ctx, []byte{1, 127, 0, 0, 1, 0, 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	transfer(t, f, 1<<20, 3)
+	var u Usage
+	c.Usage(&u)
+	before := u.Paths[0]
+	if before.WireSent < before.Sent || before.WireReceived < before.Received || before.Sent < 1<<20 {
+		t.Fatalf("wire %d/%d below shards %d/%d", before.WireSent, before.WireReceived, before.Sent, before.Received)
+	}
+	p.mu.Lock()
+	victim := p.conns[0]
+	p.mu.Unlock()
+	victim.close(nil)
+	for range 50 {
+		c.Usage(&u)
+		if u.Paths[0].WireSent < before.WireSent || u.Paths[0].WireReceived < before.WireReceived {
+			t.Fatalf("wire bytes went back from %d/%d to %d/%d as a connection closed",
+				before.WireSent, before.WireReceived, u.Paths[0].WireSent, u.Paths[0].WireReceived)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	p.mu.Lock()
+	retired := p.acct.retiredSent
+	p.mu.Unlock()
+	if retired == 0 {
+		t.Error("the closed connection's bytes were not kept")
+	}
+}

@@ -281,6 +281,7 @@ func (p *Path) removeConn(c *pconn) {
 		}
 	}
 	p.mu.Unlock()
+	p.retire(c) // its wire bytes, while the coder still knows it (account.go)
 }
 
 // connStateChanged reacts to a connection going up or down.

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"braid/bench"
+	"braid/internal/accounting"
 	"braid/internal/cliflag"
 )
 
@@ -56,6 +57,7 @@ func main() {
 type opts struct {
 	scenario, out, systems, traces string
 	logLevel                       string
+	accounting                     string
 	duration                       time.Duration
 	seed                           int64
 	list                           bool
@@ -79,6 +81,7 @@ func flags(o *opts) *flag.FlagSet {
 	fs.StringVar(&o.traces, "traces", bench.DefaultTracesDir, "`DIR` where trace and schedule files are looked for")
 	fs.BoolVar(&o.list, "list", false, "list the built-in scenarios")
 	fs.StringVar(&o.logLevel, "log-level", "", "write braid's own logs at `LEVEL` (debug, info, warn, error) to stderr; default none")
+	fs.StringVar(&o.accounting, "accounting", "", "keep each braid system's usage records in `DSN` (an SQLite file or a postgres:// URL), as braid server --accounting does, under the id SCENARIO/SYSTEM; compare with braid report --db DSN --by path --concentrator SCENARIO/SYSTEM")
 	return fs
 }
 
@@ -156,6 +159,15 @@ func run(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
 	}
 	if set["seed"] {
 		opt.Seed = &o.seed
+	}
+	if o.accounting != "" {
+		w, err := accounting.NewWriter(context.Background(), accounting.Config{DSN: o.accounting, Logger: opt.Logger})
+		if err != nil {
+			return failed(badf("--accounting: %v", err))
+		}
+		// Closed after every run: the concentrators' last records are in.
+		defer w.Close()
+		opt.Accounting = w
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -1,7 +1,8 @@
 package main
 
 import (
-	"braid/internal/cmdtest"
+	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,10 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"braid/bench"
+	"braid/internal/accounting"
+	"braid/internal/cmdtest"
 )
 
 // TestMain checks that a run stops all it started.
@@ -70,6 +75,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"--systems", "weighted"}, "--scenario is required"},
 		{[]string{"bench", "--list"}, `unexpected argument "bench"`},
 		{[]string{"--scenario", "hetero", "--out", dir, "--log-level", "loud"}, `--log-level: "loud" is not debug, info, warn or error`},
+		{[]string{"--scenario", "hetero", "--out", dir, "--accounting", "mysql://db/x"}, `--accounting: accounting DSN mysql://db/x: unknown scheme`},
 	} {
 		r := start(c.args...)
 		code := r.Wait(t, 10*time.Second)
@@ -84,8 +90,9 @@ func TestBenchUsageErrors(t *testing.T) {
 // checks what it writes; TestMain checks that it left nothing running.
 func TestBenchRun(t *testing.T) {
 	out := t.TempDir()
+	acct := filepath.Join(out, "acct.db")
 	r := start("--scenario", "../../bench/testdata/tiny.toml", "--duration", "2s",
-		"--systems", "weighted,limit", "--seed", "7", "--out", out)
+		"--systems", "weighted,limit", "--seed", "7", "--out", out, "--accounting", acct)
 	if code := r.Wait(t, 2*time.Minute); code != 0 {
 		t.Fatalf("exit %d: %s", code, r.Stderr)
 	}
@@ -103,5 +110,39 @@ func TestBenchRun(t *testing.T) {
 	data, _ := os.ReadFile(filepath.Join(out, "results.json"))
 	if !strings.Contains(string(data), `"seed": 7`) || !strings.Contains(string(data), `"duration_s": 2`) {
 		t.Errorf("results.json:\n%s", data)
+	}
+	// --accounting: the braid system's concentrator billed every path
+	// the bench saw carry bytes, at least what the bench counted (the
+	// bill also holds the session's setup, before the bench's first
+	// reading).
+	var res bench.Results
+	if err := json.Unmarshal(data, &res); err != nil {
+		t.Fatal(err)
+	}
+	db, err := accounting.Open(context.Background(), acct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rep, err := db.Report(context.Background(), accounting.Query{By: accounting.ByPath, Concentrator: "tiny/weighted"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	billed := map[string]int64{}
+	for _, l := range rep.Lines {
+		billed[l.Key] = l.BytesUp + l.BytesDown
+	}
+	for _, s := range res.Systems {
+		if s.Name != "weighted" {
+			continue
+		}
+		for p, n := range s.BytesPerPath {
+			if n > 0 && billed[p] < n*99/100 {
+				t.Errorf("path %s: billed %d bytes, the bench counted %d", p, billed[p], n)
+			}
+		}
+	}
+	if len(billed) == 0 {
+		t.Error("no records")
 	}
 }

@@ -32,6 +32,7 @@ Usage:
                [--fec K,M] [--grace DURATION] [--config FILE] [--log-level LEVEL]
   braid demo   [--socks HOST:PORT] [--duration D] [--log-level LEVEL]
   braid status [--client HOST:PORT | --server HOST:PORT] [--json] [--watch [--interval D]]
+  braid report --db DSN [--since T] [--until T] [--by tenant|tier|class|path] [--format table|csv|json]
   braid version
   braid help
 
@@ -41,6 +42,7 @@ Commands:
   client  run the local SOCKS5 proxy
   demo    run a concentrator, three emulated paths and a client on loopback
   status  show a running client's (or concentrator's) session: paths, rates, shares, state and why, cost, plan
+  report  sum a concentrator's accounting (--accounting) into a bill: bytes, cost, revenue, profit, SLA
   version print braid's version, commit and platform
   help    print this text
 
@@ -78,6 +80,8 @@ func run(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
 		return runDemo(rest, stdout, stderr, sig)
 	case "status":
 		return runStatus(rest, stdout, stderr, sig)
+	case "report":
+		return runReport(rest, stdout, stderr)
 	case "version", "-version", "--version":
 		return runVersion(rest, stdout, stderr)
 	case "bench":

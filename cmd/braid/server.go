@@ -37,6 +37,8 @@ type serverOpts struct {
 	maxSessions, maxSessionsPerToken int
 
 	dash dashFlags
+
+	accounting, accountingID string // accounting.go
 }
 
 // serverFile is the server's --config file.
@@ -61,6 +63,10 @@ type serverFile struct {
 	PacketCoding        string   `toml:"packet_coding"`
 	// MeasuredPacing is "on" or "off", as --measured-pacing.
 	MeasuredPacing string `toml:"measured_pacing"`
+	// Accounting and AccountingID are --accounting and --accounting-id
+	// (accounting.go).
+	Accounting   string `toml:"accounting"`
+	AccountingID string `toml:"accounting_id"`
 	// The dashboard's keys (dashboard.go).
 	dashFile
 }
@@ -86,6 +92,7 @@ func serverFlags(o *serverOpts) *flag.FlagSet {
 	fs.StringVar(&o.measuredPacing, "measured-pacing", "on", measuredPacingUsage)
 	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
+	accountingFlags(fs, o)
 	o.dash.add(fs)
 	return fs
 }
@@ -300,6 +307,11 @@ func runServer(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) in
 		// it (GOGC's default), so the process stays near its budget.
 		debug.SetMemoryLimit(cfg.MemoryBudget + 256<<20)
 	}
+	closeAccounting, err := startAccounting(args, &cfg)
+	if err != nil {
+		return fail(stdout, stderr, "server", nil, err)
+	}
+	defer closeAccounting()
 	srv, err := server.Start(cfg)
 	if err != nil {
 		return fail(stdout, stderr, "server", nil, serverConfigError(err))

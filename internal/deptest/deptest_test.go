@@ -50,6 +50,8 @@ var (
 	fileParsers = []string{"github.com/BurntSushi/toml/...", "go.yaml.in/yaml/..."}
 	plotting    = []string{"gonum.org/v1/plot/..."}
 	prometheus  = []string{"github.com/prometheus/..."}
+	// databases are the accounting database's drivers and database/sql.
+	databases = []string{"database/sql", "modernc.org/...", "github.com/jackc/..."}
 )
 
 // never are packages nothing else in the module depends on: the binaries
@@ -57,6 +59,7 @@ var (
 var never = []string{
 	"braid/cmd/braid", "braid/cmd/braid-bench",
 	"braid/internal/e2e", "braid/internal/nstest", "braid/internal/deptest", "braid/internal/cmdtest",
+	"braid/internal/pgtest",
 }
 
 // rules has one entry for every package of the module; a package without
@@ -73,12 +76,15 @@ var rules = map[string]rule{
 	"braid/bench/emu": {imports: []string{"braid/internal/notify"},
 		not: []string{"braid/transport", "braid/client", "braid/server"}},
 
-	"braid/client": {not: []string{"braid/server", "braid/bench/...", "braid/internal/policyfile", "braid/internal/destpolicy"}},
-	"braid/server": {not: []string{"braid/client", "braid/bench/...", "braid/internal/policyfile"}},
+	"braid/client": {not: slices.Concat([]string{"braid/server", "braid/bench/...", "braid/internal/policyfile", "braid/internal/destpolicy",
+		"braid/internal/accounting"}, databases)},
+	"braid/server": {not: slices.Concat([]string{"braid/client", "braid/bench/...", "braid/internal/policyfile",
+		"braid/internal/accounting"}, databases)},
 
 	// transport carries tiers but links no file parser and no plots
 	// (files and plots are false).
-	"braid/transport": {not: []string{"braid/client", "braid/server", "braid/bench/...", "braid/internal/policyfile", "braid/internal/status"}},
+	"braid/transport": {not: slices.Concat([]string{"braid/client", "braid/server", "braid/bench/...", "braid/internal/policyfile", "braid/internal/status",
+		"braid/internal/accounting"}, databases)},
 	// The wire codec and the path monitor and pacer: rooms of transport
 	// that know nothing of sessions (the codec reads fields with wirebuf;
 	// the monitor and pacer are pure).
@@ -86,7 +92,7 @@ var rules = map[string]rule{
 	"braid/transport/pathmon": {imports: []string{}},
 	// Packet coding beneath quic-go knows nothing of sessions, tiers or plans.
 	"braid/transport/pktfec": {not: []string{"braid/transport", "braid/scheduler", "braid/internal/tier", "braid/client", "braid/server", "braid/bench/..."}},
-	"braid/scheduler":        {imports: []string{}, not: []string{"braid/transport", "braid/client", "braid/server", "braid/bench", "net"}},
+	"braid/scheduler":        {imports: []string{}, not: slices.Concat([]string{"braid/transport", "braid/client", "braid/server", "braid/bench", "net"}, databases)},
 
 	// Tiers and their wire form, carried by transport: no file formats.
 	"braid/internal/tier": {imports: []string{"braid/scheduler", "braid/internal/wirebuf", "braid/internal/fielderr"}},
@@ -100,6 +106,12 @@ var rules = map[string]rule{
 	// client_golang.
 	"braid/internal/metrics": {imports: []string{"braid/internal/status"}, prom: true,
 		not: []string{"braid/client", "braid/server"}},
+	// Accounting's records are plain values; the accounting database
+	// (its drivers) is linked by the edge and the bench only: transport,
+	// scheduler, client and server never see a database driver.
+	"braid/internal/usage": {imports: []string{}},
+	"braid/internal/accounting": {imports: []string{"braid/internal/usage"},
+		not: []string{"braid/transport", "braid/client", "braid/server", "braid/scheduler"}},
 	// The live web dashboard over the same snapshot, linked by the edge
 	// only; chromedp, which drives it in tests, is a test dependency.
 	"braid/internal/dashboard": {imports: []string{"braid/internal/status", "braid/transport"},
@@ -125,6 +137,7 @@ var rules = map[string]rule{
 	// Tests only: their code outside _test.go files imports nothing.
 	"braid/internal/e2e":     {imports: []string{}},
 	"braid/internal/cmdtest": {imports: []string{}}, // for tests only
+	"braid/internal/pgtest":  {imports: []string{}}, // for tests only: throwaway PostgreSQL servers
 	"braid/internal/cliflag": {imports: []string{}},
 	"braid/internal/nstest":  {imports: []string{}},
 	"braid/internal/deptest": {imports: []string{}},

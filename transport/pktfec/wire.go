@@ -44,6 +44,10 @@ const (
 	typeReport    = 0x23
 )
 
+// DataHeaderLen is the coding header each coded data packet carries on
+// the wire beside its QUIC packet, for counting wire bytes.
+const DataHeaderLen = dataHdr
+
 // Header sizes.
 const (
 	dataHdr    = 4
