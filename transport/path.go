@@ -724,6 +724,7 @@ func (c *pconn) controlReader() {
 			err = c.onControl(&m)
 		}
 		if err != nil {
+			c.s.stats.ProtocolErrors.Add(1)
 			c.close(fmt.Errorf("control stream: %w", err))
 			return
 		}
@@ -998,6 +999,7 @@ func (c *pconn) streamReader(st *quic.ReceiveStream) {
 			return
 		}
 		if err := wire.ParseShardHeader(hb[:], &h); err != nil {
+			c.s.stats.ProtocolErrors.Add(1)
 			c.close(fmt.Errorf("data stream: %w", err))
 			return
 		}
@@ -1012,6 +1014,7 @@ func (c *pconn) streamReader(st *quic.ReceiveStream) {
 		c.p.acct.onReceived(c.s.shardClass(&h, buf), int(h.ShardLen)+wire.ShardHeaderLen)
 		c.wakeProber()
 		if err := c.s.onShard(&h, buf); err != nil {
+			c.s.stats.ProtocolErrors.Add(1)
 			c.close(fmt.Errorf("data stream: %w", err))
 			return
 		}

@@ -168,6 +168,10 @@ type SessionStats struct {
 	// DatagramsMalformed and DatagramsUnknown the peer's datagrams
 	// dropped as malformed or for an association that is not open.
 	AssocsRefused, DatagramsMalformed, DatagramsUnknown atomic.Uint64
+	// ProtocolErrors counts the connections closed because the peer
+	// broke the protocol on them: a control message or a shard that
+	// could not be parsed or made no sense.
+	ProtocolErrors atomic.Uint64
 }
 
 func newSession(cfg Config, client bool) (*Session, error) {
