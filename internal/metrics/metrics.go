@@ -34,6 +34,16 @@ type Snapshot struct {
 	// is nil.
 	Client *ClientCounters
 	Server *ServerCounters
+	// SLAWindows are the SLA windows met and missed per tier and class
+	// since the process started (transport.SLAWindows), all sessions'.
+	SLAWindows []SLAWindow
+}
+
+// SLAWindow is one tier and class's SLA windows: timed re-plans (one a
+// second) whose plan met the class's SLA, and those whose plan did not.
+type SLAWindow struct {
+	Tier, Class string
+	Met, Missed uint64
 }
 
 // Session is one live session as the status page shows it, with the
@@ -55,6 +65,9 @@ type Session struct {
 	// MalformedDatagrams counts the peer's datagrams dropped as
 	// malformed (transport.SessionStats.DatagramsMalformed).
 	MalformedDatagrams uint64
+	// ProtocolErrors counts the session's connections closed because
+	// the peer broke the protocol (transport.SessionStats.ProtocolErrors).
+	ProtocolErrors uint64
 }
 
 // ClientCounters are the client's own: whether a session is up, and how
@@ -78,6 +91,11 @@ type ServerCounters struct {
 	HandshakesRefused, Retries uint64
 	// DestinationsRefused counts destinations the policy refused.
 	DestinationsRefused uint64
+	// SessionsOpened counts the sessions the concentrator opened.
+	SessionsOpened uint64
+	// UDPDrops counts the datagrams the UDP relays dropped, by reason;
+	// the keys are UDPDropReasons.
+	UDPDrops map[string]uint64
 	// MaxSessions is the cap on concurrent sessions (--max-sessions).
 	MaxSessions int
 }
@@ -85,6 +103,17 @@ type ServerCounters struct {
 // JoinReasons are the values of the reason label of
 // braid_server_joins_refused_total.
 var JoinReasons = []string{"auth", "max_sessions", "token_sessions", "unknown_session", "shutdown"}
+
+// UDPDropReasons are the values of the reason label of
+// braid_server_udp_dropped_datagrams_total (server.UDPDrops' fields).
+var UDPDropReasons = []string{"refused", "too_many", "unresolved", "limited", "stranger", "send_error"}
+
+// Verdicts are the values of the verdict label of braid_sla_windows_total.
+var Verdicts = []string{"met", "missed"}
+
+// HeldKinds are the values of the kind label of braid_held_bytes and
+// braid_session_held_bytes.
+var HeldKinds = []string{"send", "window", "reassembly"}
 
 // States are the values of the state label of braid_path_state.
 var States = []string{"up", "degraded", "down"}
@@ -152,12 +181,17 @@ var (
 	dHandshakes   = desc("braid_server_handshakes_refused_total", "QUIC handshakes refused for the cap on handshakes in progress.")
 	dRetries      = desc("braid_server_retries_total", "QUIC Retry packets sent to check a client's address.")
 	dDestRefused  = desc("braid_server_destinations_refused_total", "Destinations the destination policy refused.")
+	dSrvOpened    = desc("braid_server_sessions_opened_total", "Sessions the concentrator opened since it started.")
+	dUDPDropped   = desc("braid_server_udp_dropped_datagrams_total", "Datagrams the concentrator's UDP relays dropped, by reason: refused (destination policy), too_many (destinations of one association), unresolved, limited (name lookups over the rate), stranger (answer from an address never sent to), send_error.", "reason")
+	dSLAWindows   = desc("braid_sla_windows_total", "SLA windows (timed re-plans, one a second) of sessions with a tier, by tier, class and verdict: met when the plan in force met the class's SLA, missed when not.", "tier", "class", "verdict")
+	dHeld         = desc("braid_held_bytes", "Bytes all sessions together hold for their peers, by kind: send, window, reassembly (as braid_session_held_bytes).", "kind")
 
 	dSessInfo    = desc("braid_session_info", "1 for each live session, labelled with its tier (\"\" without one).", "session", "tier")
 	dSessStart   = desc("braid_session_start_time_seconds", "When the session began, in Unix seconds.", one...)
 	dSessFlows   = desc("braid_session_flows", "The session's open flows, by traffic class.", sc...)
 	dSessHeld    = desc("braid_session_held_bytes", "Bytes the session holds for its peer: send (sent, unacknowledged), window (receive windows granted), reassembly (shards waiting for their block).", "session", "kind")
 	dSessBadDgrm = desc("braid_session_malformed_datagrams_total", "The peer's datagrams dropped as malformed.", one...)
+	dSessProto   = desc("braid_session_protocol_errors_total", "The session's connections closed because the peer broke the protocol on them.", one...)
 
 	dPathState    = desc("braid_path_state", "1 for the path's state (up, degraded, down), 0 for the others.", "session", "path", "state")
 	dPathIdle     = desc("braid_path_idle", "1 for an up path the scheduler leaves without traffic.", sp...)
@@ -257,6 +291,25 @@ func emit(snap Snapshot, e *emitter) {
 		counter(dHandshakes, float64(sc.HandshakesRefused))
 		counter(dRetries, float64(sc.Retries))
 		counter(dDestRefused, float64(sc.DestinationsRefused))
+		counter(dSrvOpened, float64(sc.SessionsOpened))
+		for _, r := range UDPDropReasons {
+			counter(dUDPDropped, float64(sc.UDPDrops[r]), r)
+		}
+	}
+	for i := range snap.SLAWindows {
+		w := &snap.SLAWindows[i]
+		counter(dSLAWindows, float64(w.Met), w.Tier, w.Class, "met")
+		counter(dSLAWindows, float64(w.Missed), w.Tier, w.Class, "missed")
+	}
+	var held [3]int64
+	for i := range snap.Sessions {
+		s := &snap.Sessions[i]
+		held[0] += s.HeldSend
+		held[1] += s.HeldWindow
+		held[2] += s.HeldReassembly
+	}
+	for i, k := range HeldKinds {
+		gauge(dHeld, float64(held[i]), k)
 	}
 	for i := range snap.Sessions {
 		s := &snap.Sessions[i]
@@ -272,6 +325,7 @@ func emit(snap Snapshot, e *emitter) {
 		gauge(dSessHeld, float64(s.HeldWindow), id, "window")
 		gauge(dSessHeld, float64(s.HeldReassembly), id, "reassembly")
 		counter(dSessBadDgrm, float64(s.MalformedDatagrams), id)
+		counter(dSessProto, float64(s.ProtocolErrors), id)
 		for j := range s.Paths {
 			p := &s.Paths[j]
 			for _, st := range States {

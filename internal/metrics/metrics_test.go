@@ -21,7 +21,9 @@ import (
 // synthetic is a concentrator's snapshot of n sessions of paths paths
 // each, every path coded and paced, and a plan per session.
 func synthetic(n, paths int) Snapshot {
-	snap := Snapshot{Server: &ServerCounters{JoinsRefused: map[string]uint64{"auth": 3}, BadJoins: 1, MaxSessions: 1024}}
+	snap := Snapshot{Server: &ServerCounters{JoinsRefused: map[string]uint64{"auth": 3}, BadJoins: 1, MaxSessions: 1024,
+		SessionsOpened: uint64(n) + 2, UDPDrops: map[string]uint64{"stranger": 4}},
+		SLAWindows: []SLAWindow{{Tier: "gold", Class: "default", Met: 50, Missed: 2}}}
 	names := []string{"fiber", "lte", "wifi", "sat", "p4", "p5", "p6", "p7"}
 	for i := range n {
 		s := Session{ID: fmt.Sprintf("%016x", i), Tier: "gold", Flows: 3, FlowsByClass: map[string]int{"default": 2, "interactive": 1},
@@ -77,6 +79,26 @@ braid_server_joins_refused_total{reason="unknown_session"} 0
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "braid_sessions", "braid_server_joins_refused_total"); err != nil {
 		t.Error(err)
+	}
+	want = `
+# HELP braid_held_bytes Bytes all sessions together hold for their peers, by kind: send, window, reassembly (as braid_session_held_bytes).
+# TYPE braid_held_bytes gauge
+braid_held_bytes{kind="reassembly"} 24690
+braid_held_bytes{kind="send"} 2.097152e+06
+braid_held_bytes{kind="window"} 8.388608e+06
+# HELP braid_server_sessions_opened_total Sessions the concentrator opened since it started.
+# TYPE braid_server_sessions_opened_total counter
+braid_server_sessions_opened_total 4
+# HELP braid_sla_windows_total SLA windows (timed re-plans, one a second) of sessions with a tier, by tier, class and verdict: met when the plan in force met the class's SLA, missed when not.
+# TYPE braid_sla_windows_total counter
+braid_sla_windows_total{class="default",tier="gold",verdict="met"} 50
+braid_sla_windows_total{class="default",tier="gold",verdict="missed"} 2
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "braid_held_bytes", "braid_server_sessions_opened_total", "braid_sla_windows_total"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(c, "braid_server_udp_dropped_datagrams_total"); n != len(UDPDropReasons) {
+		t.Errorf("%d UDP drop series, want one per reason (%d)", n, len(UDPDropReasons))
 	}
 	want = `
 # HELP braid_plan_binding 1 for the SLA term or limit the plan is closest to breaking, 0 for the others.
