@@ -18,6 +18,7 @@ import (
 
 	"braid/client"
 	"braid/internal/pki"
+	"braid/transport"
 )
 
 type clientOpts struct {
@@ -35,6 +36,7 @@ type clientOpts struct {
 	metered              bool
 	packetCoding         string
 	measuredPacing       string
+	metrics              metricsOpts // metrics.go
 }
 
 // clientFile is the client's --config file.
@@ -60,6 +62,8 @@ type clientFile struct {
 	// MeasuredPacing is "on" or "off", as --measured-pacing.
 	MeasuredPacing string      `toml:"measured_pacing"`
 	Paths          []pathTable `toml:"path"`
+	// metrics, metrics_token, metrics_token_file (metrics.go).
+	metricsFile
 }
 
 // pathTable is one [[path]] table: a name and either a spec as --path
@@ -98,6 +102,7 @@ func clientFlags(o *clientOpts) *flag.FlagSet {
 	fs.BoolVar(&o.metered, "metered", false, "this device pays per byte itself (a phone's data plan)")
 	fs.StringVar(&o.packetCoding, "packet-coding", "on", packetCodingUsage)
 	fs.StringVar(&o.measuredPacing, "measured-pacing", "on", measuredPacingUsage)
+	o.metrics.register(fs)
 	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
 	return fs
@@ -262,6 +267,9 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 	check.Fill()
 	if err := check.Validate(); err != nil {
 		return client.Config{}, clientConfigError(err)
+	}
+	if _, err := clientMetrics(args); err != nil {
+		return client.Config{}, err
 	}
 	return cfg, nil
 }
@@ -470,10 +478,22 @@ func runClient(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) in
 	if err != nil {
 		return fail(stdout, stderr, "client", clientFlags(new(clientOpts)), err)
 	}
+	mc, err := clientMetrics(args)
+	if err != nil {
+		return fail(stdout, stderr, "client", nil, err)
+	}
+	sla := transport.NewSLAWindows() // the metrics' SLA windows
+	cfg.Transport.SLAWindows = sla
 	c, err := client.Start(context.Background(), cfg)
 	if err != nil {
 		return fail(stdout, stderr, "client", nil, clientConfigError(err))
 	}
+	ms, err := startMetrics(mc, clientSource(c, sla), cfg.Logger)
+	if err != nil {
+		c.Close()
+		return fail(stdout, stderr, "client", nil, err)
+	}
+	defer ms.Close()
 	select {
 	case s := <-sig:
 		cfg.Logger.Info("shutting down", "signal", s)

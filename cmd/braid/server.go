@@ -35,6 +35,8 @@ type serverOpts struct {
 	measuredPacing    string
 
 	maxSessions, maxSessionsPerToken int
+
+	metrics metricsOpts // metrics.go
 }
 
 // serverFile is the server's --config file.
@@ -59,6 +61,8 @@ type serverFile struct {
 	PacketCoding        string   `toml:"packet_coding"`
 	// MeasuredPacing is "on" or "off", as --measured-pacing.
 	MeasuredPacing string `toml:"measured_pacing"`
+	// metrics, metrics_token, metrics_token_file (metrics.go).
+	metricsFile
 }
 
 func serverFlags(o *serverOpts) *flag.FlagSet {
@@ -80,6 +84,7 @@ func serverFlags(o *serverOpts) *flag.FlagSet {
 	fs.IntVar(&o.maxSessionsPerToken, "max-sessions-per-token", 8, "at most `N` concurrent sessions of one token; a tier's max_sessions in the --policy file wins for its tokens")
 	fs.StringVar(&o.packetCoding, "packet-coding", "on", packetCodingUsage)
 	fs.StringVar(&o.measuredPacing, "measured-pacing", "on", measuredPacingUsage)
+	o.metrics.register(fs)
 	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
 	return fs
@@ -231,6 +236,9 @@ func parseServer(args []string, logOut io.Writer) (server.Config, error) {
 	if err := check.Validate(); err != nil {
 		return server.Config{}, serverConfigError(err)
 	}
+	if _, err := serverMetrics(args); err != nil {
+		return server.Config{}, err
+	}
 	return cfg, nil
 }
 
@@ -292,10 +300,20 @@ func runServer(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) in
 		// it (GOGC's default), so the process stays near its budget.
 		debug.SetMemoryLimit(cfg.MemoryBudget + 256<<20)
 	}
+	mc, err := serverMetrics(args)
+	if err != nil {
+		return fail(stdout, stderr, "server", nil, err)
+	}
 	srv, err := server.Start(cfg)
 	if err != nil {
 		return fail(stdout, stderr, "server", nil, serverConfigError(err))
 	}
+	ms, err := startMetrics(mc, serverSource(srv), cfg.Logger)
+	if err != nil {
+		srv.Close()
+		return fail(stdout, stderr, "server", nil, err)
+	}
+	defer ms.Close()
 	// The pin is what clients need; saying it here saves a trip to keygen's output.
 	cfg.Logger.Info("concentrator key", "addr", srv.Addr().String(), "pin", pki.Pin(cfg.Cert.Leaf))
 	var s os.Signal
