@@ -256,50 +256,59 @@ type emitter struct {
 }
 
 func (e *emitter) add(d *def, v float64, lv ...string) {
-	lv = validLabels(lv)
 	if e.ch != nil {
-		t := prometheus.GaugeValue
-		if d.counter {
-			t = prometheus.CounterValue
-		}
-		e.ch <- prometheus.MustNewConstMetric(d.desc, t, v, lv...)
+		e.constMetric(d, v, append([]string(nil), lv...))
 		return
 	}
-	e.text.add(d, v, lv)
+	// lv does not escape on this path, so the variadic slice of each
+	// call stays on the stack: no allocation per sample.
+	e.text.add(d, v, validLabels(lv))
+}
+
+// constMetric sends one const metric; lv is its own (client_golang
+// keeps it).
+func (e *emitter) constMetric(d *def, v float64, lv []string) {
+	t := prometheus.GaugeValue
+	if d.counter {
+		t = prometheus.CounterValue
+	}
+	e.ch <- prometheus.MustNewConstMetric(d.desc, t, v, validLabels(lv)...)
 }
 
 // emit gives e every sample of snap. Both ways of serving go through
 // it, so they cannot drift apart.
 func emit(snap Snapshot, e *emitter) {
-	gauge, counter := e.add, e.add
-	gauge(dSessions, float64(len(snap.Sessions)))
+	// e.add is called directly, not through a func value, so that its
+	// variadic labels stay on the stack (emitter.add); each metric is a
+	// gauge or a counter by its def.
+	e.add(dSessions, float64(len(snap.Sessions)))
 	flows := 0
 	for i := range snap.Sessions {
 		flows += snap.Sessions[i].Flows
 	}
-	gauge(dFlows, float64(flows))
+	e.add(dFlows, float64(flows))
 	if cc := snap.Client; cc != nil {
-		gauge(dClientUp, b2f(cc.Up))
-		counter(dClientOpened, float64(cc.SessionsOpened))
+		e.add(dClientUp, b2f(cc.Up))
+		e.add(dClientOpened, float64(cc.SessionsOpened))
 	}
 	if sc := snap.Server; sc != nil {
-		gauge(dMaxSessions, float64(sc.MaxSessions))
+		e.add(dMaxSessions, float64(sc.MaxSessions))
 		for _, r := range JoinReasons {
-			counter(dJoinsRefused, float64(sc.JoinsRefused[r]), r)
+			e.add(dJoinsRefused, float64(sc.JoinsRefused[r]), r)
 		}
-		counter(dProtoErrors, float64(sc.BadJoins))
-		counter(dHandshakes, float64(sc.HandshakesRefused))
-		counter(dRetries, float64(sc.Retries))
-		counter(dDestRefused, float64(sc.DestinationsRefused))
-		counter(dSrvOpened, float64(sc.SessionsOpened))
+		e.add(dProtoErrors, float64(sc.BadJoins))
+		e.add(dHandshakes, float64(sc.HandshakesRefused))
+		e.add(dRetries, float64(sc.Retries))
+		e.add(dDestRefused, float64(sc.DestinationsRefused))
+		e.add(dSrvOpened, float64(sc.SessionsOpened))
 		for _, r := range UDPDropReasons {
-			counter(dUDPDropped, float64(sc.UDPDrops[r]), r)
+			e.add(dUDPDropped, float64(sc.UDPDrops[r]), r)
 		}
 	}
 	for i := range snap.SLAWindows {
 		w := &snap.SLAWindows[i]
-		counter(dSLAWindows, float64(w.Met), w.Tier, w.Class, "met")
-		counter(dSLAWindows, float64(w.Missed), w.Tier, w.Class, "missed")
+		e.add(dSLAWindows, float64(w.Met), w.Tier, w.Class, "met")
+		e.add(dSLAWindows, float64(w.Missed), w.Tier, w.Class, "missed")
 	}
 	var held [3]int64
 	for i := range snap.Sessions {
@@ -309,75 +318,75 @@ func emit(snap Snapshot, e *emitter) {
 		held[2] += s.HeldReassembly
 	}
 	for i, k := range HeldKinds {
-		gauge(dHeld, float64(held[i]), k)
+		e.add(dHeld, float64(held[i]), k)
 	}
 	for i := range snap.Sessions {
 		s := &snap.Sessions[i]
 		id := s.ID
-		gauge(dSessInfo, 1, id, s.Tier)
+		e.add(dSessInfo, 1, id, s.Tier)
 		if !s.Started.IsZero() {
-			gauge(dSessStart, float64(s.Started.UnixNano())/1e9, id)
+			e.add(dSessStart, float64(s.Started.UnixNano())/1e9, id)
 		}
 		for class, n := range s.FlowsByClass {
-			gauge(dSessFlows, float64(n), id, class)
+			e.add(dSessFlows, float64(n), id, class)
 		}
-		gauge(dSessHeld, float64(s.HeldSend), id, "send")
-		gauge(dSessHeld, float64(s.HeldWindow), id, "window")
-		gauge(dSessHeld, float64(s.HeldReassembly), id, "reassembly")
-		counter(dSessBadDgrm, float64(s.MalformedDatagrams), id)
-		counter(dSessProto, float64(s.ProtocolErrors), id)
+		e.add(dSessHeld, float64(s.HeldSend), id, "send")
+		e.add(dSessHeld, float64(s.HeldWindow), id, "window")
+		e.add(dSessHeld, float64(s.HeldReassembly), id, "reassembly")
+		e.add(dSessBadDgrm, float64(s.MalformedDatagrams), id)
+		e.add(dSessProto, float64(s.ProtocolErrors), id)
 		for j := range s.Paths {
 			p := &s.Paths[j]
 			for _, st := range States {
-				gauge(dPathState, b2f(p.State == st), id, p.Name, st)
+				e.add(dPathState, b2f(p.State == st), id, p.Name, st)
 			}
-			gauge(dPathIdle, b2f(p.Idle), id, p.Name)
-			gauge(dPathConns, float64(p.Conns), id, p.Name)
-			gauge(dPathRTT, p.RTTMs/1e3, id, p.Name)
-			gauge(dPathRTTP99, p.RTTP99Ms/1e3, id, p.Name)
-			gauge(dPathJitter, p.JitterMs/1e3, id, p.Name)
-			gauge(dPathLoss, p.Loss, id, p.Name)
+			e.add(dPathIdle, b2f(p.Idle), id, p.Name)
+			e.add(dPathConns, float64(p.Conns), id, p.Name)
+			e.add(dPathRTT, p.RTTMs/1e3, id, p.Name)
+			e.add(dPathRTTP99, p.RTTP99Ms/1e3, id, p.Name)
+			e.add(dPathJitter, p.JitterMs/1e3, id, p.Name)
+			e.add(dPathLoss, p.Loss, id, p.Name)
 			if p.LinkLoss != nil {
-				gauge(dPathLinkLoss, *p.LinkLoss, id, p.Name)
+				e.add(dPathLinkLoss, *p.LinkLoss, id, p.Name)
 			}
 			if p.Parity != nil {
-				gauge(dPathParity, *p.Parity, id, p.Name)
+				e.add(dPathParity, *p.Parity, id, p.Name)
 			}
 			if p.Repaired != nil {
-				counter(dPathRepaired, float64(*p.Repaired), id, p.Name)
+				e.add(dPathRepaired, float64(*p.Repaired), id, p.Name)
 			}
-			gauge(dPathDelivery, p.DeliveryBps/8, id, p.Name)
+			e.add(dPathDelivery, p.DeliveryBps/8, id, p.Name)
 			if p.PaceBps != nil {
-				gauge(dPathPace, *p.PaceBps/8, id, p.Name)
+				e.add(dPathPace, *p.PaceBps/8, id, p.Name)
 			}
-			gauge(dPathUp, p.UploadBps/8, id, p.Name)
-			gauge(dPathDown, p.DownloadBps/8, id, p.Name)
-			counter(dPathSent, float64(p.BytesSent), id, p.Name)
-			counter(dPathRecv, float64(p.BytesReceived), id, p.Name)
-			counter(dPathProbeTx, float64(p.ProbeBytesSent), id, p.Name)
-			counter(dPathProbeRx, float64(p.ProbeBytesReceived), id, p.Name)
-			counter(dPathCost, p.CostUSD, id, p.Name)
+			e.add(dPathUp, p.UploadBps/8, id, p.Name)
+			e.add(dPathDown, p.DownloadBps/8, id, p.Name)
+			e.add(dPathSent, float64(p.BytesSent), id, p.Name)
+			e.add(dPathRecv, float64(p.BytesReceived), id, p.Name)
+			e.add(dPathProbeTx, float64(p.ProbeBytesSent), id, p.Name)
+			e.add(dPathProbeRx, float64(p.ProbeBytesReceived), id, p.Name)
+			e.add(dPathCost, p.CostUSD, id, p.Name)
 		}
 		for j := range s.Plans {
 			pl := &s.Plans[j]
 			cl := pl.Class
-			gauge(dPlanK, float64(pl.K), id, cl)
-			gauge(dPlanM, float64(pl.M), id, cl)
+			e.add(dPlanK, float64(pl.K), id, cl)
+			e.add(dPlanM, float64(pl.M), id, cl)
 			for path, n := range pl.Shards {
-				gauge(dPlanShards, float64(n), id, cl, path)
+				e.add(dPlanShards, float64(n), id, cl, path)
 			}
-			gauge(dPlanGoodput, pl.GoodputBps/8, id, cl)
-			gauge(dPlanCapacity, pl.CapacityBps/8, id, cl)
-			gauge(dPlanP99, pl.P99Ms/1e3, id, cl)
-			gauge(dPlanCostGB, pl.CostUSDPerGB, id, cl)
-			gauge(dPlanProfit, pl.ProfitUSDPerH/3600, id, cl)
-			gauge(dPlanSLAMet, b2f(pl.SLAMet), id, cl)
+			e.add(dPlanGoodput, pl.GoodputBps/8, id, cl)
+			e.add(dPlanCapacity, pl.CapacityBps/8, id, cl)
+			e.add(dPlanP99, pl.P99Ms/1e3, id, cl)
+			e.add(dPlanCostGB, pl.CostUSDPerGB, id, cl)
+			e.add(dPlanProfit, pl.ProfitUSDPerH/3600, id, cl)
+			e.add(dPlanSLAMet, b2f(pl.SLAMet), id, cl)
 			binding := Binding(pl.Binding)
 			for _, b := range Bindings {
-				gauge(dPlanBinding, b2f(b == binding), id, cl, b)
+				e.add(dPlanBinding, b2f(b == binding), id, cl, b)
 			}
-			counter(dPlanChanges, float64(pl.Changes), id, cl)
-			counter(dPlanViolTick, float64(pl.ViolationTicks), id, cl)
+			e.add(dPlanChanges, float64(pl.Changes), id, cl)
+			e.add(dPlanViolTick, float64(pl.ViolationTicks), id, cl)
 		}
 	}
 }
