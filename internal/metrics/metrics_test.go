@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -240,4 +241,26 @@ func BenchmarkScrapeGzip(b *testing.B) {
 		n = w.Body.Len()
 	}
 	b.ReportMetric(float64(n), "bytes/scrape")
+}
+
+// TestEveryMetricDocumented: docs/OPERATIONS.md's table has a row for
+// every metric, with its type and labels.
+func TestEveryMetricDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/OPERATIONS.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range defs {
+		typ := "gauge"
+		if d.counter {
+			typ = "counter"
+		}
+		row := fmt.Sprintf("| `%s` | %s | %s |", d.name, typ, strings.Join(d.labels, ", "))
+		if len(d.labels) == 0 {
+			row = fmt.Sprintf("| `%s` | %s |  |", d.name, typ)
+		}
+		if !strings.Contains(string(doc), row) {
+			t.Errorf("docs/OPERATIONS.md has no row %q", row)
+		}
+	}
 }
