@@ -557,6 +557,7 @@ func (c *pconn) close(err error) {
 			var code quic.ApplicationErrorCode
 			if errors.Is(err, wire.ErrMalformed) {
 				code = 1
+				c.s.stats.ProtocolErrors.Add(1)
 			}
 			c.qc.CloseWithError(code, truncate(err.Error(), 200))
 		} else {
@@ -724,7 +725,6 @@ func (c *pconn) controlReader() {
 			err = c.onControl(&m)
 		}
 		if err != nil {
-			c.s.stats.ProtocolErrors.Add(1)
 			c.close(fmt.Errorf("control stream: %w", err))
 			return
 		}
@@ -999,7 +999,6 @@ func (c *pconn) streamReader(st *quic.ReceiveStream) {
 			return
 		}
 		if err := wire.ParseShardHeader(hb[:], &h); err != nil {
-			c.s.stats.ProtocolErrors.Add(1)
 			c.close(fmt.Errorf("data stream: %w", err))
 			return
 		}
@@ -1014,7 +1013,6 @@ func (c *pconn) streamReader(st *quic.ReceiveStream) {
 		c.p.acct.onReceived(c.s.shardClass(&h, buf), int(h.ShardLen)+wire.ShardHeaderLen)
 		c.wakeProber()
 		if err := c.s.onShard(&h, buf); err != nil {
-			c.s.stats.ProtocolErrors.Add(1)
 			c.close(fmt.Errorf("data stream: %w", err))
 			return
 		}

@@ -169,8 +169,9 @@ type SessionStats struct {
 	// dropped as malformed or for an association that is not open.
 	AssocsRefused, DatagramsMalformed, DatagramsUnknown atomic.Uint64
 	// ProtocolErrors counts the connections closed because the peer
-	// broke the protocol on them: a control message or a shard that
-	// could not be parsed or made no sense.
+	// broke the protocol on them (an error wrapping wire.ErrMalformed:
+	// a control message or a shard that could not be parsed or made no
+	// sense); they close with the protocol-error code 1.
 	ProtocolErrors atomic.Uint64
 }
 
