@@ -478,22 +478,22 @@ func runClient(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) in
 	if err != nil {
 		return fail(stdout, stderr, "client", clientFlags(new(clientOpts)), err)
 	}
-	mc, err := clientMetrics(args)
+	var ms *metricsServer
+	mc, err := clientMetrics(args) // metrics.go
+	if err == nil {
+		ms, err = listenMetrics(mc, cfg.Logger)
+	}
 	if err != nil {
 		return fail(stdout, stderr, "client", nil, err)
 	}
+	defer ms.Close()
 	sla := transport.NewSLAWindows() // the metrics' SLA windows
 	cfg.Transport.SLAWindows = sla
 	c, err := client.Start(context.Background(), cfg)
 	if err != nil {
 		return fail(stdout, stderr, "client", nil, clientConfigError(err))
 	}
-	ms, err := startMetrics(mc, clientSource(c, sla), cfg.Logger)
-	if err != nil {
-		c.Close()
-		return fail(stdout, stderr, "client", nil, err)
-	}
-	defer ms.Close()
+	ms.serve(clientSource(c, sla))
 	select {
 	case s := <-sig:
 		cfg.Logger.Info("shutting down", "signal", s)

@@ -136,16 +136,22 @@ func clientMetrics(args []string) (metricsConf, error) {
 
 // metricsServer serves GET /metrics.
 type metricsServer struct {
-	ln  net.Listener
-	srv *http.Server
+	ln    net.Listener
+	token string
+	log   *slog.Logger
+	srv   *http.Server // set by serve
 }
 
-// startMetrics listens on c.Addr and serves src's metrics there; with
-// no address it returns nil. A listener it cannot open is a usage error
-// naming --metrics.
-func startMetrics(c metricsConf, src metrics.Source, log *slog.Logger) (*metricsServer, error) {
+// listenMetrics listens on c.Addr, before the end it serves starts, so
+// that an address it cannot have is a usage error (naming --metrics)
+// with nothing started; with no address it returns nil. serve starts
+// answering.
+func listenMetrics(c metricsConf, log *slog.Logger) (*metricsServer, error) {
 	if c.Addr == "" {
 		return nil, nil
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
@@ -156,22 +162,34 @@ func startMetrics(c metricsConf, src metrics.Source, log *slog.Logger) (*metrics
 		}
 		return nil, badf("--metrics", "cannot listen on %s: %s", c.Addr, reason)
 	}
+	return &metricsServer{ln: ln, token: c.Token, log: log}, nil
+}
+
+// serve answers GET /metrics with src's metrics until Close; nil is
+// fine (no --metrics).
+func (m *metricsServer) serve(src metrics.Source) {
+	if m == nil {
+		return
+	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metrics.Handler(src, c.Token))
-	m := &metricsServer{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}}
-	go m.srv.Serve(ln)
-	log.Info("metrics listening", "addr", ln.Addr().String(), "token", c.Token != "")
-	return m, nil
+	mux.Handle("GET /metrics", metrics.Handler(src, m.token))
+	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog: slog.NewLogLogger(m.log.Handler(), slog.LevelDebug)}
+	go m.srv.Serve(m.ln)
+	m.log.Info("metrics listening", "addr", m.ln.Addr().String(), "token", m.token != "")
 }
 
 // Addr is where the metrics are served.
 func (m *metricsServer) Addr() net.Addr { return m.ln.Addr() }
 
-// Close stops serving; nil is fine.
+// Close stops serving and listening; nil is fine.
 func (m *metricsServer) Close() {
-	if m != nil {
-		m.srv.Close()
+	switch {
+	case m == nil:
+	case m.srv != nil:
+		m.srv.Close() // and ln
+	default:
+		m.ln.Close()
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,6 +28,11 @@ func TestMetricsFlags(t *testing.T) {
 	cliBase := append([]string{"client"}, clientArgs("--socks", "127.0.0.1:0", "--status", "off")...)
 	empty := writeFile(t, "empty", "# no token here\n\n")
 	offLoopback := writeFile(t, "s.toml", "metrics = \"0.0.0.0:9100\"\n")
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
 	for _, base := range [][]string{srvBase, cliBase} {
 		cmd := base[0]
 		for _, tc := range []struct {
@@ -43,6 +49,7 @@ func TestMetricsFlags(t *testing.T) {
 			{[]string{"--metrics", "0.0.0.0:0", "--metrics-token-file", empty}, "--metrics-token-file: " + empty + " holds no token"},
 			{[]string{"--metrics", "0.0.0.0:0", "--metrics-token-file", filepath.Join(t.TempDir(), "none")}, "--metrics-token-file: open "},
 			{[]string{"--config", offLoopback}, "--metrics: 0.0.0.0:9100 is not a loopback address"},
+			{[]string{"--metrics", taken.Addr().String()}, "--metrics: cannot listen on " + taken.Addr().String() + ": bind: address already in use"},
 		} {
 			var stdout, stderr bytes.Buffer
 			code := run(append(append([]string(nil), base...), tc.args...), &stdout, &stderr, nil)

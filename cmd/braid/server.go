@@ -300,20 +300,20 @@ func runServer(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) in
 		// it (GOGC's default), so the process stays near its budget.
 		debug.SetMemoryLimit(cfg.MemoryBudget + 256<<20)
 	}
-	mc, err := serverMetrics(args)
+	var ms *metricsServer
+	mc, err := serverMetrics(args) // metrics.go
+	if err == nil {
+		ms, err = listenMetrics(mc, cfg.Logger)
+	}
 	if err != nil {
 		return fail(stdout, stderr, "server", nil, err)
 	}
+	defer ms.Close()
 	srv, err := server.Start(cfg)
 	if err != nil {
 		return fail(stdout, stderr, "server", nil, serverConfigError(err))
 	}
-	ms, err := startMetrics(mc, serverSource(srv), cfg.Logger)
-	if err != nil {
-		srv.Close()
-		return fail(stdout, stderr, "server", nil, err)
-	}
-	defer ms.Close()
+	ms.serve(serverSource(srv))
 	// The pin is what clients need; saying it here saves a trip to keygen's output.
 	cfg.Logger.Info("concentrator key", "addr", srv.Addr().String(), "pin", pki.Pin(cfg.Cert.Leaf))
 	var s os.Signal
