@@ -144,6 +144,10 @@ type Session struct {
 	nextConnID atomic.Uint32
 	shardSeq   atomic.Uint64 // shards placed, for policies that rotate
 	stats      SessionStats
+
+	// blockTimes times blocks from first send to acknowledgement, per
+	// class (blocktime.go).
+	blockTimes blockTimes
 }
 
 // SessionStats counts what a session did; fields are updated atomically.
