@@ -198,10 +198,17 @@ func metricsSession(ss *transport.Session, now time.Time) metrics.Session {
 	paths, plans, sum := status.Describe(ss, nil, now)
 	held := ss.Held()
 	st := ss.Stats()
-	return metrics.Session{ID: ss.Name(), Paths: paths, Plans: plans, Tier: sum.Tier,
+	m := metrics.Session{ID: ss.Name(), Paths: paths, Plans: plans, Tier: sum.Tier,
 		Flows: ss.NumFlows(), FlowsByClass: sum.FlowsByClass, Started: ss.Started(),
 		HeldSend: held.Send, HeldWindow: held.Window, HeldReassembly: held.Reassembly,
 		MalformedDatagrams: st.DatagramsMalformed.Load(), ProtocolErrors: st.ProtocolErrors.Load()}
+	var u transport.Usage
+	ss.Usage(&u)
+	for i, c := range u.Classes {
+		p99, n := ss.BlockAckP99(i)
+		m.Classes = append(m.Classes, metrics.Class{Name: c.Name, Offered: c.Offered, Delivered: c.Delivered, AckP99: p99, AckBlocks: n})
+	}
+	return m
 }
 
 func slaWindows(counts []transport.SLACount) []metrics.SLAWindow {

@@ -289,6 +289,10 @@ func TestMetricsLive(t *testing.T) {
 		{"client", cfams, "braid_path_sent_bytes_total", nil, 1 << 20},
 		{"client", cfams, "braid_path_cost_usd_total", map[string]string{"path": "b"}, 0},
 		{"client", cfams, "braid_plan_data_shards", nil, 1},
+		{"client", cfams, "braid_class_sent_bytes_total", map[string]string{"class": "default"}, 1 << 20},
+		{"client", cfams, "braid_class_delivered_bytes_total", map[string]string{"class": "default"}, 1 << 20},
+		{"client", cfams, "braid_class_block_ack_p99_seconds", map[string]string{"class": "default"}, 1e-6},
+		{"concentrator", sfams, "braid_class_sent_bytes_total", map[string]string{"class": "default"}, 1 << 20},
 		{"client", cfams, "braid_sla_windows_total", map[string]string{"tier": "gold"}, 1},
 	} {
 		v, ok := value(tc.fams, tc.metric, tc.labels)

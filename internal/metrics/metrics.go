@@ -68,6 +68,20 @@ type Session struct {
 	// ProtocolErrors counts the session's connections closed because
 	// the peer broke the protocol (transport.SessionStats.ProtocolErrors).
 	ProtocolErrors uint64
+	// Classes are what the session measured of each traffic class.
+	Classes []Class
+}
+
+// Class is one traffic class's measured side, to set against its plan's
+// predictions: the flow bytes this side sent and delivered
+// (transport.ClassUsage), and the p99 of its blocks' times from first
+// send to acknowledgement (transport.Session.BlockAckP99), over
+// AckBlocks blocks (0: none yet, and no p99).
+type Class struct {
+	Name               string
+	Offered, Delivered uint64
+	AckP99             time.Duration
+	AckBlocks          int
 }
 
 // ClientCounters are the client's own: whether a session is up, and how
@@ -191,6 +205,9 @@ var (
 	dSessFlows   = desc("braid_session_flows", "The session's open flows, by traffic class.", sc...)
 	dSessHeld    = desc("braid_session_held_bytes", "Bytes the session holds for its peer: send (sent, unacknowledged), window (receive windows granted), reassembly (shards waiting for their block).", "session", "kind")
 	dSessBadDgrm = desc("braid_session_malformed_datagrams_total", "The peer's datagrams dropped as malformed.", one...)
+	dClassSent   = desc("braid_class_sent_bytes_total", "Flow bytes this side cut into blocks for the class, before compression: rate() is the measured goodput sent.", sc...)
+	dClassDeliv  = desc("braid_class_delivered_bytes_total", "Flow bytes this side delivered to the class's readers, after decompression: rate() is the measured goodput received.", sc...)
+	dClassAckP99 = desc("braid_class_block_ack_p99_seconds", "99th percentile of the time from a block's first send to its acknowledgement, over the class's last 128 blocks sent by this side: the measured side of braid_plan_p99_seconds (it includes the acknowledgement's way back).", sc...)
 	dSessProto   = desc("braid_session_protocol_errors_total", "The session's connections closed because the peer broke the protocol on them.", one...)
 
 	dPathState    = desc("braid_path_state", "1 for the path's state (up, degraded, down), 0 for the others.", "session", "path", "state")
@@ -335,6 +352,14 @@ func emit(snap Snapshot, e *emitter) {
 		e.add(dSessHeld, float64(s.HeldReassembly), id, "reassembly")
 		e.add(dSessBadDgrm, float64(s.MalformedDatagrams), id)
 		e.add(dSessProto, float64(s.ProtocolErrors), id)
+		for j := range s.Classes {
+			c := &s.Classes[j]
+			e.add(dClassSent, float64(c.Offered), id, c.Name)
+			e.add(dClassDeliv, float64(c.Delivered), id, c.Name)
+			if c.AckBlocks > 0 {
+				e.add(dClassAckP99, c.AckP99.Seconds(), id, c.Name)
+			}
+		}
 		for j := range s.Paths {
 			p := &s.Paths[j]
 			for _, st := range States {

@@ -28,7 +28,9 @@ func synthetic(n, paths int) Snapshot {
 	names := []string{"fiber", "lte", "wifi", "sat", "p4", "p5", "p6", "p7"}
 	for i := range n {
 		s := Session{ID: fmt.Sprintf("%016x", i), Tier: "gold", Flows: 3, FlowsByClass: map[string]int{"default": 2, "interactive": 1},
-			Started: time.Unix(1700000000, 0), HeldSend: 1 << 20, HeldWindow: 4 << 20, HeldReassembly: 12345}
+			Started: time.Unix(1700000000, 0), HeldSend: 1 << 20, HeldWindow: 4 << 20, HeldReassembly: 12345,
+			Classes: []Class{{Name: "default", Offered: 1e9, Delivered: 3e9, AckP99: 70 * time.Millisecond, AckBlocks: 128},
+				{Name: "interactive", Offered: 1e6}}}
 		shards := map[string]int{}
 		for j := range paths {
 			ll, par, rep, pace := 0.01, 0.02, uint64(7), 8e6
@@ -97,6 +99,13 @@ braid_sla_windows_total{class="default",tier="gold",verdict="missed"} 2
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "braid_held_bytes", "braid_server_sessions_opened_total", "braid_sla_windows_total"); err != nil {
 		t.Error(err)
+	}
+	// Measured against predicted: the p99 only of a class with blocks.
+	if n := testutil.CollectAndCount(c, "braid_class_block_ack_p99_seconds"); n != 2 {
+		t.Errorf("%d block p99 series for 2 sessions with one timed class each, want 2", n)
+	}
+	if n := testutil.CollectAndCount(c, "braid_class_sent_bytes_total"); n != 4 {
+		t.Errorf("%d class byte series for 2 sessions of 2 classes, want 4", n)
 	}
 	if n := testutil.CollectAndCount(c, "braid_server_udp_dropped_datagrams_total"); n != len(UDPDropReasons) {
 		t.Errorf("%d UDP drop series, want one per reason (%d)", n, len(UDPDropReasons))
