@@ -179,9 +179,6 @@ func (m *metricsServer) serve(src metrics.Source) {
 	m.log.Info("metrics listening", "addr", m.ln.Addr().String(), "token", m.token != "")
 }
 
-// Addr is where the metrics are served.
-func (m *metricsServer) Addr() net.Addr { return m.ln.Addr() }
-
 // Close stops serving and listening; nil is fine.
 func (m *metricsServer) Close() {
 	switch {
