@@ -56,7 +56,8 @@ func (s *Session) BlockAckP99(class int) (time.Duration, int) {
 	if n == 0 {
 		return 0, 0
 	}
-	v := make([]int64, n)
+	var buf [blockTimeWindow]int64 // on the stack: a scrape reads every session
+	v := buf[:n]
 	for i := range v {
 		v[i] = r.ns[i].Load()
 	}

@@ -190,8 +190,9 @@ func (m *metricsServer) Close() {
 	}
 }
 
-// metricsSession is one live session as the metrics show it.
-func metricsSession(ss *transport.Session, now time.Time) metrics.Session {
+// metricsSession is one live session as the metrics show it; u is
+// scratch space, reused from one session to the next.
+func metricsSession(ss *transport.Session, now time.Time, u *transport.Usage) metrics.Session {
 	paths, plans, sum := status.Describe(ss, nil, now)
 	held := ss.Held()
 	st := ss.Stats()
@@ -199,8 +200,8 @@ func metricsSession(ss *transport.Session, now time.Time) metrics.Session {
 		Flows: ss.NumFlows(), FlowsByClass: sum.FlowsByClass, Started: ss.Started(),
 		HeldSend: held.Send, HeldWindow: held.Window, HeldReassembly: held.Reassembly,
 		MalformedDatagrams: st.DatagramsMalformed.Load(), ProtocolErrors: st.ProtocolErrors.Load()}
-	var u transport.Usage
-	ss.Usage(&u)
+	ss.Usage(u)
+	m.Classes = make([]metrics.Class, 0, len(u.Classes))
 	for i, c := range u.Classes {
 		p99, n := ss.BlockAckP99(i)
 		m.Classes = append(m.Classes, metrics.Class{Name: c.Name, Offered: c.Offered, Delivered: c.Delivered, AckP99: p99, AckBlocks: n})
@@ -232,8 +233,11 @@ func serverSource(srv *server.Server) metrics.Source {
 			UDPDrops: map[string]uint64{"refused": c.UDP.Refused, "too_many": c.UDP.TooMany, "unresolved": c.UDP.Unresolved,
 				"limited": c.UDP.Limited, "stranger": c.UDP.Stranger, "send_error": c.UDP.SendError},
 		}, SLAWindows: slaWindows(c.SLAWindows)}
-		for _, ss := range srv.Sessions() {
-			snap.Sessions = append(snap.Sessions, metricsSession(ss, now))
+		sessions := srv.Sessions()
+		snap.Sessions = make([]metrics.Session, 0, len(sessions))
+		var u transport.Usage
+		for _, ss := range sessions {
+			snap.Sessions = append(snap.Sessions, metricsSession(ss, now, &u))
 		}
 		return snap
 	})
@@ -249,7 +253,7 @@ func clientSource(c *client.Client, sla *transport.SLAWindows) metrics.Source {
 		snap := metrics.Snapshot{Client: &metrics.ClientCounters{Up: ss != nil, SessionsOpened: uint64(c.Status().Sessions)},
 			SLAWindows: slaWindows(sla.Counts())}
 		if ss != nil {
-			snap.Sessions = []metrics.Session{metricsSession(ss, time.Now())}
+			snap.Sessions = []metrics.Session{metricsSession(ss, time.Now(), new(transport.Usage))}
 		}
 		return snap
 	})

@@ -64,8 +64,9 @@ func BenchmarkScrapeLive(b *testing.B) {
 		snap := base.Snapshot()
 		now := time.Now()
 		snap.Sessions = snap.Sessions[:0]
+		var u transport.Usage
 		for i := range 1000 {
-			s := metricsSession(live, now)
+			s := metricsSession(live, now, &u)
 			s.ID = fmt.Sprintf("%016x", i)
 			snap.Sessions = append(snap.Sessions, s)
 		}
