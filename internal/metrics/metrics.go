@@ -278,8 +278,9 @@ func (e *emitter) add(d *def, v float64, lv ...string) {
 		return
 	}
 	// lv does not escape on this path, so the variadic slice of each
-	// call stays on the stack: no allocation per sample.
-	e.text.add(d, v, validLabels(lv))
+	// call stays on the stack: no allocation per sample. textWriter.add
+	// makes the values valid UTF-8 itself, as validLabels does.
+	e.text.add(d, v, lv)
 }
 
 // constMetric sends one const metric; lv is its own (client_golang
