@@ -39,6 +39,8 @@ func TestSessionLinesNamed(t *testing.T) {
 	if !eventually(3*time.Second, func() bool { return !c.Paths()[1].Up() }) {
 		t.Fatal("path not down")
 	}
+	// The line comes right after the state it reports: give it a moment.
+	eventually(3*time.Second, func() bool { return strings.Contains(clogs.String(), "down") && slogs.String() != "" })
 	want := "session=" + c.Name()
 	for side, out := range map[string]string{"client": clogs.String(), "concentrator": slogs.String()} {
 		lines := strings.Split(strings.TrimSpace(out), "\n")

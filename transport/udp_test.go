@@ -427,8 +427,16 @@ func TestDatagramStream20MB(t *testing.T) {
 	if cHanded != uint64(got) {
 		t.Errorf("client handed up %d datagrams, the application saw %d distinct", cHanded, got)
 	}
-	if lost := n - got; lost > n/200 {
-		t.Errorf("%d of %d datagrams lost (more than 0.5%%)", lost, n)
+	// A datagram its connection's queue had no room for is dropped there
+	// and counted, as UDP may: on a starved machine (the race detector,
+	// CI running packages side by side) queues fill. What no counter
+	// explains stays under 0.5%.
+	lost, full := n-got, int(cs.QueueFull.Load()+ss.QueueFull.Load())
+	if lost-min(lost, full) > n/200 {
+		t.Errorf("%d of %d datagrams lost, %d of them dropped at full queues: %d unexplained (more than 0.5%%)", lost, n, full, lost-min(lost, full))
+	}
+	if got < n*3/4 {
+		t.Errorf("%d of %d answered", got, n)
 	}
 	if cs.Duplicate.Load() == 0 {
 		t.Error("no copy arrived: the datagrams were not copied")

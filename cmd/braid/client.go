@@ -37,6 +37,8 @@ type clientOpts struct {
 	packetCoding         string
 	measuredPacing       string
 	metrics              metricsOpts // metrics.go
+
+	dash dashFlags
 }
 
 // clientFile is the client's --config file.
@@ -64,6 +66,8 @@ type clientFile struct {
 	Paths          []pathTable `toml:"path"`
 	// metrics, metrics_token, metrics_token_file (metrics.go).
 	metricsFile
+	// The dashboard's keys (dashboard.go).
+	dashFile
 }
 
 // pathTable is one [[path]] table: a name and either a spec as --path
@@ -105,6 +109,7 @@ func clientFlags(o *clientOpts) *flag.FlagSet {
 	o.metrics.register(fs)
 	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
+	o.dash.add(fs)
 	return fs
 }
 
@@ -115,6 +120,9 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 	var o clientOpts
 	fs := clientFlags(&o)
 	if err := parseFlags(fs, args); err != nil {
+		return client.Config{}, err
+	}
+	if _, _, err := clientDashboard(args); err != nil {
 		return client.Config{}, err
 	}
 	var filePaths []pathTable
@@ -493,7 +501,13 @@ func runClient(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) in
 	if err != nil {
 		return fail(stdout, stderr, "client", nil, clientConfigError(err))
 	}
-	ms.serve(clientSource(c, sla))
+	ms.serve(metricsClientSource(c, sla))
+	dash, err := startClientDashboard(args, c, cfg.Logger)
+	if err != nil {
+		c.Close()
+		return fail(stdout, stderr, "client", nil, err)
+	}
+	defer dash.Close()
 	select {
 	case s := <-sig:
 		cfg.Logger.Info("shutting down", "signal", s)

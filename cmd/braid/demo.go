@@ -46,6 +46,7 @@ type demoOpts struct {
 	status   string
 	duration time.Duration
 	logLevel string
+	dash     string
 }
 
 func demoFlags(o *demoOpts) *flag.FlagSet {
@@ -53,6 +54,7 @@ func demoFlags(o *demoOpts) *flag.FlagSet {
 	fs.StringVar(&o.socks, "socks", defaultSOCKS, "proxy listen `HOST:PORT`: SOCKS5 and HTTP on one port")
 	fs.StringVar(&o.status, "status", "127.0.0.1:1081", "loopback `HOST:PORT` of the client's status page; \"off\" for none")
 	fs.DurationVar(&o.duration, "duration", 0, "stop after `D` (0: run until interrupted)")
+	fs.StringVar(&o.dash, "dashboard", "127.0.0.1:0", "loopback `HOST:PORT` of the concentrator's live web dashboard (port 0: any free one; the banner gives its address); \"off\" for none")
 	// warn, not info: the demo's own status lines are what to watch.
 	fs.StringVar(&o.logLevel, "log-level", "warn", "`LEVEL` of logs on stderr: debug, info, warn or error")
 	return fs
@@ -68,6 +70,10 @@ func runDemo(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int 
 	}
 	if err == nil && o.duration < 0 {
 		err = badf("--duration", "must not be negative")
+	}
+	if err == nil && o.dash != "off" {
+		// The demo's dashboard asks for no token: loopback only.
+		_, err = (&dashFlags{addr: o.dash}).resolve()
 	}
 	if err != nil {
 		return fail(stdout, stderr, "demo", fs, err)
@@ -149,6 +155,13 @@ func runDemo(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int 
 		return failed(clientConfigError(err))
 	}
 	stops = append(stops, c.Close)
+	var dash *dashServer
+	if o.dash != "off" {
+		if dash, err = startDashboard(o.dash, "", "concentrator", serverSource(srv), logger); err != nil {
+			return failed(err)
+		}
+		stops = append(stops, func() error { dash.Close(); return nil })
+	}
 
 	banner := func() {
 		socks := c.SOCKSAddr().String()
@@ -162,6 +175,9 @@ func runDemo(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int 
 		fmt.Fprintf(stdout, "or, as an HTTP proxy:\n  http_proxy=http://%s curl -o /dev/null http://%s/bytes/100000000\n", socks, ln.Addr())
 		if a := c.StatusAddr(); a != nil {
 			fmt.Fprintf(stdout, "and, while it runs:\n  go run ./cmd/braid status --client %s\n", a)
+		}
+		if dash != nil {
+			fmt.Fprintf(stdout, "The concentrator's live dashboard: %s\n", dash.URL())
 		}
 		if o.duration > 0 {
 			fmt.Fprintf(stdout, "Stopping after %v.\n", o.duration)

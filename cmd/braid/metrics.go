@@ -217,8 +217,8 @@ func slaWindows(counts []transport.SLACount) []metrics.SLAWindow {
 	return out
 }
 
-// serverSource reads a concentrator's metrics.
-func serverSource(srv *server.Server) metrics.Source {
+// metricsServerSource reads a concentrator's metrics.
+func metricsServerSource(srv *server.Server) metrics.Source {
 	return metrics.SourceFunc(func() metrics.Snapshot {
 		now := time.Now()
 		c := srv.Counters()
@@ -243,9 +243,9 @@ func serverSource(srv *server.Server) metrics.Source {
 	})
 }
 
-// clientSource reads a client's metrics; sla counts its sessions' SLA
+// metricsClientSource reads a client's metrics; sla counts its sessions' SLA
 // windows (its transport config's SLAWindows).
-func clientSource(c *client.Client, sla *transport.SLAWindows) metrics.Source {
+func metricsClientSource(c *client.Client, sla *transport.SLAWindows) metrics.Source {
 	return metrics.SourceFunc(func() metrics.Snapshot {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel() // the session up now, without waiting for one

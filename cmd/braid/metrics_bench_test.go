@@ -20,7 +20,7 @@ import (
 
 // BenchmarkScrapeLive is the target measured end to end at the
 // concentrator: a scrape of 1000 sessions of 4 paths, each read from a
-// live session (status.Describe, Held, Stats: what serverSource does for
+// live session (status.Describe, Held, Stats: what metricsServerSource does for
 // every session) and then encoded and gzipped by the handler. One real
 // session of four loopback paths is read 1000 times under 1000 names:
 // running 4000 QUIC connections would measure their probing, not the
@@ -60,7 +60,7 @@ func BenchmarkScrapeLive(b *testing.B) {
 			live = ss[0]
 		}
 	}
-	base := serverSource(srv)
+	base := metricsServerSource(srv)
 	src := metrics.SourceFunc(func() metrics.Snapshot {
 		snap := base.Snapshot()
 		now := time.Now()

@@ -249,6 +249,21 @@ func TestDemo(t *testing.T) {
 		}
 	}
 	proxy, base := m[1], m[2]
+	// The banner gives the dashboard's address; it answers.
+	dashLine := regexp.MustCompile(`live dashboard: (http://\S+/)\n`)
+	dash := dashLine.FindStringSubmatch(d.Stdout.String())
+	for dash == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		dash = dashLine.FindStringSubmatch(d.Stdout.String())
+	}
+	if dash == nil {
+		t.Fatalf("no dashboard line in the banner:\n%s", d.Stdout)
+	}
+	if resp, err := http.Get(dash[1] + "api/state"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("the demo's dashboard: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 
 	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		return socksDial(proxy, addr)

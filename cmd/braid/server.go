@@ -37,6 +37,7 @@ type serverOpts struct {
 	maxSessions, maxSessionsPerToken int
 
 	metrics metricsOpts // metrics.go
+	dash    dashFlags
 }
 
 // serverFile is the server's --config file.
@@ -63,6 +64,8 @@ type serverFile struct {
 	MeasuredPacing string `toml:"measured_pacing"`
 	// metrics, metrics_token, metrics_token_file (metrics.go).
 	metricsFile
+	// The dashboard's keys (dashboard.go).
+	dashFile
 }
 
 func serverFlags(o *serverOpts) *flag.FlagSet {
@@ -87,6 +90,7 @@ func serverFlags(o *serverOpts) *flag.FlagSet {
 	o.metrics.register(fs)
 	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
+	o.dash.add(fs)
 	return fs
 }
 
@@ -96,6 +100,9 @@ func parseServer(args []string, logOut io.Writer) (server.Config, error) {
 	var o serverOpts
 	fs := serverFlags(&o)
 	if err := parseFlags(fs, args); err != nil {
+		return server.Config{}, err
+	}
+	if _, _, err := serverDashboard(args); err != nil {
 		return server.Config{}, err
 	}
 	if o.config != "" {
@@ -313,7 +320,13 @@ func runServer(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) in
 	if err != nil {
 		return fail(stdout, stderr, "server", nil, serverConfigError(err))
 	}
-	ms.serve(serverSource(srv))
+	ms.serve(metricsServerSource(srv))
+	dash, err := startServerDashboard(args, srv, cfg.Logger)
+	if err != nil {
+		srv.Close()
+		return fail(stdout, stderr, "server", nil, err)
+	}
+	defer dash.Close()
 	// The pin is what clients need; saying it here saves a trip to keygen's output.
 	cfg.Logger.Info("concentrator key", "addr", srv.Addr().String(), "pin", pki.Pin(cfg.Cert.Leaf))
 	var s os.Signal

@@ -66,7 +66,7 @@ var rules = map[string]rule{
 	"braid/cmd/braid": {files: true, prom: true,
 		// The proxy links no bench harness and no plots; the demo's
 		// emulated paths are bench/emu, which plots nothing.
-		not: []string{"braid/bench"}},
+		not: []string{"braid/bench", "github.com/chromedp/..."}},
 	"braid/cmd/braid-bench": {files: true, plots: true},
 
 	"braid/bench": {files: true, plots: true}, // scenarios are TOML files; reports have plots
@@ -100,6 +100,10 @@ var rules = map[string]rule{
 	// client_golang.
 	"braid/internal/metrics": {imports: []string{"braid/internal/status"}, prom: true,
 		not: []string{"braid/client", "braid/server"}},
+	// The live web dashboard over the same snapshot, linked by the edge
+	// only; chromedp, which drives it in tests, is a test dependency.
+	"braid/internal/dashboard": {imports: []string{"braid/internal/status", "braid/transport"},
+		not: []string{"braid/client", "braid/server", "github.com/chromedp/..."}},
 	// Leaves: pools, codecs, sockets, checks, the field error and
 	// wake-ups, which import nothing of braid.
 	"braid/internal/bufpool":  {imports: []string{}},
