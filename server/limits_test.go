@@ -343,6 +343,23 @@ func TestSessionCaps(t *testing.T) {
 		t.Fatalf("%d sessions after one closed, want 6", len(srv.Sessions()))
 	}
 	join("a", "")
+
+	// Each refusal above counted once under its reason, every session
+	// opened once, and a bad token under auth.
+	if c, err := joinSession(ctx, srv.Addr().String(), pin, "wrong"); err == nil {
+		c.Close()
+		t.Fatal("a wrong token joined")
+	}
+	c := srv.Counters()
+	want := map[string]uint64{RefusedAuth: 1, RefusedMaxSessions: 1, RefusedTokenSessions: 1, RefusedUnknownSession: 0, RefusedShutdown: 0}
+	for r, n := range want {
+		if c.JoinsRefused[r] != n {
+			t.Errorf("joins refused for %s: %d, want %d (%v)", r, c.JoinsRefused[r], n, c.JoinsRefused)
+		}
+	}
+	if c.SessionsOpened != 8 || c.UnreadableJoins != 0 || c.MaxSessions != 7 {
+		t.Errorf("counters %+v, want 8 sessions opened, none unreadable, max 7", c)
+	}
 }
 
 // TestStatelessReset kills a concentrator without a word to its client

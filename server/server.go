@@ -50,6 +50,8 @@ type Server struct {
 	dest *destpolicy.Policy
 	// udpDrops counts the client datagrams and answers UDP relays dropped (udp.go).
 	udpDrops udpStats
+	// joins counts joins refused, unreadable and sessions opened (counters.go).
+	joins joinCounts
 
 	// Handshakes in progress (handshake.go): the count, Retries asked
 	// for and connections refused since Start, and when the last log line
@@ -100,6 +102,7 @@ func Start(cfg Config) (*Server, error) {
 	}
 	// One budget for every session's held bytes (transport.Budget).
 	s.cfg.Transport.Budget = transport.NewBudget(cfg.MemoryBudget)
+	s.cfg.Transport.SLAWindows = transport.NewSLAWindows() // counters.go
 	s.own = destpolicy.NewOwn(cfg.OwnAddrs...)
 	if err := s.own.Start(); err != nil {
 		udp.Close()
@@ -357,33 +360,39 @@ func (s *Server) join(qc *quic.Conn) {
 	j, err := transport.AcceptJoin(s.ctx, qc)
 	if err != nil {
 		s.log.Warn("refused connection", "remote", remote, "err", err)
+		s.joins.unreadable.Add(1)
 		qc.CloseWithError(0, "")
 		return
 	}
 	if !s.tokenOK(j.Msg.Token) {
 		s.log.Warn("refused client: bad token", "remote", remote, "path", j.Msg.Path.Name)
+		s.joins.refuse(rAuth)
 		j.Refuse(wire.JoinErrAuth, "token not accepted")
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
+		s.joins.refuse(rShutdown)
 		j.Refuse(wire.JoinErrShutdown, "concentrator shutting down")
 		return
 	}
 	if j.Msg.SessionID == ([16]byte{}) {
 		if s.draining {
+			s.joins.refuse(rShutdown)
 			j.Refuse(wire.JoinErrShutdown, "concentrator draining")
 			return
 		}
 		if len(s.sessions) >= s.cfg.MaxSessions {
 			s.log.Warn("refused client: too many sessions", "remote", remote, "max_sessions", s.cfg.MaxSessions)
+			s.joins.refuse(rMaxSessions)
 			j.Refuse(wire.JoinErrLimit, fmt.Sprintf("too many sessions on this concentrator: %d at once (max-sessions)", s.cfg.MaxSessions))
 			return
 		}
 		if limit, by := s.tokenLimit(j.Msg.Token); s.perToken[j.Msg.Token] >= limit {
 			// The token is a secret: the log names the cap, not it.
 			s.log.Warn("refused client: too many sessions for its token", "remote", remote, "max", limit, "cap", by)
+			s.joins.refuse(rTokenSessions)
 			j.Refuse(wire.JoinErrLimit, fmt.Sprintf("too many sessions for this token: %d at once (%s)", limit, by))
 			return
 		}
@@ -397,6 +406,7 @@ func (s *Server) join(qc *quic.Conn) {
 		s.tokens[sess.ID()] = j.Msg.Token
 		s.opened[sess.ID()] = time.Now()
 		s.perToken[j.Msg.Token]++
+		s.joins.opened.Add(1)
 		if cfg.Tier != nil {
 			s.log.Info("session tier", "session", sess.Name(), "tier", cfg.Tier.String())
 		}
@@ -408,6 +418,7 @@ func (s *Server) join(qc *quic.Conn) {
 	sess := s.sessions[j.Msg.SessionID]
 	if sess == nil || !sess.CheckSecret(j.Msg.Secret) {
 		s.log.Warn("refused path: unknown session or wrong secret", "remote", remote, "path", j.Msg.Path.Name)
+		s.joins.refuse(rUnknownSession)
 		j.Refuse(wire.JoinErrSession, "unknown session")
 		return
 	}

@@ -48,6 +48,9 @@ type Config struct {
 	// Budget, if not nil, bounds the bytes held by every session that
 	// shares it (the concentrator's global limit); see budget.go.
 	Budget *Budget
+	// SLAWindows, if not nil, counts the SLA windows met and missed by
+	// every session that shares it (slawindow.go).
+	SLAWindows *SLAWindows
 	// MaxFlows bounds concurrent flows in a session (default 1024).
 	MaxFlows int
 	// MaxAssociations bounds a session's UDP associations (default 64);

@@ -28,6 +28,7 @@ type txBlock struct {
 	// shard with no path is lost, not on its way.
 	dropped atomic.Bool
 	sentAt  time.Time // last (re)send; under f.mu
+	firstAt time.Time // when it was cut and first sent; under f.mu (blocktime.go)
 	tries   int       // overdue re-sends; under f.mu
 	// held is the send space (Session.takeSendSpace) the block holds
 	// until it is acknowledged or dropped; under f.mu.
@@ -261,6 +262,7 @@ func (f *Flow) sendOwned(ctx context.Context, buf []byte, n int, flags uint8, he
 		f.txFin = true
 	}
 	b.sentAt = time.Now()
+	b.firstAt = b.sentAt
 	f.txBlocks = append(f.txBlocks, b)
 	f.mu.Unlock()
 	f.s.stats.BlocksSent.Add(1)
@@ -330,8 +332,13 @@ func (f *Flow) onAck(next uint64) error {
 	}
 	i := 0
 	var held int64
+	var now time.Time
 	for ; i < len(f.txBlocks) && f.txBlocks[i].hdr.Block < next; i++ {
 		b := f.txBlocks[i]
+		if now.IsZero() {
+			now = time.Now()
+		}
+		f.s.blockTimes.observe(int(f.class.Load()), now.Sub(b.firstAt))
 		if b.hdr.Flags&wire.FlagFin != 0 {
 			f.txFinAcked = true
 		}

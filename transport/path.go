@@ -565,6 +565,7 @@ func (c *pconn) close(err error) {
 			var code quic.ApplicationErrorCode
 			if errors.Is(err, wire.ErrMalformed) {
 				code = 1
+				c.s.stats.ProtocolErrors.Add(1)
 			}
 			c.qc.CloseWithError(code, truncate(err.Error(), 200))
 		} else {

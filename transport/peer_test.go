@@ -96,6 +96,7 @@ func TestMalformedFromPeer(t *testing.T) {
 			st.Close()
 		},
 	}
+	var protoErrs uint64 // all sessions' SessionStats.ProtocolErrors so far
 	for name, misbehave := range cases {
 		t.Run(name, func(t *testing.T) {
 			qc, ctrl := rawJoin(t, ts)
@@ -110,6 +111,15 @@ func TestMalformedFromPeer(t *testing.T) {
 			if err := context.Cause(qc.Context()); !errors.As(err, &ae) || !ae.Remote || ae.ErrorCode != 1 {
 				t.Fatalf("closed with %v, want the peer's protocol-error close", err)
 			}
+			// The concentrator's session counted it, once.
+			var n uint64
+			for _, s := range ts.list() {
+				n += s.Stats().ProtocolErrors.Load()
+			}
+			if n != protoErrs+1 {
+				t.Errorf("protocol errors counted %d, want %d", n, protoErrs+1)
+			}
+			protoErrs = n
 		})
 	}
 	// The concentrator goes on serving well-behaved clients.

@@ -154,10 +154,12 @@ func (s *Session) plan(pl scheduler.Planning) {
 	logged := map[string]string{} // by class, what the last "plan changed" line said
 	for {
 		changed := s.changedCh()
+		timed := false
 		select {
 		case <-s.done:
 			return
 		case <-tick.C:
+			timed = true
 		case <-changed:
 			if !s.upDownChanged(states) {
 				continue
@@ -182,6 +184,9 @@ func (s *Session) plan(pl scheduler.Planning) {
 		d := loop.Step(o)
 		s.applyPlans(pl, terms, o.Problem, &d)
 		s.logPlans(terms, &d, logged)
+		if timed {
+			s.cfg.SLAWindows.note(terms.Tier, &d) // slawindow.go
+		}
 	}
 }
 

@@ -144,6 +144,10 @@ type Session struct {
 	nextConnID atomic.Uint32
 	shardSeq   atomic.Uint64 // shards placed, for policies that rotate
 	stats      SessionStats
+
+	// blockTimes times blocks from first send to acknowledgement, per
+	// class (blocktime.go).
+	blockTimes blockTimes
 }
 
 // SessionStats counts what a session did; fields are updated atomically.
@@ -168,6 +172,11 @@ type SessionStats struct {
 	// DatagramsMalformed and DatagramsUnknown the peer's datagrams
 	// dropped as malformed or for an association that is not open.
 	AssocsRefused, DatagramsMalformed, DatagramsUnknown atomic.Uint64
+	// ProtocolErrors counts the connections closed because the peer
+	// broke the protocol on them (an error wrapping wire.ErrMalformed:
+	// a control message or a shard that could not be parsed or made no
+	// sense); they close with the protocol-error code 1.
+	ProtocolErrors atomic.Uint64
 }
 
 func newSession(cfg Config, client bool) (*Session, error) {

@@ -18,6 +18,7 @@ import (
 
 	"braid/client"
 	"braid/internal/pki"
+	"braid/transport"
 )
 
 type clientOpts struct {
@@ -35,6 +36,7 @@ type clientOpts struct {
 	metered              bool
 	packetCoding         string
 	measuredPacing       string
+	metrics              metricsOpts // metrics.go
 
 	dash dashFlags
 }
@@ -62,6 +64,8 @@ type clientFile struct {
 	// MeasuredPacing is "on" or "off", as --measured-pacing.
 	MeasuredPacing string      `toml:"measured_pacing"`
 	Paths          []pathTable `toml:"path"`
+	// metrics, metrics_token, metrics_token_file (metrics.go).
+	metricsFile
 	// The dashboard's keys (dashboard.go).
 	dashFile
 }
@@ -102,6 +106,7 @@ func clientFlags(o *clientOpts) *flag.FlagSet {
 	fs.BoolVar(&o.metered, "metered", false, "this device pays per byte itself (a phone's data plan)")
 	fs.StringVar(&o.packetCoding, "packet-coding", "on", packetCodingUsage)
 	fs.StringVar(&o.measuredPacing, "measured-pacing", "on", measuredPacingUsage)
+	o.metrics.register(fs)
 	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
 	o.dash.add(fs)
@@ -270,6 +275,9 @@ func parseClient(args []string, logOut io.Writer) (client.Config, error) {
 	check.Fill()
 	if err := check.Validate(); err != nil {
 		return client.Config{}, clientConfigError(err)
+	}
+	if _, err := clientMetrics(args); err != nil {
+		return client.Config{}, err
 	}
 	return cfg, nil
 }
@@ -478,10 +486,22 @@ func runClient(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) in
 	if err != nil {
 		return fail(stdout, stderr, "client", clientFlags(new(clientOpts)), err)
 	}
+	var ms *metricsServer
+	mc, err := clientMetrics(args) // metrics.go
+	if err == nil {
+		ms, err = listenMetrics(mc, cfg.Logger)
+	}
+	if err != nil {
+		return fail(stdout, stderr, "client", nil, err)
+	}
+	defer ms.Close()
+	sla := transport.NewSLAWindows() // the metrics' SLA windows
+	cfg.Transport.SLAWindows = sla
 	c, err := client.Start(context.Background(), cfg)
 	if err != nil {
 		return fail(stdout, stderr, "client", nil, clientConfigError(err))
 	}
+	ms.serve(metricsClientSource(c, sla))
 	dash, err := startClientDashboard(args, c, cfg.Logger)
 	if err != nil {
 		c.Close()

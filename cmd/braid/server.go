@@ -36,7 +36,8 @@ type serverOpts struct {
 
 	maxSessions, maxSessionsPerToken int
 
-	dash dashFlags
+	metrics metricsOpts // metrics.go
+	dash    dashFlags
 
 	accounting, accountingID string // accounting.go
 }
@@ -67,6 +68,8 @@ type serverFile struct {
 	// (accounting.go).
 	Accounting   string `toml:"accounting"`
 	AccountingID string `toml:"accounting_id"`
+	// metrics, metrics_token, metrics_token_file (metrics.go).
+	metricsFile
 	// The dashboard's keys (dashboard.go).
 	dashFile
 }
@@ -90,6 +93,7 @@ func serverFlags(o *serverOpts) *flag.FlagSet {
 	fs.IntVar(&o.maxSessionsPerToken, "max-sessions-per-token", 8, "at most `N` concurrent sessions of one token; a tier's max_sessions in the --policy file wins for its tokens")
 	fs.StringVar(&o.packetCoding, "packet-coding", "on", packetCodingUsage)
 	fs.StringVar(&o.measuredPacing, "measured-pacing", "on", measuredPacingUsage)
+	o.metrics.register(fs)
 	fs.StringVar(&o.config, "config", "", "TOML config `FILE`; flags win over it")
 	fs.StringVar(&o.logLevel, "log-level", "info", "`LEVEL` of logs on stderr: debug, info, warn or error")
 	accountingFlags(fs, o)
@@ -246,6 +250,9 @@ func parseServer(args []string, logOut io.Writer) (server.Config, error) {
 	if err := check.Validate(); err != nil {
 		return server.Config{}, serverConfigError(err)
 	}
+	if _, err := serverMetrics(args); err != nil {
+		return server.Config{}, err
+	}
 	return cfg, nil
 }
 
@@ -312,10 +319,20 @@ func runServer(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) in
 		return fail(stdout, stderr, "server", nil, err)
 	}
 	defer closeAccounting()
+	var ms *metricsServer
+	mc, err := serverMetrics(args) // metrics.go
+	if err == nil {
+		ms, err = listenMetrics(mc, cfg.Logger)
+	}
+	if err != nil {
+		return fail(stdout, stderr, "server", nil, err)
+	}
+	defer ms.Close()
 	srv, err := server.Start(cfg)
 	if err != nil {
 		return fail(stdout, stderr, "server", nil, serverConfigError(err))
 	}
+	ms.serve(metricsServerSource(srv))
 	dash, err := startServerDashboard(args, srv, cfg.Logger)
 	if err != nil {
 		srv.Close()

@@ -34,6 +34,16 @@ type Snapshot struct {
 	// is nil.
 	Client *ClientCounters
 	Server *ServerCounters
+	// SLAWindows are the SLA windows met and missed per tier and class
+	// since the process started (transport.SLAWindows), all sessions'.
+	SLAWindows []SLAWindow
+}
+
+// SLAWindow is one tier and class's SLA windows: timed re-plans (one a
+// second) whose plan met the class's SLA, and those whose plan did not.
+type SLAWindow struct {
+	Tier, Class string
+	Met, Missed uint64
 }
 
 // Session is one live session as the status page shows it, with the
@@ -55,6 +65,23 @@ type Session struct {
 	// MalformedDatagrams counts the peer's datagrams dropped as
 	// malformed (transport.SessionStats.DatagramsMalformed).
 	MalformedDatagrams uint64
+	// ProtocolErrors counts the session's connections closed because
+	// the peer broke the protocol (transport.SessionStats.ProtocolErrors).
+	ProtocolErrors uint64
+	// Classes are what the session measured of each traffic class.
+	Classes []Class
+}
+
+// Class is one traffic class's measured side, to set against its plan's
+// predictions: the flow bytes this side sent and delivered
+// (transport.ClassUsage), and the p99 of its blocks' times from first
+// send to acknowledgement (transport.Session.BlockAckP99), over
+// AckBlocks blocks (0: none yet, and no p99).
+type Class struct {
+	Name               string
+	Offered, Delivered uint64
+	AckP99             time.Duration
+	AckBlocks          int
 }
 
 // ClientCounters are the client's own: whether a session is up, and how
@@ -78,6 +105,11 @@ type ServerCounters struct {
 	HandshakesRefused, Retries uint64
 	// DestinationsRefused counts destinations the policy refused.
 	DestinationsRefused uint64
+	// SessionsOpened counts the sessions the concentrator opened.
+	SessionsOpened uint64
+	// UDPDrops counts the datagrams the UDP relays dropped, by reason;
+	// the keys are UDPDropReasons.
+	UDPDrops map[string]uint64
 	// MaxSessions is the cap on concurrent sessions (--max-sessions).
 	MaxSessions int
 }
@@ -85,6 +117,17 @@ type ServerCounters struct {
 // JoinReasons are the values of the reason label of
 // braid_server_joins_refused_total.
 var JoinReasons = []string{"auth", "max_sessions", "token_sessions", "unknown_session", "shutdown"}
+
+// UDPDropReasons are the values of the reason label of
+// braid_server_udp_dropped_datagrams_total (server.UDPDrops' fields).
+var UDPDropReasons = []string{"refused", "too_many", "unresolved", "limited", "stranger", "send_error"}
+
+// Verdicts are the values of the verdict label of braid_sla_windows_total.
+var Verdicts = []string{"met", "missed"}
+
+// HeldKinds are the values of the kind label of braid_held_bytes and
+// braid_session_held_bytes.
+var HeldKinds = []string{"send", "window", "reassembly"}
 
 // States are the values of the state label of braid_path_state.
 var States = []string{"up", "degraded", "down"}
@@ -152,12 +195,20 @@ var (
 	dHandshakes   = desc("braid_server_handshakes_refused_total", "QUIC handshakes refused for the cap on handshakes in progress.")
 	dRetries      = desc("braid_server_retries_total", "QUIC Retry packets sent to check a client's address.")
 	dDestRefused  = desc("braid_server_destinations_refused_total", "Destinations the destination policy refused.")
+	dSrvOpened    = desc("braid_server_sessions_opened_total", "Sessions the concentrator opened since it started.")
+	dUDPDropped   = desc("braid_server_udp_dropped_datagrams_total", "Datagrams the concentrator's UDP relays dropped, by reason: refused (destination policy), too_many (destinations of one association), unresolved, limited (name lookups over the rate), stranger (answer from an address never sent to), send_error.", "reason")
+	dSLAWindows   = desc("braid_sla_windows_total", "SLA windows (timed re-plans, one a second) of sessions with a tier, by tier, class and verdict: met when the plan in force met the class's SLA, missed when not.", "tier", "class", "verdict")
+	dHeld         = desc("braid_held_bytes", "Bytes all sessions together hold for their peers, by kind: send, window, reassembly (as braid_session_held_bytes).", "kind")
 
 	dSessInfo    = desc("braid_session_info", "1 for each live session, labelled with its tier (\"\" without one).", "session", "tier")
 	dSessStart   = desc("braid_session_start_time_seconds", "When the session began, in Unix seconds.", one...)
 	dSessFlows   = desc("braid_session_flows", "The session's open flows, by traffic class.", sc...)
 	dSessHeld    = desc("braid_session_held_bytes", "Bytes the session holds for its peer: send (sent, unacknowledged), window (receive windows granted), reassembly (shards waiting for their block).", "session", "kind")
 	dSessBadDgrm = desc("braid_session_malformed_datagrams_total", "The peer's datagrams dropped as malformed.", one...)
+	dClassSent   = desc("braid_class_sent_bytes_total", "Flow bytes this side cut into blocks for the class, before compression: rate() is the measured goodput sent.", sc...)
+	dClassDeliv  = desc("braid_class_delivered_bytes_total", "Flow bytes this side delivered to the class's readers, after decompression: rate() is the measured goodput received.", sc...)
+	dClassAckP99 = desc("braid_class_block_ack_p99_seconds", "99th percentile of the time from a block's first send to its acknowledgement, over the class's last 128 blocks sent by this side: the measured side of braid_plan_p99_seconds (it includes the acknowledgement's way back).", sc...)
+	dSessProto   = desc("braid_session_protocol_errors_total", "The session's connections closed because the peer broke the protocol on them.", one...)
 
 	dPathState    = desc("braid_path_state", "1 for the path's state (up, degraded, down), 0 for the others.", "session", "path", "state")
 	dPathIdle     = desc("braid_path_idle", "1 for an up path the scheduler leaves without traffic.", sp...)
@@ -222,108 +273,146 @@ type emitter struct {
 }
 
 func (e *emitter) add(d *def, v float64, lv ...string) {
-	lv = validLabels(lv)
 	if e.ch != nil {
-		t := prometheus.GaugeValue
-		if d.counter {
-			t = prometheus.CounterValue
-		}
-		e.ch <- prometheus.MustNewConstMetric(d.desc, t, v, lv...)
+		e.constMetric(d, v, append([]string(nil), lv...))
 		return
 	}
+	// lv does not escape on this path, so the variadic slice of each
+	// call stays on the stack: no allocation per sample. textWriter.add
+	// makes the values valid UTF-8 itself, as validLabels does.
 	e.text.add(d, v, lv)
+}
+
+// constMetric sends one const metric; lv is its own (client_golang
+// keeps it).
+func (e *emitter) constMetric(d *def, v float64, lv []string) {
+	t := prometheus.GaugeValue
+	if d.counter {
+		t = prometheus.CounterValue
+	}
+	e.ch <- prometheus.MustNewConstMetric(d.desc, t, v, validLabels(lv)...)
 }
 
 // emit gives e every sample of snap. Both ways of serving go through
 // it, so they cannot drift apart.
 func emit(snap Snapshot, e *emitter) {
-	gauge, counter := e.add, e.add
-	gauge(dSessions, float64(len(snap.Sessions)))
+	// e.add is called directly, not through a func value, so that its
+	// variadic labels stay on the stack (emitter.add); each metric is a
+	// gauge or a counter by its def.
+	e.add(dSessions, float64(len(snap.Sessions)))
 	flows := 0
 	for i := range snap.Sessions {
 		flows += snap.Sessions[i].Flows
 	}
-	gauge(dFlows, float64(flows))
+	e.add(dFlows, float64(flows))
 	if cc := snap.Client; cc != nil {
-		gauge(dClientUp, b2f(cc.Up))
-		counter(dClientOpened, float64(cc.SessionsOpened))
+		e.add(dClientUp, b2f(cc.Up))
+		e.add(dClientOpened, float64(cc.SessionsOpened))
 	}
 	if sc := snap.Server; sc != nil {
-		gauge(dMaxSessions, float64(sc.MaxSessions))
+		e.add(dMaxSessions, float64(sc.MaxSessions))
 		for _, r := range JoinReasons {
-			counter(dJoinsRefused, float64(sc.JoinsRefused[r]), r)
+			e.add(dJoinsRefused, float64(sc.JoinsRefused[r]), r)
 		}
-		counter(dProtoErrors, float64(sc.BadJoins))
-		counter(dHandshakes, float64(sc.HandshakesRefused))
-		counter(dRetries, float64(sc.Retries))
-		counter(dDestRefused, float64(sc.DestinationsRefused))
+		e.add(dProtoErrors, float64(sc.BadJoins))
+		e.add(dHandshakes, float64(sc.HandshakesRefused))
+		e.add(dRetries, float64(sc.Retries))
+		e.add(dDestRefused, float64(sc.DestinationsRefused))
+		e.add(dSrvOpened, float64(sc.SessionsOpened))
+		for _, r := range UDPDropReasons {
+			e.add(dUDPDropped, float64(sc.UDPDrops[r]), r)
+		}
+	}
+	for i := range snap.SLAWindows {
+		w := &snap.SLAWindows[i]
+		e.add(dSLAWindows, float64(w.Met), w.Tier, w.Class, "met")
+		e.add(dSLAWindows, float64(w.Missed), w.Tier, w.Class, "missed")
+	}
+	var held [3]int64
+	for i := range snap.Sessions {
+		s := &snap.Sessions[i]
+		held[0] += s.HeldSend
+		held[1] += s.HeldWindow
+		held[2] += s.HeldReassembly
+	}
+	for i, k := range HeldKinds {
+		e.add(dHeld, float64(held[i]), k)
 	}
 	for i := range snap.Sessions {
 		s := &snap.Sessions[i]
 		id := s.ID
-		gauge(dSessInfo, 1, id, s.Tier)
+		e.add(dSessInfo, 1, id, s.Tier)
 		if !s.Started.IsZero() {
-			gauge(dSessStart, float64(s.Started.UnixNano())/1e9, id)
+			e.add(dSessStart, float64(s.Started.UnixNano())/1e9, id)
 		}
 		for class, n := range s.FlowsByClass {
-			gauge(dSessFlows, float64(n), id, class)
+			e.add(dSessFlows, float64(n), id, class)
 		}
-		gauge(dSessHeld, float64(s.HeldSend), id, "send")
-		gauge(dSessHeld, float64(s.HeldWindow), id, "window")
-		gauge(dSessHeld, float64(s.HeldReassembly), id, "reassembly")
-		counter(dSessBadDgrm, float64(s.MalformedDatagrams), id)
+		e.add(dSessHeld, float64(s.HeldSend), id, "send")
+		e.add(dSessHeld, float64(s.HeldWindow), id, "window")
+		e.add(dSessHeld, float64(s.HeldReassembly), id, "reassembly")
+		e.add(dSessBadDgrm, float64(s.MalformedDatagrams), id)
+		e.add(dSessProto, float64(s.ProtocolErrors), id)
+		for j := range s.Classes {
+			c := &s.Classes[j]
+			e.add(dClassSent, float64(c.Offered), id, c.Name)
+			e.add(dClassDeliv, float64(c.Delivered), id, c.Name)
+			if c.AckBlocks > 0 {
+				e.add(dClassAckP99, c.AckP99.Seconds(), id, c.Name)
+			}
+		}
 		for j := range s.Paths {
 			p := &s.Paths[j]
 			for _, st := range States {
-				gauge(dPathState, b2f(p.State == st), id, p.Name, st)
+				e.add(dPathState, b2f(p.State == st), id, p.Name, st)
 			}
-			gauge(dPathIdle, b2f(p.Idle), id, p.Name)
-			gauge(dPathConns, float64(p.Conns), id, p.Name)
-			gauge(dPathRTT, p.RTTMs/1e3, id, p.Name)
-			gauge(dPathRTTP99, p.RTTP99Ms/1e3, id, p.Name)
-			gauge(dPathJitter, p.JitterMs/1e3, id, p.Name)
-			gauge(dPathLoss, p.Loss, id, p.Name)
+			e.add(dPathIdle, b2f(p.Idle), id, p.Name)
+			e.add(dPathConns, float64(p.Conns), id, p.Name)
+			e.add(dPathRTT, p.RTTMs/1e3, id, p.Name)
+			e.add(dPathRTTP99, p.RTTP99Ms/1e3, id, p.Name)
+			e.add(dPathJitter, p.JitterMs/1e3, id, p.Name)
+			e.add(dPathLoss, p.Loss, id, p.Name)
 			if p.LinkLoss != nil {
-				gauge(dPathLinkLoss, *p.LinkLoss, id, p.Name)
+				e.add(dPathLinkLoss, *p.LinkLoss, id, p.Name)
 			}
 			if p.Parity != nil {
-				gauge(dPathParity, *p.Parity, id, p.Name)
+				e.add(dPathParity, *p.Parity, id, p.Name)
 			}
 			if p.Repaired != nil {
-				counter(dPathRepaired, float64(*p.Repaired), id, p.Name)
+				e.add(dPathRepaired, float64(*p.Repaired), id, p.Name)
 			}
-			gauge(dPathDelivery, p.DeliveryBps/8, id, p.Name)
+			e.add(dPathDelivery, p.DeliveryBps/8, id, p.Name)
 			if p.PaceBps != nil {
-				gauge(dPathPace, *p.PaceBps/8, id, p.Name)
+				e.add(dPathPace, *p.PaceBps/8, id, p.Name)
 			}
-			gauge(dPathUp, p.UploadBps/8, id, p.Name)
-			gauge(dPathDown, p.DownloadBps/8, id, p.Name)
-			counter(dPathSent, float64(p.BytesSent), id, p.Name)
-			counter(dPathRecv, float64(p.BytesReceived), id, p.Name)
-			counter(dPathProbeTx, float64(p.ProbeBytesSent), id, p.Name)
-			counter(dPathProbeRx, float64(p.ProbeBytesReceived), id, p.Name)
-			counter(dPathCost, p.CostUSD, id, p.Name)
+			e.add(dPathUp, p.UploadBps/8, id, p.Name)
+			e.add(dPathDown, p.DownloadBps/8, id, p.Name)
+			e.add(dPathSent, float64(p.BytesSent), id, p.Name)
+			e.add(dPathRecv, float64(p.BytesReceived), id, p.Name)
+			e.add(dPathProbeTx, float64(p.ProbeBytesSent), id, p.Name)
+			e.add(dPathProbeRx, float64(p.ProbeBytesReceived), id, p.Name)
+			e.add(dPathCost, p.CostUSD, id, p.Name)
 		}
 		for j := range s.Plans {
 			pl := &s.Plans[j]
 			cl := pl.Class
-			gauge(dPlanK, float64(pl.K), id, cl)
-			gauge(dPlanM, float64(pl.M), id, cl)
+			e.add(dPlanK, float64(pl.K), id, cl)
+			e.add(dPlanM, float64(pl.M), id, cl)
 			for path, n := range pl.Shards {
-				gauge(dPlanShards, float64(n), id, cl, path)
+				e.add(dPlanShards, float64(n), id, cl, path)
 			}
-			gauge(dPlanGoodput, pl.GoodputBps/8, id, cl)
-			gauge(dPlanCapacity, pl.CapacityBps/8, id, cl)
-			gauge(dPlanP99, pl.P99Ms/1e3, id, cl)
-			gauge(dPlanCostGB, pl.CostUSDPerGB, id, cl)
-			gauge(dPlanProfit, pl.ProfitUSDPerH/3600, id, cl)
-			gauge(dPlanSLAMet, b2f(pl.SLAMet), id, cl)
+			e.add(dPlanGoodput, pl.GoodputBps/8, id, cl)
+			e.add(dPlanCapacity, pl.CapacityBps/8, id, cl)
+			e.add(dPlanP99, pl.P99Ms/1e3, id, cl)
+			e.add(dPlanCostGB, pl.CostUSDPerGB, id, cl)
+			e.add(dPlanProfit, pl.ProfitUSDPerH/3600, id, cl)
+			e.add(dPlanSLAMet, b2f(pl.SLAMet), id, cl)
 			binding := Binding(pl.Binding)
 			for _, b := range Bindings {
-				gauge(dPlanBinding, b2f(b == binding), id, cl, b)
+				e.add(dPlanBinding, b2f(b == binding), id, cl, b)
 			}
-			counter(dPlanChanges, float64(pl.Changes), id, cl)
-			counter(dPlanViolTick, float64(pl.ViolationTicks), id, cl)
+			e.add(dPlanChanges, float64(pl.Changes), id, cl)
+			e.add(dPlanViolTick, float64(pl.ViolationTicks), id, cl)
 		}
 	}
 }

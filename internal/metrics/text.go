@@ -16,7 +16,7 @@ import (
 //
 // client_golang's registry does the same through a MetricFamily per
 // metric and a sort of every sample; over 1000 sessions of 4 paths
-// (125,000 samples) that took 380 ms a scrape here, this 26 ms (35 ms
+// (125,000 samples) that took 380 ms a scrape here, this about 30 ms (35 ms
 // gzipped; BenchmarkScrape, BenchmarkScrapeGzip). Samples come in
 // emit's order, which the format allows.
 type textWriter struct {
@@ -52,7 +52,11 @@ func (t *textWriter) add(d *def, v float64, lv []string) {
 			}
 			b = append(b, d.labels[i]...)
 			b = append(b, `="`...)
-			b = appendLabelValue(b, lv[i])
+			if v := lv[i]; plainLabel(v) {
+				b = append(b, v...) // nearly always: one pass, no copy
+			} else {
+				b = appendLabelValue(b, strings.ToValidUTF8(v, "\uFFFD"))
+			}
 			b = append(b, '"')
 		}
 		b = append(b, '}')
@@ -78,8 +82,19 @@ func appendHelp(b []byte, s string) []byte {
 	return b
 }
 
+// plainLabel reports whether s is ASCII with nothing to escape, so a
+// scrape may copy it as it is.
+func plainLabel(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '\\' || c == '"' || c == '\n' || c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
 // appendLabelValue escapes a label value: backslash, double quote and
-// newline; s is valid UTF-8 (emitter.add sees to it).
+// newline; s is valid UTF-8 (textWriter.add sees to it).
 func appendLabelValue(b []byte, s string) []byte {
 	if !strings.ContainsAny(s, "\\\"\n") {
 		return append(b, s...)
