@@ -99,10 +99,21 @@ type SystemResult struct {
 	// cannot run (the kernel systems without root).
 	// UDP is the first UDP workload's figures (bench/udp.go).
 	UDP *UDPResult `json:"udp,omitempty"`
+	// AccountingWindow, with --accounting, is when the concentrator's
+	// usage was read at the start and at the end of bytes_per_path's
+	// window: `braid report --since SINCE --until UNTIL` bills that
+	// window alone. Additive.
+	AccountingWindow *Window `json:"accounting_window,omitempty"`
 
 	Error string `json:"error,omitempty"`
 	// Notes are problems seen during the run (a flow that failed).
 	Notes []string `json:"notes,omitempty"`
+}
+
+// Window is a span of time, RFC 3339 with nanoseconds.
+type Window struct {
+	Since string `json:"since"`
+	Until string `json:"until"`
 }
 
 // Timeline is one system's run over time.
@@ -288,6 +299,10 @@ func runSystem(ctx context.Context, sc *Scenario, sys System, id identity, drain
 	base := make([][2]uint64, len(e.paths))
 	for k, p := range e.paths {
 		base[k][0], base[k][1] = p.bytes()
+	}
+	var markFrom time.Time
+	if e.usageMark != nil {
+		markFrom = e.usageMark()
 	}
 
 	runCtx, stopRun := context.WithCancel(ctx)
@@ -520,6 +535,10 @@ drainLoop:
 		u, d := p.bytes()
 		final[k] = [2]uint64{u - base[k][0], d - base[k][1]}
 	}
+	var markTo time.Time
+	if e.usageMark != nil {
+		markTo = e.usageMark()
+	}
 	var udpCoding []uint64
 	var udpPlans string
 	if e.udpCoding != nil {
@@ -533,6 +552,11 @@ drainLoop:
 	dest.close()
 
 	r, tl := metrics(sc, e, rec, res, final, samples, cpu, rss, end)
+	if !markFrom.IsZero() && !markTo.IsZero() {
+		// The concentrator's records read at the same moments as
+		// bytes_per_path: a report cut there bills the same window.
+		r.AccountingWindow = &Window{Since: markFrom.UTC().Format(time.RFC3339Nano), Until: markTo.UTC().Format(time.RFC3339Nano)}
+	}
 	if len(udps) > 0 {
 		r.UDP = udpMetrics(udps[0], sc.Warmup, sc.Duration)
 		if udpCoding != nil {

@@ -47,6 +47,10 @@ type env struct {
 	// (data and parity) and describes their plans.
 	udpCoding func() (data, parity uint64, plans string)
 	paths     []envPath
+	// usageMark, for braid with accounting, reads the concentrator's
+	// usage now and returns the time its records end at
+	// (server.CollectUsage); nil otherwise.
+	usageMark func() time.Time
 	// ready waits until every path carries traffic.
 	ready func(ctx context.Context) error
 	close func()
@@ -197,6 +201,9 @@ func startBraid(ctx context.Context, sc *Scenario, sys System, id identity, log 
 		return nil, fmt.Errorf("concentrator: %w", err)
 	}
 	*closers = append(*closers, func() { srv.Close() })
+	if acct != nil {
+		e.usageMark = srv.CollectUsage
+	}
 	var pcs []client.PathConfig
 	for _, i := range systemPaths(sc, sys) {
 		p := &sc.Paths[i]

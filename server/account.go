@@ -109,6 +109,19 @@ func (c *collector) collect(now time.Time) {
 	clear(c.live)
 }
 
+// CollectUsage reads every live session now, as the collector's timer
+// does, and returns the time that reading's records end at: a boundary
+// a report's --since or --until can cut at (braid-bench marks its
+// measured window so). Zero without accounting.
+func (s *Server) CollectUsage() time.Time {
+	if s.acct == nil {
+		return time.Time{}
+	}
+	now := time.Now()
+	s.acct.collect(now)
+	return now
+}
+
 // ended reads a session that has ended for the last time and forgets it.
 func (c *collector) ended(si sessionInfo) {
 	c.mu.Lock()

@@ -145,4 +145,30 @@ func TestBenchRun(t *testing.T) {
 	if len(billed) == 0 {
 		t.Error("no records")
 	}
+	// Cut at the window the bench measured in, the bill is the bench's
+	// bytes, but for what the emulated links held in flight at its ends.
+	for _, s := range res.Systems {
+		if s.Name != "weighted" {
+			continue
+		}
+		if s.AccountingWindow == nil {
+			t.Fatal("results.json has no accounting_window")
+		}
+		since, err1 := time.Parse(time.RFC3339Nano, s.AccountingWindow.Since)
+		until, err2 := time.Parse(time.RFC3339Nano, s.AccountingWindow.Until)
+		if err1 != nil || err2 != nil || !since.Before(until) {
+			t.Fatalf("accounting_window %+v: %v %v", s.AccountingWindow, err1, err2)
+		}
+		rep, err := db.Report(context.Background(), accounting.Query{By: accounting.ByPath, Concentrator: "tiny/weighted", Since: since, Until: until})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range rep.Lines {
+			n, b := s.BytesPerPath[l.Key], l.BytesUp+l.BytesDown
+			t.Logf("path %s: %d bytes billed in the window, %d counted by the bench", l.Key, b, n)
+			if n > 100<<10 && (b > n+n/50 || b < n-n/50) {
+				t.Errorf("path %s: %d bytes billed in the window, the bench counted %d (more than 2%% apart)", l.Key, b, n)
+			}
+		}
+	}
 }
