@@ -109,6 +109,19 @@ func (c *collector) collect(now time.Time) {
 	clear(c.live)
 }
 
+// Tenant names whom a live session bills to: usage.TenantID of its
+// token (a hash, never the token), as the accounting records name it;
+// "" for a session this concentrator does not hold.
+func (s *Server) Tenant(sess *transport.Session) string {
+	s.mu.Lock()
+	tok, ok := s.tokens[sess.ID()]
+	s.mu.Unlock()
+	if !ok {
+		return ""
+	}
+	return usage.TenantID(tok)
+}
+
 // CollectUsage reads every live session now, as the collector's timer
 // does, and returns the time that reading's records end at: a boundary
 // a report's --since or --until can cut at (braid-bench marks its

@@ -136,7 +136,7 @@ func (ds *dashServer) Close() {
 
 // serverSource reads every live session of a concentrator.
 func serverSource(srv *server.Server) dashboard.Source {
-	return dashboard.Live(srv.Sessions, nil, nil)
+	return dashboard.Live(srv.Sessions, nil, srv.Tenant)
 }
 
 // clientSource reads a client's session, if one is up, and its state.

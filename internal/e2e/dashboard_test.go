@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"braid/internal/dashboard"
+	"braid/internal/usage"
 	"braid/scheduler"
 	"braid/transport"
 )
@@ -91,7 +92,7 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	const token = "dash-secret"
 	srvURL := serveDashboard(t, dashboard.Config{Role: "concentrator", Token: token,
-		Source: dashboard.Live(w.srv.Sessions, nil, nil)})
+		Source: dashboard.Live(w.srv.Sessions, nil, w.srv.Tenant)})
 	cliURL := serveDashboard(t, dashboard.Config{Role: "client", Source: dashboard.Live(func() []*transport.Session {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
@@ -176,9 +177,10 @@ func TestDashboardInBrowser(t *testing.T) {
 	if n := text("#sessions"); n != "1" {
 		t.Errorf("the page counts %q sessions, want 1", n)
 	}
-	pollJS("the page gives the plan and its explanation, and the tier's row",
+	pollJS("the page gives the plan and its explanation, and the tenant's row (the token's hash, never the token)",
 		`(() => { const p = document.querySelector('.session .plan pre');
-		  return p !== null && p.textContent.includes("k=") && document.querySelector('#tenants tr[data-tenant="tier basic"]') !== null; })()`)
+		  return p !== null && p.textContent.includes("k=") && document.querySelector('#tenants tr[data-tenant="`+usage.TenantID("secret-token")+`"]') !== null &&
+		    !document.body.innerHTML.includes("secret-token"); })()`)
 
 	// Traffic while the page watches: cost and revenue per second show.
 	busy, err := w.dialSOCKS(t, w.dest.addr())
