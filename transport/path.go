@@ -466,6 +466,9 @@ func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream, version uint
 		c.dgq = make(chan []byte, dgQueue)
 		c.probeDatagramMax()
 	}
+	// Whether another connection could carry control messages: when none
+	// could, this one re-sends what they lost (below).
+	alone := s.bestConn() == nil
 	s.wg.Add(1) // before the connection is visible, so Close waits for it
 	if !p.addConn(c) {
 		s.wg.Done()
@@ -485,13 +488,16 @@ func (s *Session) attach(p *Path, qc *quic.Conn, ctrl *quic.Stream, version uint
 	for range s.cfg.StreamsPerConn {
 		go c.streamWriter()
 	}
-	// A fresh connection is one more way out, as a connection coming
-	// back up is (connStateChanged): shards no path could take go out
-	// now, and acks and credit go again, since those sent while every
-	// connection was dead died with them (a sender waiting for credit
-	// would wait for ever).
-	s.resendLost()
-	s.resync()
+	// The first live connection after none (every one dead and dialed
+	// afresh) is a way out again, as a connection coming back up is
+	// (connStateChanged): shards no path could take go out now, and acks
+	// and credit go again, since those sent while every connection was
+	// dead died with them (a sender waiting for credit would wait for
+	// ever).
+	if alone {
+		s.resendLost()
+		s.resync()
+	}
 	go func() {
 		defer s.wg.Done()
 		select {
