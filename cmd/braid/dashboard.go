@@ -13,6 +13,7 @@ import (
 
 	"braid/client"
 	"braid/internal/dashboard"
+	"braid/internal/netx"
 	"braid/server"
 	"braid/transport"
 )
@@ -59,23 +60,13 @@ func (d *dashFlags) resolve() (string, error) {
 	if _, err := net.LookupPort("tcp", port); err != nil {
 		return "", badf("--dashboard", "%q: bad port", d.addr)
 	}
-	if tok == "" && !loopbackAddr(host) {
+	if tok == "" && !netx.LoopbackHost(host) {
 		return "", badf("--dashboard", "%s is not a loopback address: give --dashboard-token (or --dashboard-token-file) to serve it there", d.addr)
 	}
 	if len(tok) > 255 || strings.ContainsAny(tok, " \t\r\n") {
 		return "", badf("--dashboard-token", "is 1 to 255 bytes without spaces")
 	}
 	return tok, nil
-}
-
-// loopbackAddr reports whether host is localhost or a loopback IP
-// (not a name that might resolve elsewhere, nor the wildcard).
-func loopbackAddr(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // dashServer is a running dashboard and its HTTP server.

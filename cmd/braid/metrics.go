@@ -7,11 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"time"
 
 	"braid/client"
 	"braid/internal/metrics"
+	"braid/internal/netx"
 	"braid/internal/status"
 	"braid/server"
 	"braid/transport"
@@ -83,20 +83,10 @@ func (o *metricsOpts) resolve() (metricsConf, error) {
 		}
 		c.Token = toks[0]
 	}
-	if c.Token == "" && !loopbackHost(host) {
+	if c.Token == "" && !netx.LoopbackHost(host) {
 		return metricsConf{}, badf("--metrics", "%s is not a loopback address: give --metrics-token or --metrics-token-file, or listen on 127.0.0.1", o.addr)
 	}
 	return c, nil
-}
-
-// loopbackHost reports whether host is localhost or a loopback IP; ""
-// (every interface) and other names are not.
-func loopbackHost(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
 }
 
 // serverMetrics returns the server command line's --metrics settings

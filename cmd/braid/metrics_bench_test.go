@@ -86,7 +86,7 @@ func BenchmarkScrapeLive(b *testing.B) {
 	})
 	b.Run("scrape", func(b *testing.B) {
 		h := metrics.Handler(src, "")
-		req := httptest.NewRequest("GET", "/metrics", nil)
+		req := httptest.NewRequest("GET", "http://127.0.0.1/metrics", nil)
 		req.Header.Set("Accept-Encoding", "gzip")
 		b.ReportAllocs()
 		var n int

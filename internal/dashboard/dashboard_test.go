@@ -312,6 +312,20 @@ func TestLoopbackOnly(t *testing.T) {
 			t.Errorf("Host %q: %d, want %d", host, rec.Code, want)
 		}
 	}
+	// Another site's page reaching 127.0.0.1 itself (a no-cors fetch, to
+	// hold the live pages' slots) is marked so by the browser.
+	for site, want := range map[string]int{"": 200, "same-origin": 200, "none": 200, "cross-site": 403} {
+		req := httptest.NewRequest("GET", "/api/state", nil)
+		req.Host = "127.0.0.1:9"
+		if site != "" {
+			req.Header.Set("Sec-Fetch-Site", site)
+		}
+		rec := httptest.NewRecorder()
+		d.ServeHTTP(rec, req)
+		if rec.Code != want {
+			t.Errorf("Sec-Fetch-Site %q: %d, want %d", site, rec.Code, want)
+		}
+	}
 }
 
 // TestAssets: the page and its assets are in the binary and reach for

@@ -1,11 +1,11 @@
 package dashboard
 
 import (
+	"braid/internal/netx"
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
 	"io/fs"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -45,8 +45,8 @@ func (d *Dashboard) guard(next http.Handler) http.Handler {
 		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
 		h.Set("Cache-Control", "no-store")
 		if d.cfg.Token == "" {
-			if !loopbackHost(r.Host) {
-				http.Error(w, "the dashboard answers only to a loopback address (or start it with a token)", http.StatusForbidden)
+			if !netx.LocalRequest(r.Host, r.Header.Get("Sec-Fetch-Site")) {
+				http.Error(w, "without a token the dashboard answers only this machine's own pages, at a loopback address (or start it with a token)", http.StatusForbidden)
 				return
 			}
 			next.ServeHTTP(w, r)
@@ -94,20 +94,6 @@ func (d *Dashboard) tokenOK(tok string) bool {
 func (d *Dashboard) unauthorized(w http.ResponseWriter) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="braid dashboard"`)
 	http.Error(w, "a dashboard token is required: open /?token=TOKEN or send Authorization: Bearer TOKEN", http.StatusUnauthorized)
-}
-
-// loopbackHost reports whether a Host header names this machine:
-// localhost or a loopback address, with or without a port.
-func loopbackHost(host string) bool {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func (d *Dashboard) serveState(w http.ResponseWriter, r *http.Request) {

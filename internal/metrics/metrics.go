@@ -16,6 +16,7 @@
 package metrics
 
 import (
+	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
 	"slices"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"braid/internal/netx"
 	"braid/internal/status"
 )
 
@@ -448,13 +450,23 @@ func Handler(src Source, token string) http.Handler {
 
 // RequireToken wraps h so that, with a token, only requests that carry
 // it get through (a bearer token, or the password of Basic
-// authentication, compared in constant time); others get 401. Without a
-// token it returns h.
+// authentication; their hashes compared in constant time, so neither
+// where they differ nor the token's length shows); others get 401.
+// Without a token, only requests that name this machine in their Host
+// header and that no browser marks as another site's get through
+// (netx.LocalRequest: a web page cannot read the metrics by rebinding
+// its name to 127.0.0.1); others get 403.
 func RequireToken(token string, h http.Handler) http.Handler {
 	if token == "" {
-		return h
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !netx.LocalRequest(r.Host, r.Header.Get("Sec-Fetch-Site")) {
+				http.Error(w, "without a token the metrics answer only requests to a loopback address", http.StatusForbidden)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
 	}
-	want := []byte(token)
+	want := sha256.Sum256([]byte(token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var got string
 		if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
@@ -462,7 +474,7 @@ func RequireToken(token string, h http.Handler) http.Handler {
 		} else if _, pass, ok := r.BasicAuth(); ok {
 			got = pass
 		}
-		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+		if h := sha256.Sum256([]byte(got)); subtle.ConstantTimeCompare(h[:], want[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="braid", Basic realm="braid"`)
 			http.Error(w, "a token is required (Authorization: Bearer TOKEN)", http.StatusUnauthorized)
 			return

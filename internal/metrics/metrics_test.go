@@ -185,7 +185,7 @@ func TestHandlerToken(t *testing.T) {
 func BenchmarkScrape(b *testing.B) {
 	snap := synthetic(1000, 4)
 	h := Handler(SourceFunc(func() Snapshot { return snap }), "")
-	req := httptest.NewRequest("GET", "/metrics", nil)
+	req := httptest.NewRequest("GET", "http://127.0.0.1/metrics", nil)
 	b.ReportAllocs()
 	var n int
 	for b.Loop() {
@@ -209,7 +209,7 @@ func TestTextMatchesCollector(t *testing.T) {
 	src := SourceFunc(func() Snapshot { return snap })
 	h := Handler(src, "")
 	for _, gz := range []bool{false, true} {
-		req := httptest.NewRequest("GET", "/metrics", nil)
+		req := httptest.NewRequest("GET", "http://127.0.0.1/metrics", nil)
 		if gz {
 			req.Header.Set("Accept-Encoding", "gzip")
 		}
@@ -241,7 +241,7 @@ func TestTextMatchesCollector(t *testing.T) {
 func BenchmarkScrapeGzip(b *testing.B) {
 	snap := synthetic(1000, 4)
 	h := Handler(SourceFunc(func() Snapshot { return snap }), "")
-	req := httptest.NewRequest("GET", "/metrics", nil)
+	req := httptest.NewRequest("GET", "http://127.0.0.1/metrics", nil)
 	req.Header.Set("Accept-Encoding", "gzip")
 	b.ReportAllocs()
 	var n int
@@ -283,6 +283,29 @@ func TestEveryMetricDocumented(t *testing.T) {
 		}
 		if !strings.Contains(string(doc), row) {
 			t.Errorf("docs/OPERATIONS.md has no row %q", row)
+		}
+	}
+}
+
+// Without a token the metrics answer only requests to a loopback name
+// that no browser marks as another site's: a web page cannot read them
+// by rebinding its name to 127.0.0.1.
+func TestHandlerNoTokenLocalOnly(t *testing.T) {
+	h := Handler(SourceFunc(func() Snapshot { return synthetic(1, 2) }), "")
+	for _, c := range []struct {
+		host, site string
+		want       int
+	}{{"127.0.0.1:9100", "", 200}, {"localhost:9100", "", 200}, {"[::1]:9100", "none", 200},
+		{"attacker.example:9100", "", 403}, {"10.1.2.3:9100", "", 403}, {"127.0.0.1:9100", "cross-site", 403}} {
+		req := httptest.NewRequest("GET", "/metrics", nil)
+		req.Host = c.host
+		if c.site != "" {
+			req.Header.Set("Sec-Fetch-Site", c.site)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != c.want {
+			t.Errorf("Host %q Sec-Fetch-Site %q: %d, want %d", c.host, c.site, w.Code, c.want)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 )
 
 // socketBufferSize is what we ask the kernel for on both directions.
@@ -104,4 +105,28 @@ func InterfaceExists(name string) bool {
 	}
 	_, err := net.InterfaceByName(name)
 	return err == nil
+}
+
+// LoopbackHost reports whether host (a name or an address, with or
+// without a port, an IPv6 address in brackets or not) names this machine
+// only: localhost or a loopback address. "" (every interface) and other
+// names are not.
+func LoopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// LocalRequest reports whether an HTTP request served without a token
+// may be answered: it names this machine in its Host header (a page
+// elsewhere that rebinds its name to 127.0.0.1 sends its own name) and
+// no browser marks it as sent by another site's page (Sec-Fetch-Site).
+func LocalRequest(host, fetchSite string) bool {
+	return LoopbackHost(host) && fetchSite != "cross-site"
 }

@@ -188,3 +188,15 @@ func TestInterfaceExists(t *testing.T) {
 		t.Error("InterfaceExists true for a missing interface")
 	}
 }
+
+func TestLoopbackHost(t *testing.T) {
+	for host, want := range map[string]bool{
+		"127.0.0.1": true, "127.0.0.1:80": true, "localhost": true, "LocalHost:8080": true, "[::1]:9": true, "::1": true,
+		"127.9.9.9": true, "": false, ":9100": false, "0.0.0.0:1": false, "10.0.0.1": false, "[::ffff:10.0.0.1]": false,
+		"localhost.evil.example": false, "evil.example:80": false,
+	} {
+		if got := LoopbackHost(host); got != want {
+			t.Errorf("LoopbackHost(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
