@@ -180,14 +180,14 @@ func (c *Config) Validate() error {
 	for _, p := range c.Paths {
 		field := "path " + p.Name
 		switch {
-		case p.Name == "" || len(p.Name) > 64:
-			return fielderr.New("path", "a path needs a name of 1 to 64 bytes")
+		case wire.CheckPathName(p.Name) != nil:
+			return fielderr.Errorf("path", "a path needs a name of 1 to %d bytes of printable UTF-8: %v", wire.MaxPathName, wire.CheckPathName(p.Name))
 		case names[p.Name]:
 			return fielderr.New(field, "name used twice")
 		case p.Conns < 0 || p.Conns > 16:
 			return fielderr.Errorf(field, "conns=%d is outside 1..16", p.Conns)
-		case p.PriceGB < 0 || p.PriceGB != p.PriceGB:
-			return fielderr.New(field, "price must be a number >= 0")
+		case p.PriceGB < 0 || p.PriceGB != p.PriceGB || p.PriceGB > wire.MaxPriceGB:
+			return fielderr.Errorf(field, "price must be a number from 0 to %v (USD/GB)", wire.MaxPriceGB)
 		case p.RateMbps < 0 || p.RateMbps != p.RateMbps || math.IsInf(p.RateMbps, 0):
 			return fielderr.New(field, "rate must be a number >= 0")
 		}

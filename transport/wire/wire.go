@@ -20,6 +20,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"unicode"
+	"unicode/utf8"
 )
 
 // ALPN is the TLS application protocol braid speaks over QUIC.
@@ -430,8 +432,13 @@ func ParseMsgBody(t MsgType, body []byte, m *Msg) error {
 		if !r.Short() && (m.Device.CPU > 2 || metered > 1) {
 			return Malformed("%v: device profile cpu %d metered %d", t, m.Device.CPU, metered)
 		}
-		if !r.Short() && (math.IsNaN(m.Path.PriceGB) || m.Path.PriceGB < 0 || math.IsInf(m.Path.PriceGB, 0)) {
-			return Malformed("%v: price %v", t, m.Path.PriceGB)
+		if !r.Short() && (math.IsNaN(m.Path.PriceGB) || m.Path.PriceGB < 0 || m.Path.PriceGB > MaxPriceGB) {
+			return Malformed("%v: price %v is outside 0..%v USD/GB", t, m.Path.PriceGB, MaxPriceGB)
+		}
+		if t == MsgJoin && !r.Short() {
+			if err := CheckPathName(m.Path.Name); err != nil {
+				return Malformed("%v: %v", t, err)
+			}
 		}
 		if !r.Short() && (math.IsNaN(m.Path.RateMbps) || m.Path.RateMbps < 0 || math.IsInf(m.Path.RateMbps, 0)) {
 			return Malformed("%v: rate %v", t, m.Path.RateMbps)
@@ -485,4 +492,32 @@ func ParseMsg(b []byte, m *Msg) ([]byte, error) {
 		return nil, Malformed("%v: truncated", t)
 	}
 	return b[3+n:], ParseMsgBody(t, b[3:3+n], m)
+}
+
+// MaxPriceGB is the highest price per GB a path may claim (USD): a
+// peer's price is multiplied into the operator's cost figures and must
+// stay a sane number.
+const MaxPriceGB = 1000
+
+// MaxPathName is the longest path name, in bytes.
+const MaxPathName = 64
+
+// CheckPathName says what is wrong with a path name, if anything: it is
+// 1 to MaxPathName bytes of printable UTF-8 (spaces allowed, no control
+// characters). The name reaches logs, metrics labels, the dashboard, the
+// accounting database and its reports, none of which should take bytes
+// a terminal, a spreadsheet or PostgreSQL would read otherwise.
+func CheckPathName(name string) error {
+	if name == "" || len(name) > MaxPathName {
+		return fmt.Errorf("path name of %d bytes (1 to %d)", len(name), MaxPathName)
+	}
+	if !utf8.ValidString(name) {
+		return fmt.Errorf("path name %q is not UTF-8", name)
+	}
+	for _, r := range name {
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("path name %q holds a character that does not print (%U)", name, r)
+		}
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -78,7 +79,7 @@ func TestMsgRoundTrip(t *testing.T) {
 			Path:      PathInfo{Name: "lte", Medium: MediumCellular, Operator: OperatorPartner, PriceGB: 3.5},
 			ConnIndex: 2, FlowWindow: 1 << 20, SessionWindow: 1 << 25},
 		{Type: MsgJoinOK, Version: 1, SessionID: [16]byte{9}, FlowWindow: 1 << 16, SessionWindow: 1 << 20},
-		{Type: MsgJoin, Version: 1, Token: "t", Device: Device{MTU: 1280, CPU: 1, Metered: true}},
+		{Type: MsgJoin, Version: 1, Token: "t", Path: PathInfo{Name: "a"}, Device: Device{MTU: 1280, CPU: 1, Metered: true}},
 		{Type: MsgJoinErr, Code: JoinErrAuth, Reason: "no"},
 		{Type: MsgPing, Seq: 5, Time: 123456789},
 		{Type: MsgPong, Seq: 5, Time: -1, Value: 1 << 40},
@@ -222,6 +223,30 @@ func TestParseDatagram(t *testing.T) {
 	for _, want := range []Msg{{Type: MsgUDPOpen, Flow: 3}, {Type: MsgUDPClose, Flow: 4, Code: 2}} {
 		if rest, err := ParseMsg(AppendMsg(nil, &want), &m); err != nil || len(rest) != 0 || !reflect.DeepEqual(m, want) {
 			t.Fatalf("%v: %+v %v", want.Type, m, err)
+		}
+	}
+}
+
+// A join's path name and price reach logs, labels, pages, the accounting
+// database and its reports: a name that does not print or a price past
+// MaxPriceGB is refused as malformed.
+func TestJoinPathChecked(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		price float64
+		ok    bool
+	}{{"lte", 3, true}, {"wi fi 2", 0, true}, {"ñandú", MaxPriceGB, true},
+		{"", 1, false}, {"a\x00b", 1, false}, {"\xff\xfe", 1, false}, {"TOTAL\n", 1, false}, {"\x1b[31mred", 1, false},
+		{strings.Repeat("x", MaxPathName+1), 1, false}, {"lte", 1e308, false}, {"lte", MaxPriceGB * 1.01, false}} {
+		b := AppendMsg(nil, &Msg{Type: MsgJoin, Version: 1, Token: "t", Path: PathInfo{Name: c.name, PriceGB: c.price}})
+		typ, n, err := ParseMsgHeader(b[:3])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m Msg
+		err = ParseMsgBody(typ, b[3:3+n], &m)
+		if (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrMalformed)) {
+			t.Errorf("name %q price %v: %v", c.name, c.price, err)
 		}
 	}
 }
