@@ -3,10 +3,12 @@ package accounting
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"fmt"
 	"log/slog"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -428,5 +430,39 @@ func TestQueueFull(t *testing.T) {
 	w.Flush()
 	if n := strings.Count(logs.String(), "accounting queue full"); n != 1 {
 		t.Errorf("a batch without drops told of them again:\n%s", logs.String())
+	}
+}
+
+// Names come from clients' paths: in CSV one a spreadsheet would run as
+// a formula is quoted, and a line named as the total is told apart from
+// it in CSV and the table.
+func TestReportNamesQuoted(t *testing.T) {
+	r := &Report{By: ByPath, Lines: []Line{{Key: "=HYPERLINK(\"x\")"}, {Key: "TOTAL"}, {Key: "-1"}, {Key: "lte"}}, Total: Line{Key: totalKey}}
+	var csvOut, table bytes.Buffer
+	if err := r.Write(&csvOut, "csv"); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(&csvOut).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first []string
+	for _, row := range rows[1:] {
+		first = append(first, row[0])
+	}
+	if want := []string{"'=HYPERLINK(\"x\")", "'TOTAL", "'-1", "lte", "TOTAL"}; !slices.Equal(first, want) {
+		t.Errorf("CSV names %q, want %q", first, want)
+	}
+	if err := r.Write(&table, "table"); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, l := range strings.Split(table.String(), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "TOTAL ") {
+			n++
+		}
+	}
+	if n != 1 || !strings.Contains(table.String(), "'TOTAL") {
+		t.Errorf("table:\n%s", table.String())
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 )
 
@@ -37,11 +38,27 @@ func (l *Line) fields() []string {
 		strconv.FormatInt(l.Records, 10)}
 }
 
+// cell keeps a name a spreadsheet would read as a formula (=, +, -, @,
+// a tab or a carriage return first) a name, with a leading quote, as
+// OWASP's advice on CSV injection has it: names come from clients'
+// paths and operators' tiers.
+// A line named as the total ("TOTAL": a client may name a path so) is
+// quoted too, in the table as well, so it is not read as the total.
+func cell(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) || s == totalKey {
+		return "'" + s
+	}
+	return s
+}
+
+// totalKey names the total line.
+const totalKey = "TOTAL"
+
 func (r *Report) csv(w io.Writer) error {
 	c := csv.NewWriter(w)
 	c.Write(append([]string{string(r.By)}, header...))
 	for i := range r.Lines {
-		c.Write(append([]string{r.Lines[i].Key}, r.Lines[i].fields()...))
+		c.Write(append([]string{cell(r.Lines[i].Key)}, r.Lines[i].fields()...))
 	}
 	c.Write(append([]string{r.Total.Key}, r.Total.fields()...))
 	c.Flush()
@@ -56,10 +73,14 @@ func (r *Report) table(w io.Writer) error {
 	// padded to the longest, so right-aligning it aligns its start.
 	width := max(len(r.By), len(r.Total.Key))
 	for i := range r.Lines {
-		width = max(width, len(r.Lines[i].Key))
+		width = max(width, len(r.Lines[i].Key)+1)
 	}
 	row := func(l *Line) {
-		fmt.Fprintf(tw, "%-*s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t\n", width, l.Key, mb(l.BytesUp), mb(l.BytesDown), usd(l.CostUSD),
+		key := l.Key
+		if l != &r.Total && key == totalKey {
+			key = "'" + key
+		}
+		fmt.Fprintf(tw, "%-*s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t\n", width, key, mb(l.BytesUp), mb(l.BytesDown), usd(l.CostUSD),
 			usd(l.RevenueUSD), usd(l.ProfitUSD), l.SLAMetS, l.SLAMissedS)
 	}
 	fmt.Fprintf(tw, "%-*s\tMB up\tMB down\tcost USD\trevenue USD\tprofit USD\tSLA met s\tSLA missed s\t\n", width, r.By)

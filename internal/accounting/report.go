@@ -102,7 +102,7 @@ func (db *DB) Report(ctx context.Context, q Query) (*Report, error) {
 		return nil, fmt.Errorf("accounting database %s: report: %s", db.dsn, oneLine(err))
 	}
 	defer rows.Close()
-	r := &Report{By: by, Lines: []Line{}, Total: Line{Key: "TOTAL"}}
+	r := &Report{By: by, Lines: []Line{}, Total: Line{Key: totalKey}}
 	if !q.Since.IsZero() {
 		r.Since = &q.Since
 	}
