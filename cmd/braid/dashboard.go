@@ -63,8 +63,10 @@ func (d *dashFlags) resolve() (string, error) {
 	if tok == "" && !netx.LoopbackHost(host) {
 		return "", badf("--dashboard", "%s is not a loopback address: give --dashboard-token (or --dashboard-token-file) to serve it there", d.addr)
 	}
-	if len(tok) > 255 || strings.ContainsAny(tok, " \t\r\n") {
-		return "", badf("--dashboard-token", "is 1 to 255 bytes without spaces")
+	// A browser keeps the token in a cookie: bytes a cookie cannot hold
+	// would be dropped from it, and the page would never load.
+	if len(tok) > 255 || strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r > '~' || strings.ContainsRune("\";,\\", r) }) {
+		return "", badf("--dashboard-token", "is 1 to 255 bytes of printable ASCII without spaces, quotes, commas, semicolons or backslashes")
 	}
 	return tok, nil
 }

@@ -466,3 +466,19 @@ func TestReportNamesQuoted(t *testing.T) {
 		t.Errorf("table:\n%s", table.String())
 	}
 }
+
+// No password reaches a message: not in the user part, not as a
+// parameter, not in a URL that does not parse.
+func TestRedact(t *testing.T) {
+	for dsn, want := range map[string]string{
+		"postgres://u:s3cret@h/db":                    "postgres://u:xxxxx@h/db",
+		"postgres://u@h/db?password=s3cret&sslmode=x": "postgres://u@h/db?password=xxxxx&sslmode=x",
+		"postgres://u@h/db?SSLPassword=s3cret":        "postgres://u@h/db?SSLPassword=xxxxx",
+		"postgres://u:s3%cret@h/db":                   "postgres://(unreadable URL, not shown)",
+		"/var/lib/braid/acct.db":                      "/var/lib/braid/acct.db",
+	} {
+		if got := redact(dsn); got != want || strings.Contains(got, "s3") {
+			t.Errorf("redact(%q) = %q, want %q", dsn, got, want)
+		}
+	}
+}

@@ -92,15 +92,31 @@ func parseDSN(dsn string, create bool) (dialect, string, error) {
 	return sqlite, "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate", nil
 }
 
-// redact hides a URL's password for messages.
+// redact hides a URL's secrets for messages: the password in its user
+// part and password or sslpassword parameters. A URL that does not parse
+// shows only its scheme (its password may be what breaks it); a file
+// path holds none and shows whole.
 func redact(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil || u.User == nil {
+	i := strings.Index(dsn, "://")
+	if i < 0 {
 		return dsn
 	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return dsn[:i] + "://(unreadable URL, not shown)"
 	}
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+	}
+	q := u.Query()
+	for k := range q {
+		if strings.EqualFold(k, "password") || strings.EqualFold(k, "sslpassword") {
+			q.Set(k, "xxxxx")
+		}
+	}
+	u.RawQuery = q.Encode()
 	return u.String()
 }
 
