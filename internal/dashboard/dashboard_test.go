@@ -287,6 +287,14 @@ func TestToken(t *testing.T) {
 	if len(cookies) != 1 || cookies[0].Name != cookieName || !cookies[0].HttpOnly || cookies[0].SameSite != http.SameSiteStrictMode {
 		t.Fatalf("cookies %+v", cookies)
 	}
+	// The cookie holds no token: the browser sends it to every port of
+	// the host. The token itself as a cookie opens nothing.
+	if strings.Contains(cookies[0].Value, "s3cret") {
+		t.Errorf("the cookie holds the token: %q", cookies[0].Value)
+	}
+	if rec := do("http://dash.example/", func(r *http.Request) { r.AddCookie(&http.Cookie{Name: cookieName, Value: "s3cret"}) }); rec.Code != 401 {
+		t.Errorf("the token as the cookie: %d, want 401", rec.Code)
+	}
 	rec = do("http://dash.example/", func(r *http.Request) { r.AddCookie(cookies[0]) })
 	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "app.js") {
 		t.Errorf("the page with its cookie: %d", rec.Code)

@@ -2,8 +2,10 @@ package dashboard
 
 import (
 	"braid/internal/netx"
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -12,7 +14,9 @@ import (
 	"time"
 )
 
-// cookieName carries the token a browser gave once as ?token=.
+// cookieName carries, once a browser gave the token as ?token=, a value
+// derived from it (cookieValue), not the token: the browser sends its
+// cookies to every port of the host.
 const cookieName = "braid_dashboard"
 
 // ServeHTTP serves the page, its assets and the state document.
@@ -59,7 +63,7 @@ func (d *Dashboard) guard(next http.Handler) http.Handler {
 			}
 			// A browser gave the token once: keep it in a cookie and
 			// take it out of the address bar and the history.
-			http.SetCookie(w, &http.Cookie{Name: cookieName, Value: q, Path: "/", HttpOnly: true,
+			http.SetCookie(w, &http.Cookie{Name: cookieName, Value: d.cookieValue(), Path: "/", HttpOnly: true,
 				SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
 			if r.URL.Path == "/" {
 				u := url.URL{Path: "/"}
@@ -76,7 +80,7 @@ func (d *Dashboard) guard(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if c, err := r.Cookie(cookieName); err == nil && d.tokenOK(c.Value) {
+		if c, err := r.Cookie(cookieName); err == nil && subtle.ConstantTimeCompare([]byte(c.Value), []byte(d.cookieValue())) == 1 {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -89,6 +93,15 @@ func (d *Dashboard) guard(next http.Handler) http.Handler {
 func (d *Dashboard) tokenOK(tok string) bool {
 	h := sha256.Sum256([]byte(tok))
 	return subtle.ConstantTimeCompare(h[:], d.tokHash[:]) == 1
+}
+
+// cookieValue is what the cookie holds for the dashboard's token: an
+// HMAC of a fixed label under the token, hex. It opens this dashboard
+// and gives nothing else the token opens.
+func (d *Dashboard) cookieValue() string {
+	m := hmac.New(sha256.New, []byte(d.cfg.Token))
+	m.Write([]byte("braid dashboard cookie"))
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 func (d *Dashboard) unauthorized(w http.ResponseWriter) {
