@@ -5,10 +5,12 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"braid/internal/usage"
 )
@@ -152,7 +154,9 @@ func (w *Writer) loop() {
 // transaction. A failed write keeps the batch for the next try.
 func (w *Writer) write() {
 	for n := len(w.queue); n > 0; n-- {
-		w.pending = append(w.pending, <-w.queue)
+		r := <-w.queue
+		clean(&r)
+		w.pending = append(w.pending, r)
 	}
 	if over := len(w.pending) - w.cfg.QueueLen; over > 0 {
 		w.dropped.Add(uint64(over))
@@ -186,6 +190,25 @@ func (w *Writer) write() {
 	w.told = dropped
 	w.written.Add(uint64(len(w.pending)))
 	w.pending = w.pending[:0]
+}
+
+// clean makes a record one every database takes: names valid UTF-8
+// without NUL (PostgreSQL refuses either, and with it the whole batch,
+// for every try), figures finite (an infinite cost would make every sum
+// over it infinite). Names and figures are checked where they come in
+// (a peer's path name and price at its join); this holds whatever the
+// source.
+func clean(r *usage.Record) {
+	for _, p := range []*string{&r.Concentrator, &r.Tenant, &r.Tier, &r.Class, &r.Path} {
+		if !utf8.ValidString(*p) || strings.IndexByte(*p, 0) >= 0 {
+			*p = strings.ReplaceAll(strings.ToValidUTF8(*p, "\uFFFD"), "\x00", "\uFFFD")
+		}
+	}
+	for _, f := range []*float64{&r.CostUSD, &r.RevenueUSD, &r.ProfitUSD, &r.SLAMetS, &r.SLAMissedS} {
+		if math.IsNaN(*f) || math.IsInf(*f, 0) {
+			*f = 0
+		}
+	}
 }
 
 // columns are braid_usage's columns in the order insert gives them.
