@@ -10,9 +10,11 @@ import (
 // on every path that carried them, each way, and its flow bytes as
 // offered at the sender and delivered at the receiver.
 func TestUsageByClass(t *testing.T) {
-	ts := newTestServer(t, Config{}, nil)
-	pds := []PathDialer{dialerTo("a", ts.addr(), ts.pin), dialerTo("b", ts.addr(), ts.pin)}
+	// Both ends hold the tier's two classes (a concentrator files a
+	// class its tier lacks under the default).
 	terms := Terms{Classes: []ClassTerms{{Name: "default"}, {Name: "bulk"}}}
+	ts := newTestServer(t, Config{Terms: terms}, nil)
+	pds := []PathDialer{dialerTo("a", ts.addr(), ts.pin), dialerTo("b", ts.addr(), ts.pin)}
 	c := dialClient(t, Config{M: 1, Terms: terms}, pds)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
