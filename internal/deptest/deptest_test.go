@@ -104,7 +104,7 @@ var rules = map[string]rule{
 	// Prometheus metrics over the status document's types, linked by
 	// the edge only: transport, scheduler, client and server never see
 	// client_golang.
-	"braid/internal/metrics": {imports: []string{"braid/internal/status"}, prom: true,
+	"braid/internal/metrics": {imports: []string{"braid/internal/status", "braid/internal/netx"}, prom: true,
 		not: []string{"braid/client", "braid/server"}},
 	// Accounting's records are plain values; the accounting database
 	// (its drivers) is linked by the edge and the bench only: transport,
@@ -114,7 +114,7 @@ var rules = map[string]rule{
 		not: []string{"braid/transport", "braid/client", "braid/server", "braid/scheduler"}},
 	// The live web dashboard over the same snapshot, linked by the edge
 	// only; chromedp, which drives it in tests, is a test dependency.
-	"braid/internal/dashboard": {imports: []string{"braid/internal/status", "braid/transport"},
+	"braid/internal/dashboard": {imports: []string{"braid/internal/status", "braid/transport", "braid/internal/netx"},
 		not: []string{"braid/client", "braid/server", "github.com/chromedp/..."}},
 	// Leaves: pools, codecs, sockets, checks, the field error and
 	// wake-ups, which import nothing of braid.
