@@ -194,6 +194,23 @@ func relayPaths(t *testing.T, ts *testServer, links ...emu.Link) ([]PathDialer, 
 
 // transfer writes n random bytes through an echo flow and checks that the
 // same bytes come back, by hash.
+// transferInBackground opens an echoed flow on c (ctx bounds the open)
+// and runs transfer over it in a goroutine of its own: the channel
+// closes when the transfer has ended.
+func transferInBackground(t *testing.T, ctx context.Context, c *Client, n int, seed uint64) <-chan struct{} {
+	t.Helper()
+	f, err := c.OpenFlow(ctx, []byte{1, 127, 0, 0, 1, 0, 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		transfer(t, f, n, seed)
+	}()
+	return done
+}
+
 func transfer(t *testing.T, f *Flow, n int, seed uint64) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, seed))

@@ -17,15 +17,7 @@ func upAgainAfter(t *testing.T, cfg Config, outage time.Duration) time.Duration 
 	c := dialClient(t, cfg, pds)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	f, err := c.OpenFlow(ctx, []byte{1, 127, 0, 0, 1, 0, 80})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		transfer(t, f, 12<<20, 7)
-	}()
+	done := transferInBackground(t, ctx, c, 12<<20, 7)
 	time.Sleep(500 * time.Millisecond)
 	relays[0].SetBroken(true)
 	time.Sleep(outage)
@@ -68,15 +60,7 @@ func TestAllPathsOutageResumes(t *testing.T) {
 	c := dialClient(t, Config{Grace: 30 * time.Second}, pds)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	f, err := c.OpenFlow(ctx, []byte{1, 127, 0, 0, 1, 0, 80})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		transfer(t, f, 24<<20, 9)
-	}()
+	done := transferInBackground(t, ctx, c, 24<<20, 9)
 	for round := range 2 {
 		time.Sleep(700 * time.Millisecond)
 		for _, r := range relays {

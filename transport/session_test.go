@@ -41,15 +41,7 @@ func TestAddRemovePath(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	f, err := c.OpenFlow(ctx, []byte{1, 127, 0, 0, 1, 0, 80})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		transfer(t, f, 16<<20, 3)
-	}()
+	done := transferInBackground(t, ctx, c, 16<<20, 3)
 	time.Sleep(50 * time.Millisecond)
 	if err := c.RemovePath("a"); err != nil {
 		t.Fatal(err)

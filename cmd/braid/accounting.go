@@ -22,18 +22,9 @@ func accountingFlags(fs *flag.FlagSet, o *serverOpts) {
 // accountingOpts reads --accounting and --accounting-id from the command
 // line and the config file.
 func accountingOpts(args []string) (dsn, id string) {
-	var o serverOpts
-	fs := serverFlags(&o)
-	if parseFlags(fs, args) != nil {
+	o, err := serverEdge(args)
+	if err != nil {
 		return "", ""
-	}
-	if o.config != "" {
-		var f serverFile
-		if decodeFile(o.config, &f) == nil {
-			set := setFlags(fs)
-			fromFile(&o.accounting, f.Accounting, set["accounting"])
-			fromFile(&o.accountingID, f.AccountingID, set["accounting-id"])
-		}
 	}
 	return o.accounting, o.accountingID
 }

@@ -169,20 +169,54 @@ func (d *dashFlags) fill(f dashFile, set map[string]bool) {
 	fromFile(&d.tokenFile, f.DashboardTokenFile, set["dashboard-token-file"])
 }
 
-// serverDashboard returns the dashboard settings of a concentrator's
-// command line and config file, and its token.
-func serverDashboard(args []string) (dashFlags, string, error) {
+// serverEdge parses a concentrator's command line and its config file
+// for the settings of the edge's own servers (dashboard, metrics,
+// accounting), the file's keys taken where no flag was given.
+func serverEdge(args []string) (*serverOpts, error) {
 	var o serverOpts
 	fs := serverFlags(&o)
 	if err := parseFlags(fs, args); err != nil {
-		return o.dash, "", err
+		return nil, err
 	}
 	if o.config != "" {
 		var f serverFile
 		if err := decodeFile(o.config, &f); err != nil {
-			return o.dash, "", err
+			return nil, err
 		}
-		o.dash.fill(f.dashFile, setFlags(fs))
+		set := setFlags(fs)
+		o.dash.fill(f.dashFile, set)
+		o.metrics.fromFile(f.metricsFile, set)
+		fromFile(&o.accounting, f.Accounting, set["accounting"])
+		fromFile(&o.accountingID, f.AccountingID, set["accounting-id"])
+	}
+	return &o, nil
+}
+
+// clientEdge is serverEdge for a client's command line.
+func clientEdge(args []string) (*clientOpts, error) {
+	var o clientOpts
+	fs := clientFlags(&o)
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	if o.config != "" {
+		var f clientFile
+		if err := decodeFile(o.config, &f); err != nil {
+			return nil, err
+		}
+		set := setFlags(fs)
+		o.dash.fill(f.dashFile, set)
+		o.metrics.fromFile(f.metricsFile, set)
+	}
+	return &o, nil
+}
+
+// serverDashboard returns the dashboard settings of a concentrator's
+// command line and config file, and its token.
+func serverDashboard(args []string) (dashFlags, string, error) {
+	o, err := serverEdge(args)
+	if err != nil {
+		return dashFlags{}, "", err
 	}
 	tok, err := o.dash.resolve()
 	return o.dash, tok, err
@@ -190,17 +224,9 @@ func serverDashboard(args []string) (dashFlags, string, error) {
 
 // clientDashboard is serverDashboard for a client's command line.
 func clientDashboard(args []string) (dashFlags, string, error) {
-	var o clientOpts
-	fs := clientFlags(&o)
-	if err := parseFlags(fs, args); err != nil {
-		return o.dash, "", err
-	}
-	if o.config != "" {
-		var f clientFile
-		if err := decodeFile(o.config, &f); err != nil {
-			return o.dash, "", err
-		}
-		o.dash.fill(f.dashFile, setFlags(fs))
+	o, err := clientEdge(args)
+	if err != nil {
+		return dashFlags{}, "", err
 	}
 	tok, err := o.dash.resolve()
 	return o.dash, tok, err

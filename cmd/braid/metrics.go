@@ -92,34 +92,18 @@ func (o *metricsOpts) resolve() (metricsConf, error) {
 // serverMetrics returns the server command line's --metrics settings
 // (with its config file's), checked.
 func serverMetrics(args []string) (metricsConf, error) {
-	var o serverOpts
-	fs := serverFlags(&o)
-	if err := parseFlags(fs, args); err != nil {
+	o, err := serverEdge(args)
+	if err != nil {
 		return metricsConf{}, err
-	}
-	if o.config != "" {
-		var f serverFile
-		if err := decodeFile(o.config, &f); err != nil {
-			return metricsConf{}, err
-		}
-		o.metrics.fromFile(f.metricsFile, setFlags(fs))
 	}
 	return o.metrics.resolve()
 }
 
 // clientMetrics is serverMetrics for the client's command line.
 func clientMetrics(args []string) (metricsConf, error) {
-	var o clientOpts
-	fs := clientFlags(&o)
-	if err := parseFlags(fs, args); err != nil {
+	o, err := clientEdge(args)
+	if err != nil {
 		return metricsConf{}, err
-	}
-	if o.config != "" {
-		var f clientFile
-		if err := decodeFile(o.config, &f); err != nil {
-			return metricsConf{}, err
-		}
-		o.metrics.fromFile(f.metricsFile, setFlags(fs))
 	}
 	return o.metrics.resolve()
 }
