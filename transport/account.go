@@ -130,9 +130,20 @@ func (s *Session) shardClass(h *wire.ShardHeader, buf []byte) uint32 {
 		return f.class.Load()
 	}
 	if h.Flags&wire.FlagOpen != 0 && h.Index == 0 && len(buf) > 0 {
-		return uint32(buf[0])
+		return s.tierClass(buf[0])
 	}
 	return 0
+}
+
+// tierClass is the class a peer's OPEN names, as this session files it:
+// a class the session's tier does not have is the default class, so its
+// bytes are billed and planned as the default's, not left out of every
+// reading (a flow must not ride free).
+func (s *Session) tierClass(c byte) uint32 {
+	if int(c) >= len(s.terms.Load().classes()) {
+		return 0
+	}
+	return uint32(c)
 }
 
 // Usage is one reading of a session's monotonic counters, for

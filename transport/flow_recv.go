@@ -490,14 +490,7 @@ func (f *Flow) deliverLocked() error {
 				f.Reset()
 				return wire.Malformed("flow %d: open with no class or one out of range", f.id)
 			}
-			// A class the session's tier does not have is the default
-			// class: its bytes are billed and planned as the default's,
-			// not left out of every reading (a flow must not ride free).
-			class := uint32(f.dest[0])
-			if int(class) >= len(f.s.terms.Load().classes()) {
-				class = 0
-			}
-			f.class.Store(class)
+			f.class.Store(f.s.tierClass(f.dest[0]))
 			f.dest = f.dest[1:]
 			accept = true
 		}
